@@ -1,0 +1,1 @@
+"""fer_core: facial expression recognition on FER2013-style data (data, models, training, evaluation)."""

@@ -1,0 +1,87 @@
+"""Saving and loading checkpoints: weights, config and normalisation, loadable with weights_only=True."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import DEFAULT_CHECKPOINT, EMOTIONS, TrainConfig, atomic_torch_save
+from .models import build_model, count_params
+from .transforms import Normalization
+
+FORMAT = "fer_core.checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt or not one of ours; the message says which."""
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode with everything needed to preprocess its input."""
+
+    model: nn.Module
+    config: TrainConfig
+    norm: Normalization
+    path: str
+    meta: dict[str, Any]
+
+    @property
+    def num_params(self) -> int:
+        return count_params(self.model)
+
+
+def checkpoint_dict(model: nn.Module, cfg: TrainConfig, norm: Normalization, **extra: Any) -> dict[str, Any]:
+    """The dict stored on disk; `extra` holds optimizer state, epoch, metrics..."""
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    return {"format": FORMAT, "config": cfg.to_dict(), "norm": {"mean": norm.mean, "std": norm.std},
+            "emotions": list(EMOTIONS), "model": state, **extra}
+
+
+def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, cfg: TrainConfig, norm: Normalization, **extra: Any) -> None:
+    atomic_torch_save(checkpoint_dict(model, cfg, norm, **extra), path)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """torch.load with weights_only=True, turning every failure into a CheckpointError."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors all mean the same thing here
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a fer_core checkpoint (expected format {FORMAT!r})")
+    if list(ckpt.get("emotions", [])) != list(EMOTIONS):
+        raise CheckpointError(f"{path}: trained for classes {ckpt.get('emotions')}, expected {list(EMOTIONS)}")
+    return ckpt
+
+
+def load_model(path: str | os.PathLike[str] | None = None) -> LoadedModel:
+    """Load a checkpoint (default: the shipped model) as an eval-mode float32 model."""
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
+    ckpt = read_checkpoint(path)
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    try:
+        model = build_model(cfg.model, width=cfg.width, drop_rate=cfg.drop_rate)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise CheckpointError(f"{path}: weights do not fit model {cfg.model!r} (width {cfg.width}): {e}") from e
+    model.eval()
+    meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
+    return LoadedModel(model=model, config=cfg, norm=Normalization(**ckpt["norm"]), path=str(path), meta=meta)
+
+
+def export_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str], half: bool = True) -> None:
+    """Strip optimizer state from a training checkpoint (optionally storing weights as fp16) for shipping."""
+    ckpt = read_checkpoint(src)
+    keep = {k: v for k, v in ckpt.items() if k not in ("optimizer",)}
+    if half:
+        keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    atomic_torch_save(keep, dst)

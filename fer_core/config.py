@@ -1,0 +1,153 @@
+"""Shared constants, the frozen training config, data-path resolution and seeding."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+NUM_CLASSES = len(EMOTIONS)
+IMAGE_SIZE = 48
+SPLITS: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Where to look for data when neither --data nor FER_DATA is given: the shared folder beside the repo,
+# then a data/ folder inside it.
+DEFAULT_DATA_CANDIDATES: tuple[Path, ...] = (
+    REPO_ROOT.parent / "shared" / "data" / "fer2013.csv.gz",
+    REPO_ROOT.parent / "shared" / "data" / "fer2013.csv",
+    REPO_ROOT / "data" / "fer2013.csv.gz",
+    REPO_ROOT / "data" / "fer2013.csv",
+)
+SAMPLE_DATA = REPO_ROOT / "tests" / "data" / "fer_sample.csv.gz"
+DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "fer_vgg.pt"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Raised when no dataset can be found; its message says where to put the data."""
+
+
+def data_help(tried: list[Path] | None = None) -> str:
+    """Explain where the data goes (used by every CLI and the dashboard)."""
+    lines = [
+        "FER2013 data not found.",
+        "Get fer2013.csv (Kaggle layout: emotion,pixels,Usage; .csv or .csv.gz) or an image folder",
+        "(<split>/<emotion>/*.png) and either",
+        "  * pass it explicitly:      --data /path/to/fer2013.csv.gz",
+        "  * set the environment:     export FER_DATA=/path/to/fer2013.csv.gz",
+        f"  * or put it at:            {DEFAULT_DATA_CANDIDATES[0]}",
+        f"                             {DEFAULT_DATA_CANDIDATES[2]}",
+    ]
+    if tried:
+        lines.append("Looked at: " + ", ".join(str(p) for p in tried))
+    return "\n".join(lines)
+
+
+def resolve_data_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """Return the dataset path from the argument, $FER_DATA, or the default locations."""
+    if path is not None and str(path) != "":
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise DataNotFoundError(data_help([p]))
+        return p
+    env = os.environ.get("FER_DATA")
+    if env:
+        p = Path(env).expanduser()
+        if not p.exists():
+            raise DataNotFoundError(data_help([p]) + "\n(FER_DATA is set but points nowhere)")
+        return p
+    for p in DEFAULT_DATA_CANDIDATES:
+        if p.exists():
+            return p
+    raise DataNotFoundError(data_help(list(DEFAULT_DATA_CANDIDATES)))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; saved as a dict inside every checkpoint."""
+
+    data: str = ""  # dataset path ("" = $FER_DATA or the default location)
+    labels: str = "fer2013"  # "fer2013" (original labels) or "ferplus" (majority of FER+ votes)
+    model: str = "vgg"  # name in the model registry
+    width: int = 32  # channels of the first stage (doubles per stage)
+    drop_rate: float = 0.3  # dropout before the classifier
+    epochs: int = 60  # maximum number of epochs
+    batch_size: int = 128  # images per SGD step
+    lr: float = 0.05  # peak learning rate
+    momentum: float = 0.9  # Nesterov momentum
+    weight_decay: float = 5e-4  # L2 on conv/linear weights (not on norms and biases)
+    label_smoothing: float = 0.1  # cross-entropy smoothing
+    schedule: str = "cosine"  # "cosine" (with warmup), "step" or "constant"
+    warmup_epochs: int = 2  # linear warmup length for cosine
+    patience: int = 15  # early stop after this many epochs without a better val accuracy (0 = off)
+    class_weights: bool = False  # weight the loss by inverse class frequency
+    crop_size: int = 44  # training crop; eval uses the centre crop of this size
+    augment: str = "standard"  # "none", "light" or "standard"
+    erasing: float = 0.5  # probability of random erasing per image
+    mixup: float = 0.0  # mixup alpha (0 = off)
+    val_split: str = "PublicTest"  # split used for model selection and early stopping
+    limit: int = 0  # use only the first N training images (0 = all; for smoke runs)
+    seed: int = 0  # seeds the model init, batch order and augmentation
+    threads: int = 0  # torch intra-op threads (0 = all cores)
+    channels_last: bool = True  # NHWC memory format (faster convolutions on CPU)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """Return a copy with some fields changed (unknown names raise TypeError)."""
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Build from a dict, ignoring keys this version does not know (old checkpoints)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch in one place."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_threads(threads: int = 0) -> int:
+    """Use `threads` intra-op threads (0 = every available core); returns the number set."""
+    n = threads if threads > 0 else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    torch.set_num_threads(n)
+    return n
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write a file so readers see the old or the new content, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
+    """torch.save through a temporary file and os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,127 @@
+"""Evaluate a checkpoint on a split (optional TTA) into a JSON report; CLI `python -m fer_core.evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, LoadedModel, load_model
+from .config import EMOTIONS, DataNotFoundError, atomic_write_json, set_threads
+from .data import DataError, load_dataset
+from .metrics import summarize
+from .models import count_params
+from .transforms import TTA_MODES, eval_views, to_float
+
+# Published single-model and reference results on FER2013 (PrivateTest unless noted).
+REFERENCE: list[dict[str, Any]] = [
+    {"name": "Human accuracy (Goodfellow et al. 2013)", "accuracy": 0.65, "split": "PrivateTest", "protocol": "estimate",
+     "source": "Goodfellow et al., Challenges in Representation Learning, 2013"},
+    {"name": "mini-XCEPTION (Arriaga et al. 2017)", "accuracy": 0.66, "split": "PrivateTest", "protocol": "58K parameters",
+     "source": "arXiv:1710.07557"},
+    {"name": "Kaggle 2013 winner (Tang, SVM loss)", "accuracy": 0.7116, "split": "PrivateTest", "protocol": "competition",
+     "source": "arXiv:1306.0239"},
+    {"name": "VGG variant (Khaireddin & Chen 2021)", "accuracy": 0.7328, "split": "PrivateTest",
+     "protocol": "300 epochs, ten-crop TTA; checkpoint picked with the test split", "source": "arXiv:2105.03588"},
+    {"name": "ResNet18 + mixup + label smoothing", "accuracy": 0.7370, "split": "PrivateTest",
+     "protocol": "checkpoint picked with the test split", "source": "published benchmark reports"},
+    {"name": "Residual Masking Network (Pham et al. 2020)", "accuracy": 0.7414, "split": "PrivateTest",
+     "protocol": "ImageNet-pretrained, 224 px input", "source": "ICPR 2020"},
+    {"name": "Ensemble of CNNs (Pramerdorfer & Kampel 2016)", "accuracy": 0.752, "split": "PrivateTest", "protocol": "ensemble",
+     "source": "arXiv:1612.02903"},
+]
+
+
+@torch.inference_mode()
+def predict_probs(loaded: LoadedModel, images: torch.Tensor, tta: str = "none", batch_size: int = 256) -> np.ndarray:
+    """Softmax probabilities (N, 7) for uint8 images (N, 48, 48), averaged over the TTA views."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
+    model, crop = loaded.model.eval(), loaded.config.crop_size
+    out = []
+    for i in range(0, len(images), batch_size):
+        views = eval_views(to_float(images[i : i + batch_size], loaded.norm), crop, tta)  # (V, B, 1, c, c)
+        v, b = views.shape[:2]
+        logits = model(views.reshape(v * b, *views.shape[2:]).contiguous(memory_format=torch.channels_last))
+        out.append(torch.softmax(logits, 1).reshape(v, b, -1).mean(0))
+    if not out:
+        return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
+    return torch.cat(out).numpy()
+
+
+def build_report(probs: np.ndarray, y_true: np.ndarray, *, split: str, tta: str, loaded: LoadedModel | None = None,
+                 data_source: str = "", seconds: float | None = None) -> dict[str, Any]:
+    """The JSON report: metrics, model facts, per-image predictions (for galleries) and the reference table."""
+    y_pred = probs.argmax(1)
+    report: dict[str, Any] = {"split": split, "n": int(len(y_true)), "labels": list(EMOTIONS), "tta": tta,
+                              **summarize(probs, y_true)}
+    if loaded is not None:
+        report["checkpoint"] = loaded.path
+        report["model"] = {"name": loaded.config.model, "width": loaded.config.width, "params": count_params(loaded.model),
+                           "crop_size": loaded.config.crop_size, "epoch": loaded.meta.get("epoch")}
+    report |= {"data": data_source, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": seconds,
+               "predictions": {"y_true": [int(v) for v in y_true], "y_pred": [int(v) for v in y_pred],
+                               "confidence": [round(float(c), 4) for c in probs.max(1)]},
+               "reference": REFERENCE}
+    return report
+
+
+def evaluate_checkpoint(checkpoint: str | Path | None = None, data: str | Path | None = None, split: str = "PublicTest",
+                        tta: str = "none", labels: str = "fer2013") -> dict[str, Any]:
+    """Load a checkpoint and a dataset split, and return the report dict."""
+    loaded = load_model(checkpoint)
+    ds = load_dataset(data, labels=labels)
+    x, y = ds.split(split)
+    t0 = time.perf_counter()
+    probs = predict_probs(loaded, x, tta)
+    return build_report(probs, y.numpy(), split=split, tta=tta, loaded=loaded, data_source=ds.source,
+                        seconds=time.perf_counter() - t0)
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """A short human-readable summary of a report."""
+    lines = [f"{r['split']}: n={r['n']} tta={r['tta']} accuracy={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f} "
+             f"ece={r['ece']:.4f}", f"{'class':<10}{'prec':>7}{'recall':>8}{'f1':>7}{'support':>9}"]
+    for name, m in r["per_class"].items():
+        lines.append(f"{name:<10}{m['precision']:>7.3f}{m['recall']:>8.3f}{m['f1']:>7.3f}{m['support']:>9d}")
+    return "\n".join(lines)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Evaluate a checkpoint on one split and write a JSON report.")
+    p.add_argument("--checkpoint", default=None, help="checkpoint path (default: the shipped model)")
+    p.add_argument("--data", default=None, help="CSV (.csv/.csv.gz) or image folder (default: $FER_DATA or ../shared/data)")
+    p.add_argument("--split", default="PublicTest", help="Training, PublicTest or PrivateTest")
+    p.add_argument("--labels", default="fer2013", choices=["fer2013", "ferplus"])
+    p.add_argument("--tta", nargs="?", const="tencrop", default="none", choices=TTA_MODES,
+                   help="test-time augmentation (bare --tta = tencrop)")
+    p.add_argument("--out", default=None, help="write the JSON report here")
+    p.add_argument("--threads", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    set_threads(args.threads)
+    try:
+        report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.tta, args.labels)
+    except (DataNotFoundError, DataError, CheckpointError, KeyError, FileNotFoundError) as e:
+        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if args.out:
+        atomic_write_json(args.out, report)
+        print(f"report written to {args.out}")
+    else:
+        print(json.dumps({k: report[k] for k in ("split", "n", "accuracy", "macro_f1", "ece", "tta")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Classification metrics as thin wrappers over scikit-learn, returning plain Python data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+from .config import EMOTIONS
+
+
+def accuracy(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> float:
+    return float(skm.accuracy_score(y_true, y_pred))
+
+
+def per_class(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, *,
+              labels: Sequence[str] = EMOTIONS) -> dict[str, dict[str, float]]:
+    """{emotion: {precision, recall, f1, support}} over every class, zero where undefined."""
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=list(range(len(labels))), zero_division=0)
+    return {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, name in enumerate(labels)}
+
+
+def f1_scores(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, *, num_classes: int = len(EMOTIONS)) -> dict[str, float]:
+    labels = list(range(num_classes))
+    return {"macro_f1": float(skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+            "weighted_f1": float(skm.f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0))}
+
+
+def confusion(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, *, num_classes: int = len(EMOTIONS)) -> list[list[int]]:
+    """Counts; rows are the true class, columns the predicted class."""
+    return skm.confusion_matrix(y_true, y_pred, labels=list(range(num_classes))).tolist()
+
+
+def normalize_confusion(cm: Sequence[Sequence[int]], by: str = "true") -> list[list[float]]:
+    """Row- ('true', = recall), column- ('pred', = precision) or 'all'-normalised matrix; empty rows stay 0."""
+    m = np.asarray(cm, dtype=np.float64)
+    axis = {"true": 1, "pred": 0, "all": None}[by]
+    total = m.sum() if axis is None else m.sum(axis=axis, keepdims=True)
+    return np.divide(m, total, out=np.zeros_like(m), where=np.asarray(total) > 0).tolist()
+
+
+def reliability(probs: np.ndarray, y_true: Sequence[int] | np.ndarray, n_bins: int = 15) -> dict[str, object]:
+    """Expected calibration error of the top-1 confidence, with the per-bin table for a reliability diagram."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y_true)
+    conf = probs.max(1)
+    correct = (probs.argmax(1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)  # bins are (lo, hi]
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        m = which == b
+        n = int(m.sum())
+        acc = float(correct[m].mean()) if n else 0.0
+        c = float(conf[m].mean()) if n else 0.0
+        ece += n / max(len(y), 1) * abs(acc - c)
+        bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": n, "accuracy": acc, "confidence": c})
+    return {"ece": float(ece), "bins": bins}
+
+
+def log_loss(probs: np.ndarray, y_true: Sequence[int] | np.ndarray) -> float:
+    return float(skm.log_loss(y_true, probs, labels=list(range(np.asarray(probs).shape[1]))))
+
+
+def summarize(probs: np.ndarray, y_true: Sequence[int] | np.ndarray, *, labels: Sequence[str] = EMOTIONS) -> dict[str, object]:
+    """Everything the report needs from probabilities (N, C) and true labels (N,)."""
+    y_pred = np.asarray(probs).argmax(1)
+    cal = reliability(probs, y_true)
+    return {"accuracy": accuracy(y_true, y_pred), **f1_scores(y_true, y_pred, num_classes=len(labels)),
+            "per_class": per_class(y_true, y_pred, labels=labels),
+            "confusion_matrix": confusion(y_true, y_pred, num_classes=len(labels)),
+            "ece": cal["ece"], "reliability": cal["bins"], "log_loss": log_loss(probs, y_true)}

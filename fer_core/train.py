@@ -1,0 +1,290 @@
+"""SGD training with augmentation, LR schedule, early stopping and resumable run folders; CLI `python -m fer_core.train`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import read_checkpoint, save_checkpoint
+from .config import NUM_CLASSES, DataNotFoundError, TrainConfig, atomic_write_json, set_seed, set_threads
+from .data import DataError, FERData, load_dataset
+from .models import build_model, count_params
+from .transforms import Normalization, augment_batch, mixup, preprocess
+
+EpochCallback = Callable[[dict[str, Any]], None]
+StepCallback = Callable[[int, int, float], None]
+
+
+class Stopper:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between batches, so a stop never tears a file."""
+
+    def __init__(self) -> None:
+        self.stop = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.stop = True
+
+
+def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning rate at a global step: cosine with linear warmup, step decay, or constant."""
+    total = cfg.epochs * steps_per_epoch
+    warm = cfg.warmup_epochs * steps_per_epoch
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "step":  # divide by 10 at 50% and 75% of training
+        return cfg.lr * (0.1 ** ((step >= total * 0.5) + (step >= total * 0.75)))
+    if cfg.schedule != "cosine":
+        raise ValueError(f"schedule must be cosine, step or constant, not {cfg.schedule!r}")
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD with Nesterov momentum; no weight decay on batch-norm parameters and biases."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+
+
+def class_weights(labels: torch.Tensor) -> torch.Tensor:
+    """Inverse-frequency weights normalised to mean 1."""
+    counts = torch.bincount(labels, minlength=NUM_CLASSES).float().clamp(min=1)
+    w = counts.sum() / (NUM_CLASSES * counts)
+    return w / w.mean()
+
+
+def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+                    norm: Normalization, epoch: int, weight: torch.Tensor | None = None,
+                    on_step: StepCallback | None = None, stopper: Stopper | None = None) -> dict[str, float]:
+    """One pass over uint8 images x (N, 48, 48); returns loss, accuracy, images/s (and `stopped`)."""
+    model.train()
+    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # fixed per epoch: resume is exact
+    torch.manual_seed(cfg.seed * 100_003 + epoch)
+    perm = torch.randperm(len(x), generator=gen)
+    steps = len(x) // cfg.batch_size  # drop the last partial batch (batch norm dislikes tiny batches)
+    level = cfg.augment
+    total_loss = correct = seen = 0.0
+    t0 = time.perf_counter()
+    for i in range(steps):
+        if stopper is not None and stopper.stop:
+            return {"stopped": True}
+        idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+        xb = ((x[idx].float() - norm.mean) / norm.std).unsqueeze(1)  # (B, 1, 48, 48)
+        xb = augment_batch(xb, cfg.crop_size, gen, level, cfg.erasing)
+        yb = y[idx]
+        if cfg.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, epoch * steps + i, steps)
+        if cfg.mixup > 0:
+            xb, ya, yb2, lam = mixup(xb, yb, cfg.mixup, gen)
+            out = model(xb)
+            loss = lam * F.cross_entropy(out, ya, weight, label_smoothing=cfg.label_smoothing) + (1 - lam) * F.cross_entropy(
+                out, yb2, weight, label_smoothing=cfg.label_smoothing)
+        else:
+            out = model(xb)
+            loss = F.cross_entropy(out, yb, weight, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total_loss += loss.item() * len(idx)
+        correct += (out.argmax(1) == yb).sum().item()
+        seen += len(idx)
+        if on_step is not None:
+            on_step(i + 1, steps, loss.item())
+    secs = time.perf_counter() - t0
+    return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1),
+            "train_seconds": secs, "images_per_s": seen / max(secs, 1e-9)}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Normalization, crop_size: int,
+             batch_size: int = 512, channels_last: bool = True) -> dict[str, float]:
+    """Loss and accuracy on uint8 images with the eval preprocessing (centre crop)."""
+    model.eval()
+    loss = correct = 0.0
+    for i in range(0, len(x), batch_size):
+        xb = preprocess(x[i : i + batch_size], norm, crop_size)
+        if channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
+        out = model(xb)
+        loss += F.cross_entropy(out, y[i : i + batch_size], reduction="sum").item()
+        correct += (out.argmax(1) == y[i : i + batch_size]).sum().item()
+    return {"val_loss": loss / max(len(x), 1), "val_acc": correct / max(len(x), 1)}
+
+
+def select_splits(data: FERData, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training and validation tensors; without the val split, hold out every 10th training image."""
+    x, y = data.split("Training")
+    if cfg.val_split in data.images:
+        vx, vy = data.split(cfg.val_split)
+    else:
+        hold = torch.arange(len(x)) % 10 == 0
+        x, y, vx, vy = x[~hold], y[~hold], x[hold], y[hold]
+    if cfg.limit > 0:
+        x, y = x[: cfg.limit], y[: cfg.limit]
+    return x, y, vx, vy
+
+
+class RunFolder:
+    """A run's files: config.json, metrics.jsonl, status.json, last.pt, best.pt (all written atomically)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_status(self, **status: Any) -> None:
+        atomic_write_json(self.file("status.json"), {"pid": os.getpid(), "updated": time.time(), **status})
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        p = self.file("metrics.jsonl")
+        if not p.exists():
+            return []
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        from .config import atomic_write_bytes
+
+        atomic_write_bytes(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in rows).encode())
+
+
+def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False, on_epoch_end: EpochCallback | None = None,
+        on_step: StepCallback | None = None, stopper: Stopper | None = None, data: FERData | None = None) -> dict[str, Any]:
+    """Train per cfg into run_dir; resume continues from last.pt. Returns the final status dict."""
+    run = RunFolder(run_dir)
+    set_threads(cfg.threads)
+    set_seed(cfg.seed)
+    start_epoch, best_acc, best_epoch, history = 0, -1.0, -1, []
+    ckpt = None
+    if resume and run.file("last.pt").exists():
+        ckpt = read_checkpoint(run.file("last.pt"))
+        cfg = TrainConfig.from_dict({**ckpt["config"], "epochs": cfg.epochs, "patience": cfg.patience})
+    data = data if data is not None else load_dataset(cfg.data or None, labels=cfg.labels)
+    x, y, vx, vy = select_splits(data, cfg)
+    norm = Normalization(**ckpt["norm"]) if ckpt else Normalization.fit(x)
+    model = build_model(cfg.model, width=cfg.width, drop_rate=cfg.drop_rate)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, cfg)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start_epoch, best_acc, best_epoch = ckpt["epoch"] + 1, ckpt["best_acc"], ckpt["best_epoch"]
+        history = [r for r in run.read_metrics() if r["epoch"] < start_epoch]
+    atomic_write_json(run.file("config.json"), {**cfg.to_dict(), "num_params": count_params(model)})
+    weight = class_weights(y) if cfg.class_weights else None
+    status: dict[str, Any] = {"state": "running", "epoch": start_epoch, "epochs": cfg.epochs, "best_acc": best_acc,
+                              "best_epoch": best_epoch, "started": time.time()}
+    run.write_status(**status)
+    epoch = start_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        tr = train_one_epoch(model, opt, x, y, cfg, norm, epoch, weight, on_step, stopper)
+        if tr.get("stopped"):
+            status["state"] = "stopped"
+            break
+        row = {"epoch": epoch, **tr, **evaluate(model, vx, vy, norm, cfg.crop_size, channels_last=cfg.channels_last),
+               "lr": opt.param_groups[0]["lr"], "time": time.time()}
+        improved = row["val_acc"] > best_acc
+        if improved:
+            best_acc, best_epoch = row["val_acc"], epoch
+            save_checkpoint(run.file("best.pt"), model, cfg, norm, epoch=epoch, best_acc=best_acc, best_epoch=best_epoch,
+                            metrics=row)
+        save_checkpoint(run.file("last.pt"), model, cfg, norm, optimizer=opt.state_dict(), epoch=epoch,
+                        best_acc=best_acc, best_epoch=best_epoch)
+        history.append(row)
+        run.write_metrics(history)
+        epoch_s = row["train_seconds"]
+        status |= {"epoch": epoch + 1, "best_acc": best_acc, "best_epoch": best_epoch, "last": row,
+                   "eta_s": epoch_s * (cfg.epochs - epoch - 1)}
+        early = cfg.patience > 0 and epoch - best_epoch >= cfg.patience
+        if early or epoch + 1 == cfg.epochs:
+            status["state"] = "finished"
+            status["reason"] = "early stop" if early else "all epochs done"
+        run.write_status(**status)
+        if on_epoch_end is not None:
+            on_epoch_end(row)
+        if early:
+            break
+    else:
+        status["state"] = "finished"
+    if status["state"] == "running":  # loop ended by a stop with nothing left to do
+        status["state"] = "finished"
+    run.write_status(**status)
+    return status
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train a FER model (resumable run folder).")
+    p.add_argument("--run", default="runs/default", help="run folder (created; holds checkpoints and metrics)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    p.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
+    for f in fields(TrainConfig):
+        kind = type(f.default)
+        if kind is bool:
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=lambda s: s.lower() in ("1", "true", "yes"), default=None)
+        else:
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then --config, then the run's own config when resuming, then explicit flags."""
+    base = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else TrainConfig()
+    last = Path(args.run) / "last.pt"
+    if args.resume and last.exists():
+        base = TrainConfig.from_dict(read_checkpoint(last)["config"])
+    changes = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    return base.replace(**changes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    stopper = Stopper()
+    stopper.install()
+
+    def on_step(i: int, n: int, loss: float) -> None:
+        if not args.quiet and (i % 10 == 0 or i == n):
+            print(f"\r  step {i}/{n} loss {loss:.3f}", end="", file=sys.stderr, flush=True)
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        print(f"\repoch {row['epoch'] + 1}/{cfg.epochs} train_loss {row['train_loss']:.3f} train_acc {row['train_acc']:.3f} "
+              f"val_acc {row['val_acc']:.4f} lr {row['lr']:.4f} {row['images_per_s']:.0f} img/s", flush=True)
+
+    model = build_model(cfg.model, width=cfg.width, drop_rate=cfg.drop_rate)
+    print(f"model {cfg.model} width {cfg.width}: {count_params(model):,} parameters; run folder {args.run}", flush=True)
+    try:
+        status = fit(cfg, args.run, resume=args.resume, on_epoch_end=on_epoch, on_step=on_step, stopper=stopper)
+    except (DataNotFoundError, DataError, FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        RunFolder(args.run).write_status(state="failed", error=str(e))
+        return 2
+    print(f"{status['state']}: best val_acc {status['best_acc']:.4f} at epoch {status['best_epoch'] + 1}", flush=True)
+    return 0 if status["state"] in ("finished", "stopped") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

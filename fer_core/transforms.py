@@ -1,0 +1,139 @@
+"""Normalisation, batched tensor augmentation and the eval/TTA views shared by every code path."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .config import IMAGE_SIZE
+
+# (max rotation in degrees, zoom range, max extra shift in px, brightness/contrast jitter)
+AUGMENT_LEVELS: dict[str, tuple[float, float, float, float]] = {
+    "none": (0.0, 0.0, 0.0, 0.0),
+    "light": (0.0, 0.0, 2.0, 0.0),
+    "standard": (10.0, 0.1, 2.0, 0.2),
+    "strong": (15.0, 0.2, 4.0, 0.3),
+}
+TTA_MODES = ("none", "flip", "tencrop")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Pixel statistics of the Training split (0..255 scale)."""
+
+    mean: float = 129.4
+    std: float = 65.0
+
+    @classmethod
+    def fit(cls, images: torch.Tensor) -> Normalization:
+        """Compute mean and std from uint8 images (B, H, W)."""
+        x = images.to(torch.float64)
+        return cls(mean=float(x.mean()), std=float(x.std()))
+
+
+def to_float(images: torch.Tensor, norm: Normalization, channels_last: bool = False) -> torch.Tensor:
+    """uint8 (B, H, W) or (B, 1, H, W) -> normalised float32 (B, 1, H, W)."""
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    x = (images.to(torch.float32) - norm.mean) / norm.std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop the central size x size window of (B, C, H, W)."""
+    h, w = x.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top : top + size, left : left + size]
+
+
+def eval_views(x: torch.Tensor, crop_size: int, tta: str = "none") -> torch.Tensor:
+    """Views for evaluation: (V, B, C, crop, crop); V = 1 (none), 2 (flip) or 10 (ten-crop)."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
+    c = centre_crop(x, crop_size)
+    if tta == "none":
+        return c.unsqueeze(0)
+    if tta == "flip":
+        return torch.stack([c, c.flip(-1)])
+    h, w = x.shape[-2:]
+    if crop_size == h:  # nothing to crop: ten-crop degenerates to flip
+        return torch.stack([c, c.flip(-1)])
+    corners = [x[..., :crop_size, :crop_size], x[..., :crop_size, w - crop_size :],
+               x[..., h - crop_size :, :crop_size], x[..., h - crop_size :, w - crop_size :], c]
+    return torch.stack(corners + [v.flip(-1) for v in corners])
+
+
+def preprocess(images: torch.Tensor, norm: Normalization, crop_size: int) -> torch.Tensor:
+    """The single eval preprocessing: uint8 (B, 48, 48) -> normalised centre crop (B, 1, crop, crop)."""
+    if images.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ValueError(f"expected 48x48 images, got {tuple(images.shape[-2:])}")
+    return centre_crop(to_float(images, norm), crop_size).contiguous()
+
+
+def _affine_params(b: int, level: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    rot, zoom, _, _ = AUGMENT_LEVELS[level]
+    angle = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(rot)
+    scale = 1 + (torch.rand(b, generator=gen) * 2 - 1) * zoom
+    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
+    return angle, scale, flip, torch.rand(b, 2, generator=gen) * 2 - 1
+
+
+def augment_batch(
+    x: torch.Tensor, crop_size: int, gen: torch.Generator, level: str = "standard", erasing: float = 0.0
+) -> torch.Tensor:
+    """Per-image random crop, flip, rotation, zoom, jitter and erasing for a normalised batch.
+
+    One affine grid_sample call does crop + flip + rotation + zoom for the whole batch, with
+    independent parameters per image (torchvision v2 transforms draw one set per call).
+    (B, 1, H, W) -> (B, 1, crop, crop).
+    """
+    if level not in AUGMENT_LEVELS:
+        raise ValueError(f"augment must be one of {list(AUGMENT_LEVELS)}, not {level!r}")
+    b, _, h, _ = x.shape
+    _, _, shift_px, jitter = AUGMENT_LEVELS[level]
+    angle, scale, flip, shift = _affine_params(b, level, gen)
+    s0 = crop_size / h
+    max_shift = ((h - crop_size) / 2 + shift_px) * 2 / h  # in normalised [-1, 1] units
+    if level == "none":
+        flip, shift = torch.ones(b), torch.zeros(b, 2)
+    cos, sin = torch.cos(angle) * s0 / scale, torch.sin(angle) * s0 / scale
+    theta = torch.stack([
+        torch.stack([cos * flip, -sin, shift[:, 0] * max_shift], 1),
+        torch.stack([sin * flip, cos, shift[:, 1] * max_shift], 1),
+    ], 1)  # (B, 2, 3): output coords -> input coords
+    grid = F.affine_grid(theta, [b, 1, crop_size, crop_size], align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if jitter > 0:
+        contrast = 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * jitter
+        bright = (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * jitter
+        out = out * contrast + bright
+    if erasing > 0:
+        out = random_erasing(out, erasing, gen)
+    return out
+
+
+def random_erasing(x: torch.Tensor, p: float, gen: torch.Generator, area: tuple[float, float] = (0.02, 0.2)) -> torch.Tensor:
+    """Zero (= the mean) one random rectangle per image with probability p, vectorised over the batch."""
+    b, _, h, w = x.shape
+    frac = area[0] + torch.rand(b, generator=gen) * (area[1] - area[0])
+    aspect = torch.exp((torch.rand(b, generator=gen) * 2 - 1) * math.log(3.0))
+    eh = (torch.sqrt(frac * h * w * aspect)).clamp(1, h).long()
+    ew = (torch.sqrt(frac * h * w / aspect)).clamp(1, w).long()
+    top = (torch.rand(b, generator=gen) * (h - eh + 1)).long()
+    left = (torch.rand(b, generator=gen) * (w - ew + 1)).long()
+    on = torch.rand(b, generator=gen) < p
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    mask = ((rows >= top.view(b, 1, 1)) & (rows < (top + eh).view(b, 1, 1))
+            & (cols >= left.view(b, 1, 1)) & (cols < (left + ew).view(b, 1, 1)) & on.view(b, 1, 1))
+    return x.masked_fill(mask.unsqueeze(1), 0.0)
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Mix each image with a shuffled partner; returns (x_mixed, y, y_partner, lam)."""
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(x.shape[0], generator=gen)
+    return lam * x + (1 - lam) * x[perm], y, y[perm], lam
