@@ -65,16 +65,21 @@ class FERData:
 
 # ---------------------------------------------------------------------------------------------- CSV
 def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"  # trust the bytes, not the file name
+    if gzipped:
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")
 
 
 def parse_pixels(text: str, where: str = "") -> np.ndarray:
     """Parse one space-separated pixel string into a (48, 48) uint8 array, or raise DataError."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # np.fromstring warns (and stops) on a bad token; we check below
-        values = np.fromstring(text, dtype=np.int64, sep=" ")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # older numpy warns and stops at a bad token; the size check catches it
+            values = np.fromstring(text, dtype=np.int64, sep=" ")
+    except ValueError:  # numpy >= 2.3 raises on a non-integer token
+        raise DataError(f"{where}: pixels must be {PIXELS} integers (48x48) in 0..255; found a non-integer value") from None
     if values.size != PIXELS or len(text.split()) != PIXELS:
         raise DataError(f"{where}: pixels must be {PIXELS} integers (48x48), got {len(text.split())} values")
     if values.min() < 0 or values.max() > 255:

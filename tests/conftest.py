@@ -1,0 +1,40 @@
+"""Shared fixtures: the committed real sample, the full data when present, one thread per test process."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from fer_core.config import DEFAULT_DATA_CANDIDATES, SAMPLE_DATA
+
+torch.set_num_threads(1)  # tests share 2 cores with whatever else runs; results don't depend on it
+
+FULL_DATA = next((p for p in DEFAULT_DATA_CANDIDATES if p.exists()), None)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The parsed-CSV cache is shared per test session, never the user's ~/.cache.
+    monkeypatch.setenv("FER_CACHE", str(tmp_path_factory.getbasetemp() / "fer_cache"))
+
+
+@pytest.fixture(scope="session")
+def sample_path() -> Path:
+    return SAMPLE_DATA
+
+
+@pytest.fixture(scope="session")
+def sample_data():
+    from fer_core.data import load_csv
+
+    return load_csv(SAMPLE_DATA, cache=False)
+
+
+@pytest.fixture(scope="session")
+def full_data_path() -> Path:
+    if FULL_DATA is None and not os.environ.get("FER_DATA"):
+        pytest.skip("full FER2013 data not present (../shared/data/fer2013.csv.gz or $FER_DATA)")
+    return Path(os.environ.get("FER_DATA") or FULL_DATA)

@@ -1,0 +1,92 @@
+"""Normalisation, batched augmentation and eval/TTA views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fer_core.transforms import Normalization, augment_batch, centre_crop, eval_views, mixup, preprocess, random_erasing, to_float
+
+
+@pytest.fixture()
+def batch(sample_data):
+    x, _ = sample_data.split("Training")
+    return to_float(x[:64], Normalization.fit(x))
+
+
+def test_normalization_matches_numpy(sample_data):
+    x, _ = sample_data.split("Training")
+    n = Normalization.fit(x)
+    arr = x.numpy().astype(np.float64)
+    assert n.mean == pytest.approx(arr.mean()) and n.std == pytest.approx(arr.std(ddof=1))
+    z = to_float(x, n)
+    assert z.shape == (350, 1, 48, 48) and z.dtype == torch.float32
+    assert float(z.mean()) == pytest.approx(0, abs=1e-4) and float(z.std()) == pytest.approx(1, abs=1e-3)
+
+
+@pytest.mark.parametrize("level", ["none", "light", "standard", "strong"])
+def test_augment_shapes_dtype_and_finite(batch, level):
+    out = augment_batch(batch, 44, torch.Generator().manual_seed(0), level, erasing=0.5)
+    assert out.shape == (64, 1, 44, 44) and out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_augment_none_is_the_centre_crop(batch):
+    out = augment_batch(batch, 44, torch.Generator().manual_seed(0), "none")
+    assert torch.allclose(out, centre_crop(batch, 44), atol=1e-5)
+
+
+def test_augment_is_per_image_random_and_seeded(batch):
+    a = augment_batch(batch, 44, torch.Generator().manual_seed(1), "standard")
+    b = augment_batch(batch, 44, torch.Generator().manual_seed(1), "standard")
+    c = augment_batch(batch, 44, torch.Generator().manual_seed(2), "standard")
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # Same image repeated gets different augmentations inside one batch.
+    same = augment_batch(batch[:1].repeat(8, 1, 1, 1), 44, torch.Generator().manual_seed(0), "standard")
+    assert len({round(float(v), 4) for v in same.sum((1, 2, 3))}) > 1
+
+
+def test_light_augmentation_includes_flips(batch):
+    out = augment_batch(batch[:1].repeat(64, 1, 1, 1), 48, torch.Generator().manual_seed(0), "light")
+    flipped = batch[0:1].flip(-1)
+    # With no shift range beyond 2 px some outputs are close to the flipped image, others to the original.
+    d_orig = (out - batch[0:1]).abs().mean((1, 2, 3))
+    d_flip = (out - flipped).abs().mean((1, 2, 3))
+    assert int((d_flip < d_orig).sum()) > 10 and int((d_orig < d_flip).sum()) > 10
+
+
+def test_random_erasing_zeroes_rectangles(batch):
+    x = batch + 5.0  # no zeros before erasing
+    out = random_erasing(x, 1.0, torch.Generator().manual_seed(0))
+    zeros = (out == 0).flatten(1).sum(1)
+    assert (zeros > 0).all() and (zeros < 0.25 * 48 * 48).all()
+    assert torch.equal(random_erasing(x, 0.0, torch.Generator().manual_seed(0)), x)
+
+
+def test_eval_views(batch):
+    assert eval_views(batch, 44, "none").shape == (1, 64, 1, 44, 44)
+    flip = eval_views(batch, 44, "flip")
+    assert flip.shape == (2, 64, 1, 44, 44) and torch.equal(flip[1], flip[0].flip(-1))
+    ten = eval_views(batch, 44, "tencrop")
+    assert ten.shape == (10, 64, 1, 44, 44)
+    assert torch.equal(ten[0], batch[..., :44, :44]) and torch.equal(ten[4], centre_crop(batch, 44))
+    assert torch.equal(ten[5:], ten[:5].flip(-1))
+    with pytest.raises(ValueError, match="tta must be one of"):
+        eval_views(batch, 44, "twelve")
+
+
+def test_preprocess_is_the_normalised_centre_crop(sample_data):
+    x, _ = sample_data.split("PublicTest")
+    n = Normalization(mean=100.0, std=50.0)
+    out = preprocess(x[:3], n, 44)
+    expected = (x[:3, 2:46, 2:46].float() - 100.0) / 50.0
+    assert torch.allclose(out[:, 0], expected)
+    with pytest.raises(ValueError, match="48x48"):
+        preprocess(torch.zeros(1, 40, 40, dtype=torch.uint8), n, 44)
+
+
+def test_mixup_mixes_with_a_permutation(batch):
+    y = torch.arange(64) % 7
+    xm, ya, yb, lam = mixup(batch, y, 0.4, torch.Generator().manual_seed(0))
+    assert 0 <= lam <= 1 and xm.shape == batch.shape and torch.equal(ya, y)
+    assert sorted(yb.tolist()) == sorted(y.tolist())
