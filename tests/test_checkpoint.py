@@ -1,0 +1,74 @@
+"""Checkpoint round trips (outputs restored, weights_only loading) and clear errors for bad files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fer_core.checkpoint import CheckpointError, export_checkpoint, load_model, read_checkpoint, save_checkpoint
+from fer_core.config import DEFAULT_CHECKPOINT, TrainConfig
+from fer_core.models import build_model
+from fer_core.transforms import Normalization, preprocess
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    cfg = TrainConfig(model="vgg", width=8, crop_size=44)
+    torch.manual_seed(0)
+    model = build_model("vgg", width=8).eval()
+    with torch.no_grad():  # non-trivial batch-norm statistics, so a lost buffer would show
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, model, cfg, Normalization(120.0, 60.0), epoch=3)
+    return path, model
+
+
+def test_round_trip_restores_outputs(saved, sample_data):
+    path, model = saved
+    loaded = load_model(path)
+    x = preprocess(sample_data.images["PublicTest"][:8], loaded.norm, 44)
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(x), model(x), atol=1e-6)
+    assert loaded.norm == Normalization(120.0, 60.0) and loaded.config.width == 8 and loaded.meta["epoch"] == 3
+    assert not loaded.model.training
+
+
+def test_weights_only_load_and_half_export(saved, sample_data, tmp_path):
+    path, model = saved
+    assert torch.load(path, weights_only=True)["format"] == "fer_core.checkpoint/1"
+    export_checkpoint(path, tmp_path / "half.pt")
+    half = read_checkpoint(tmp_path / "half.pt")
+    assert all(v.dtype in (torch.float16, torch.int64) for v in half["model"].values())
+    loaded = load_model(tmp_path / "half.pt")
+    x = preprocess(sample_data.images["PublicTest"][:32], loaded.norm, 44)
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(x), model(x), atol=5e-2)
+
+
+def test_bad_checkpoints_give_clear_errors(saved, tmp_path):
+    path, _ = saved
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"hello")
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_model(tmp_path / "junk.pt")
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_model(tmp_path / "cut.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a fer_core checkpoint"):
+        load_model(tmp_path / "other.pt")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["config"]["width"] = 16
+    torch.save(ckpt, tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="do not fit model 'vgg'"):
+        load_model(tmp_path / "mismatch.pt")
+
+
+def test_shipped_checkpoint_loads_by_default():
+    loaded = load_model()
+    assert loaded.path == str(DEFAULT_CHECKPOINT) and loaded.num_params > 0
+    assert torch.load(DEFAULT_CHECKPOINT, weights_only=True)["format"] == "fer_core.checkpoint/1"
