@@ -97,8 +97,7 @@ def _iter_csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             missing = [c for c in CSV_COLUMNS if c not in header]
             if missing:
                 raise DataError(f"{path}: missing column(s) {missing}; found {header}, expected {list(CSV_COLUMNS)}")
-            for i, row in enumerate(reader, start=2):  # line 1 is the header
-                yield i, row
+            yield from enumerate(reader, start=2)  # line 1 is the header
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as e:
         if isinstance(e, FileNotFoundError):
             raise

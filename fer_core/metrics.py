@@ -22,13 +22,15 @@ def per_class(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.nda
             for i, name in enumerate(labels)}
 
 
-def f1_scores(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, *, num_classes: int = len(EMOTIONS)) -> dict[str, float]:
+def f1_scores(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, *,
+              num_classes: int = len(EMOTIONS)) -> dict[str, float]:
     labels = list(range(num_classes))
     return {"macro_f1": float(skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
             "weighted_f1": float(skm.f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0))}
 
 
-def confusion(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, *, num_classes: int = len(EMOTIONS)) -> list[list[int]]:
+def confusion(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, *,
+              num_classes: int = len(EMOTIONS)) -> list[list[int]]:
     """Counts; rows are the true class, columns the predicted class."""
     return skm.confusion_matrix(y_true, y_pred, labels=list(range(num_classes))).tolist()
 

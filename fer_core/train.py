@@ -21,7 +21,7 @@ from torch import nn
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import NUM_CLASSES, DataNotFoundError, TrainConfig, atomic_write_json, set_seed, set_threads
 from .data import DataError, FERData, load_dataset
-from .models import build_model, count_params
+from .models import build_model, count_params, list_models
 from .transforms import Normalization, augment_batch, mixup, preprocess
 
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -247,6 +247,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--list-models", action="store_true", help="print the registered models with parameter counts and exit")
     return p
 
 
@@ -262,6 +263,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
+    if args.list_models:
+        width = args.width or TrainConfig.width
+        for name in list_models():
+            print(f"{name:<10} width {width:>3}: {count_params(build_model(name, width=width)):>12,} parameters")
+        return 0
     cfg = config_from_args(args)
     stopper = Stopper()
     stopper.install()

@@ -132,7 +132,8 @@ def random_erasing(x: torch.Tensor, p: float, gen: torch.Generator, area: tuple[
     return x.masked_fill(mask.unsqueeze(1), 0.0)
 
 
-def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float,
+          gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """Mix each image with a shuffled partner; returns (x_mixed, y, y_partner, lam)."""
     lam = float(torch.distributions.Beta(alpha, alpha).sample())
     perm = torch.randperm(x.shape[0], generator=gen)

@@ -129,7 +129,7 @@ def test_missing_split_error_lists_what_exists(sample_data):
 def _write_folder(root: Path, data, split_names: dict[str, str], ext: str = ".png") -> None:
     for usage, folder in split_names.items():
         x, y = data.split(usage)
-        for i, (img, label) in enumerate(zip(x.numpy(), y.tolist())):
+        for i, (img, label) in enumerate(zip(x.numpy(), y.tolist(), strict=True)):
             d = root / folder / EMOTIONS[label].capitalize()
             d.mkdir(parents=True, exist_ok=True)
             Image.fromarray(img).save(d / f"{i:04d}{ext}")

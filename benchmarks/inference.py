@@ -1,0 +1,51 @@
+"""CPU inference speed of a checkpoint: latency per 48x48 face at batch 1 and throughput at batch 64, with and without TTA.
+
+    python benchmarks/inference.py [--checkpoint PATH] [--threads 2] [--repeats 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from fer_core.checkpoint import load_model
+from fer_core.config import SAMPLE_DATA, set_threads
+from fer_core.data import load_csv
+from fer_core.evaluate import predict_probs
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of fn() over repeats, after a warm-up."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=200)
+    args = p.parse_args()
+    threads = set_threads(args.threads)
+    loaded = load_model(args.checkpoint)
+    faces = load_csv(SAMPLE_DATA).images["PublicTest"][:64]
+    print(f"checkpoint {loaded.path}: {loaded.config.model} width {loaded.config.width}, {loaded.num_params:,} params; "
+          f"{threads} threads, torch {torch.__version__}")
+    print(f"{'tta':<9}{'batch 1 ms/face':>17}{'batch 64 faces/s':>18}")
+    for tta in ("none", "flip", "tencrop"):
+        one = timed(lambda t=tta: predict_probs(loaded, faces[:1], t), args.repeats)
+        many = timed(lambda t=tta: predict_probs(loaded, faces, t), max(10, args.repeats // 10))
+        print(f"{tta:<9}{one * 1000:>17.2f}{64 / many:>18.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
