@@ -1,14 +1,25 @@
 """fer_core: facial expression recognition on FER2013-style data (data, models, training, evaluation)."""
 
-from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import EMOTIONS, NUM_CLASSES, SPLITS, DataNotFoundError, TrainConfig, set_seed
-from .data import DataError, FERData, load_dataset
-from .evaluate import evaluate_checkpoint, predict_probs
-from .models import build_model, count_params, list_models
-from .train import fit
+from __future__ import annotations
 
-__all__ = [
-    "EMOTIONS", "NUM_CLASSES", "SPLITS", "CheckpointError", "DataError", "DataNotFoundError", "FERData", "LoadedModel",
-    "TrainConfig", "build_model", "count_params", "evaluate_checkpoint", "fit", "list_models", "load_dataset", "load_model",
-    "predict_probs", "set_seed",
-]
+import importlib
+from typing import Any
+
+from .config import EMOTIONS, NUM_CLASSES, SPLITS, DataNotFoundError, TrainConfig, set_seed
+
+# Re-exports resolved on first use, so `python -m fer_core.train` does not import its own module twice.
+_LAZY = {
+    "CheckpointError": "checkpoint", "LoadedModel": "checkpoint", "load_model": "checkpoint",
+    "DataError": "data", "FERData": "data", "load_dataset": "data",
+    "evaluate_checkpoint": "evaluate", "predict_probs": "evaluate",
+    "build_model": "models", "count_params": "models", "list_models": "models",
+    "fit": "train",
+}
+
+__all__ = ["EMOTIONS", "NUM_CLASSES", "SPLITS", "DataNotFoundError", "TrainConfig", "set_seed", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'fer_core' has no attribute {name!r}")

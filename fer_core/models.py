@@ -110,7 +110,7 @@ class ResNet(nn.Module):
 
 @register_model
 def small(num_classes: int = NUM_CLASSES, in_chans: int = 1, width: int = 16, drop_rate: float = 0.2) -> nn.Module:
-    """Fast CPU model (~0.3M parameters at width 16): three VGG stages of two convs."""
+    """Fast CPU model (72K parameters at width 16, 288K at 32): three VGG stages of two convs."""
     return VGG(num_classes, in_chans, width, stages=3, depth=2, drop_rate=drop_rate)
 
 

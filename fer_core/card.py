@@ -1,0 +1,159 @@
+"""Render a model card (markdown) from a checkpoint, its evaluation reports and its run folder; CLI `python -m fer_core.card`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import load_model
+from .config import EMOTIONS
+from .train import RunFolder
+
+LIMITS = """\
+- **Class imbalance.** Disgust is 1.5% of Training (436 images): its recall is the lowest and the most variable.
+  Fear and sad are confused with each other and with neutral; happy and surprise are the easiest classes.
+- **Label noise.** FER2013 labels are single-annotator web labels; FER+ re-annotation disagrees with about
+  a quarter of them, and the data holds duplicates (some across splits) and a few non-faces.
+- **Input assumptions.** 48x48 greyscale, roughly frontal, face-centred crops. Strong pose (> ~30 degrees),
+  occlusion (hands, masks, sunglasses), extreme lighting, and very low resolution degrade predictions; in
+  photos the Haar detector misses rotated faces before the classifier is even asked.
+- **Dataset bias.** FER2013 was collected by web image search: posed and exaggerated expressions, uneven
+  coverage of age, ethnicity and culture. Expression is not emotion: the model labels facial movements,
+  not what anyone feels, and must not be used for decisions about people.
+"""
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def results_table(reports: list[dict[str, Any]]) -> str:
+    rows = ["| split | TTA | n | accuracy | macro-F1 | weighted-F1 | ECE |", "|---|---|---|---|---|---|---|"]
+    for r in reports:
+        rows.append(f"| {r['split']} | {r['tta']} | {r['n']} | {_pct(r['accuracy'])} | {r['macro_f1']:.4f} | "
+                    f"{r['weighted_f1']:.4f} | {r['ece']:.4f} |")
+    return "\n".join(rows)
+
+
+def per_class_table(r: dict[str, Any]) -> str:
+    rows = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for name, m in r["per_class"].items():
+        rows.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
+    return "\n".join(rows)
+
+
+def confusion_table(r: dict[str, Any]) -> str:
+    head = "| true \\ predicted | " + " | ".join(EMOTIONS) + " | recall |"
+    rows = [head, "|---" * (len(EMOTIONS) + 2) + "|"]
+    for name, row in zip(EMOTIONS, r["confusion_matrix"], strict=True):
+        rows.append(f"| **{name}** | " + " | ".join(str(v) for v in row) + f" | {r['per_class'][name]['recall']:.2f} |")
+    return "\n".join(rows)
+
+
+def reference_table(r: dict[str, Any], ours: list[dict[str, Any]]) -> str:
+    rows = ["| model | accuracy | split | protocol |", "|---|---|---|---|"]
+    for ref in r["reference"]:
+        rows.append(f"| {ref['name']} | {_pct(ref['accuracy'])} | {ref['split']} | {ref['protocol']} |")
+    for o in ours:
+        rows.append(f"| **this model** ({o['tta']} TTA) | **{_pct(o['accuracy'])}** | {o['split']} | selected on PublicTest |")
+    return "\n".join(rows)
+
+
+def training_summary(run: Path | None) -> str:
+    if run is None or not (run / "metrics.jsonl").exists():
+        return "(run folder not available)"
+    rows = RunFolder(run).read_metrics()
+    secs = sum(r["train_seconds"] for r in rows)
+    ips = sum(r["images_per_s"] for r in rows) / len(rows)
+    best = max(rows, key=lambda r: r["val_acc"])
+    curve = ", ".join(f"{r['epoch'] + 1}: {100 * r['val_acc']:.1f}" for r in rows[:: max(1, len(rows) // 8)])
+    first65 = next((r["epoch"] + 1 for r in rows if r["val_acc"] >= 0.65), None)
+    t65 = sum(r["train_seconds"] for r in rows if first65 and r["epoch"] < first65) / 60 if first65 else None
+    return (f"- epochs run: {len(rows)}; best PublicTest accuracy (centre crop) {_pct(best['val_acc'])} "
+            f"at epoch {best['epoch'] + 1}\n"
+            f"- training wall-clock: {secs / 3600:.2f} h of SGD steps ({ips:.0f} images/s on average)\n"
+            f"- time to 65% PublicTest: {f'{t65:.0f} min (epoch {first65})' if t65 else 'not reached'}\n"
+            f"- PublicTest accuracy by epoch (%): {curve}")
+
+
+def render(checkpoint: str | Path, reports: list[dict[str, Any]], run: Path | None, command: str, hardware: str) -> str:
+    loaded = load_model(checkpoint)
+    cfg = loaded.config
+    main = next((r for r in reports if r["tta"] == "none"), reports[0])
+    cfg_rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.to_dict().items() if k != "data")
+    return f"""# Model card: `{Path(checkpoint).name}`
+
+FER2013 facial-expression classifier (7 classes: {", ".join(EMOTIONS)}), trained from scratch on CPU.
+
+## Model
+- Architecture: `{cfg.model}` (VGG-style, batch norm, dropout {cfg.drop_rate}, global average pooling), width {cfg.width},
+  **{loaded.num_params:,} parameters**; input: 48x48 greyscale, normalised with the Training mean/std
+  ({loaded.norm.mean:.2f} / {loaded.norm.std:.2f}), centre crop {cfg.crop_size}x{cfg.crop_size}.
+- Weights stored as fp16 (loaded as fp32), loadable with `torch.load(..., weights_only=True)`.
+
+## Data and splits
+- Trained on FER2013 `Training` (28,709 images), original labels. Model selection and early stopping on
+  `PublicTest` (3,589) only. `PrivateTest` was never seen: it is withheld for independent evaluation.
+
+## Training recipe
+```
+{command}
+```
+| field | value |
+|---|---|
+{cfg_rows}
+
+SGD with Nesterov momentum, cosine schedule with linear warmup, label smoothing, random erasing, per-image
+random crop/flip/rotation/zoom/brightness-contrast applied to whole batches as tensors.
+
+{training_summary(run)}
+- hardware: {hardware}
+
+## Results
+{results_table(reports)}
+
+Per class (PublicTest, {main['tta']} TTA):
+
+{per_class_table(main)}
+
+Confusion matrix (PublicTest, counts, rows = true class):
+
+{confusion_table(main)}
+
+Calibration: expected calibration error {main['ece']:.4f} (15 bins, top-1 confidence); log loss {main['log_loss']:.4f}.
+
+## Comparison with published FER2013 results
+Published figures are PrivateTest accuracies; ours above are PublicTest (the split we selected on, so
+slightly optimistic). Evaluate on the withheld split with:
+```
+python -m fer_core.evaluate --checkpoint checkpoints/{Path(checkpoint).name} --data <full fer2013.csv> --split PrivateTest [--tta]
+```
+
+{reference_table(main, reports)}
+
+## Known limits
+{LIMITS}"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Render a model card from reports.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--reports", nargs="+", required=True, help="evaluate CLI reports (JSON)")
+    p.add_argument("--run", default=None, help="the run folder the checkpoint came from")
+    p.add_argument("--command", default="(not recorded)", help="the training command line")
+    p.add_argument("--hardware", default=f"{platform.processor() or platform.machine()}, CPU only")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    reports = [json.loads(Path(r).read_text()) for r in args.reports]
+    text = render(args.checkpoint, reports, Path(args.run) if args.run else None, args.command, args.hardware)
+    Path(args.out).write_text(text)
+    print(f"model card written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
