@@ -1,0 +1,152 @@
+"""Every cached load of the dashboard: models and datasets once per process, tables and results per input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from fer_core.checkpoint import LoadedModel, load_model
+from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, SPLITS
+from fer_core.data import FERData, find_ferplus, load_dataset, load_ferplus
+
+
+def mtime(path: str | Path) -> float:
+    """The cache key part that makes a rewritten file load again (0 when it is missing: the loader reports that)."""
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+# ---------------------------------------------------------------------------------------------- models and data
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=4)
+def _model(path: str, stamp: float) -> LoadedModel:
+    return load_model(path)
+
+
+def get_model(path: str | Path | None = None) -> LoadedModel:
+    """The checkpoint's model, shared by every session (raises CheckpointError)."""
+    path = str(path or DEFAULT_CHECKPOINT)
+    return _model(path, mtime(path))
+
+
+# A resource, not cache_data: the full dataset is 80 MB of read-only tensors and cache_data would copy it on every rerun.
+@st.cache_resource(show_spinner="Loading the dataset...", max_entries=2)
+def _dataset(path: str, stamp: float, labels: str) -> FERData:
+    return load_dataset(path, labels=labels)
+
+
+def get_data(path: str | Path, labels: str = "fer2013") -> FERData:
+    """The dataset at path (raises DataNotFoundError / DataError)."""
+    return _dataset(str(path), mtime(path), labels)
+
+
+@st.cache_data(show_spinner=False)
+def class_table(path: str, stamp: float) -> pd.DataFrame:
+    """One row per (split, emotion): count and share of the split."""
+    rows = []
+    for split, counts in get_data(path).class_counts().items():
+        total = max(sum(counts), 1)
+        rows += [{"split": split, "emotion": e, "count": n, "share": n / total} for e, n in zip(EMOTIONS, counts, strict=True)]
+    return pd.DataFrame(rows)
+
+
+@st.cache_data(show_spinner=False)
+def ferplus_agreement(path: str, stamp: float) -> pd.DataFrame | None:
+    """Counts of FER2013 label (rows) against FER+ majority label (columns, plus 'dropped'); None without votes."""
+    votes_path = find_ferplus(Path(path))
+    if votes_path is None or Path(path).is_dir():
+        return None
+    data, votes = get_data(path), load_ferplus(votes_path)
+    usage = np.asarray(votes.usage)
+    cols = [*EMOTIONS, "dropped"]
+    table = np.zeros((len(EMOTIONS), len(cols)), dtype=np.int64)
+    for split in data.splits:
+        rows = np.flatnonzero(usage == split)
+        if len(rows) != len(data.labels[split]):
+            return None  # votes from another file: agreement would be meaningless
+        plus = votes.labels[rows].numpy()
+        plus = np.where(plus < 0, len(EMOTIONS), plus)  # FER+ rejected the image (no majority, not a face...)
+        np.add.at(table, (data.labels[split].numpy(), plus), 1)
+    return pd.DataFrame(table, index=list(EMOTIONS), columns=cols)
+
+
+# ---------------------------------------------------------------------------------------------- reports and runs
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _report(path: str, stamp: float) -> list[dict[str, Any]]:
+    data = json.loads(Path(path).read_text())
+    return data if isinstance(data, list) else [data]
+
+
+def get_reports(path: str | Path) -> list[dict[str, Any]]:
+    """The report(s) in a *.report.json file (one dict, or a list of them)."""
+    return _report(str(path), mtime(path))
+
+
+def find_reports(runs_root: Path) -> list[Path]:
+    """Saved reports: beside the shipped checkpoint, in run folders and in RUNS/reports, newest first."""
+    found = list(DEFAULT_CHECKPOINT.parent.glob("*.report.json"))
+    if runs_root.is_dir():
+        found += list(runs_root.glob("*/*.report.json"))
+    return sorted(set(found), key=mtime, reverse=True)
+
+
+def find_checkpoints(runs_root: Path) -> list[Path]:
+    """The shipped model first, then each run's best.pt, newest run first."""
+    runs = sorted(runs_root.glob("*/best.pt"), key=mtime, reverse=True) if runs_root.is_dir() else []
+    return [DEFAULT_CHECKPOINT, *runs]
+
+
+def report_out(checkpoint: Path, runs_root: Path, split: str, tta: str) -> Path:
+    """Where the dashboard writes a new report: beside a run's checkpoint, else in RUNS/reports (never in the repo)."""
+    name = f"{checkpoint.stem}.{split}.{tta}.report.json"
+    if (checkpoint.parent / "status.json").exists():
+        return checkpoint.parent / name
+    return runs_root / "reports" / name
+
+
+def split_images(report: dict[str, Any], fallback: Path | None) -> tuple[np.ndarray | None, str]:
+    """The report's split images (aligned with its predictions) from its own data file, else the sidebar's; or a reason."""
+    source = str(report.get("data", ""))
+    labels = "ferplus" if source.endswith("(FER+ labels)") else "fer2013"
+    source = source.removesuffix(" (FER+ labels)")
+    candidates = [Path(source)] if source and Path(source).exists() else []
+    candidates += [fallback] if fallback is not None else []
+    for path in candidates:
+        data = get_data(path, labels)
+        if report["split"] in data.images and len(data.images[report["split"]]) == report["n"]:
+            return data.images[report["split"]].numpy(), ""
+    return None, f"the {report['split']} images this report was made on ({source or 'unknown data'}) are not available"
+
+
+def known_splits(data: FERData | None) -> list[str]:
+    return data.splits if data is not None else list(SPLITS)
+
+
+# ---------------------------------------------------------------------------------------------- photos
+# fer_core.predict / explain pull in OpenCV and Captum (about a second of imports): only the Predict page pays for them.
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def predict_bytes(data: bytes, checkpoint: str, stamp: float, detect: bool, tta: str) -> list[Any]:
+    """FacePredictions for an uploaded file, cached so moving a slider does not detect faces again (raises ImageError)."""
+    from fer_core.predict import predict_image
+
+    return predict_image(data, get_model(checkpoint), detect=detect, tta=tta)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def explain_crop(crop: np.ndarray, checkpoint: str, stamp: float, method: str, target: int | None) -> np.ndarray:
+    """(48, 48) attribution map in [0, 1] for one face crop."""
+    from fer_core.explain import explain
+
+    return explain(get_model(checkpoint), crop, method=method, target=target)

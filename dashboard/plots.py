@@ -1,0 +1,108 @@
+"""Plotly figures built from plain data (tables, lists, report dicts); no Streamlit, no model code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from fer_core.metrics import normalize_confusion
+
+COLOURS = {"angry": "#e63946", "disgust": "#6a994e", "fear": "#9d4edd", "happy": "#ffbe0b", "sad": "#3a86ff",
+           "surprise": "#ff70a6", "neutral": "#8d99ae"}
+SPLIT_COLOURS = {"Training": "#1d3557", "PublicTest": "#457b9d", "PrivateTest": "#a8dadc"}
+
+
+def _tidy(fig: go.Figure, height: int = 360, title: str | None = None) -> go.Figure:
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, title=title,
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def class_balance(table: pd.DataFrame, value: str = "share") -> go.Figure:
+    """Grouped bars per emotion, one colour per split; hover shows count and share either way."""
+    fig = go.Figure()
+    for split, rows in table.groupby("split", sort=False):
+        fig.add_bar(x=rows["emotion"], y=rows[value], name=split, marker_color=SPLIT_COLOURS.get(split),
+                    customdata=np.stack([rows["count"], rows["share"]], axis=1),
+                    hovertemplate="%{x}: %{customdata[0]:,} images (%{customdata[1]:.1%})<extra>" + split + "</extra>")
+    fig.update_layout(barmode="group", yaxis={"tickformat": ".0%" if value == "share" else ",", "title": value})
+    return _tidy(fig)
+
+
+def confusion(cm: Sequence[Sequence[int]], labels: Sequence[str], by: str = "true", x_title: str = "predicted",
+              y_title: str = "true", columns: Sequence[str] | None = None) -> go.Figure:
+    """Heat map normalised by row ('true' = recall), column ('pred') or 'all', or raw 'counts'; numbers in the cells."""
+    counts = np.asarray(cm, dtype=np.int64)
+    values = counts.astype(float) if by == "counts" else np.asarray(normalize_confusion(counts, by=by))
+    text = [[f"{v:,}" if by == "counts" else f"{v:.0%}" for v in row] for row in values]
+    fig = go.Figure(go.Heatmap(
+        z=values, x=list(columns or labels), y=list(labels), text=text, texttemplate="%{text}", customdata=counts,
+        colorscale="Blues", showscale=False,
+        hovertemplate=f"{y_title} %{{y}}, {x_title} %{{x}}<br>%{{customdata:,}} images (%{{z:.1%}})<extra></extra>"
+        if by != "counts" else f"{y_title} %{{y}}, {x_title} %{{x}}: %{{customdata:,}} images<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title=y_title)
+    fig.update_xaxes(title=x_title, side="bottom")
+    return _tidy(fig, height=420)
+
+
+def reliability(bins: Sequence[dict[str, float]], ece: float) -> go.Figure:
+    """Accuracy per confidence bin against the diagonal of perfect calibration; bar hover gives the bin's count."""
+    used = [b for b in bins if b["count"] > 0]
+    fig = go.Figure()
+    fig.add_bar(x=[(b["lo"] + b["hi"]) / 2 for b in used], y=[b["accuracy"] for b in used],
+                width=[b["hi"] - b["lo"] for b in used], name="accuracy", marker_color="#457b9d",
+                customdata=[[b["count"], b["confidence"]] for b in used],
+                hovertemplate="confidence %{customdata[1]:.2f}: accuracy %{y:.2f} over %{customdata[0]:,} images<extra></extra>")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line={"dash": "dash", "color": "#e63946"})
+    fig.update_layout(xaxis={"title": "confidence", "range": [0, 1]}, yaxis={"title": "accuracy", "range": [0, 1]})
+    return _tidy(fig, title=f"Reliability (ECE {ece:.3f})")
+
+
+def curves(rows: Sequence[dict[str, Any]]) -> go.Figure:
+    """Loss and accuracy per epoch, train against validation, side by side."""
+    epochs = [r["epoch"] + 1 for r in rows]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    for col, key in ((1, "loss"), (2, "acc")):
+        for part, colour in (("train", "#1d3557"), ("val", "#e63946")):
+            fig.add_scatter(x=epochs, y=[r.get(f"{part}_{key}") for r in rows], mode="lines+markers", name=part,
+                            line={"color": colour}, showlegend=col == 1, row=1, col=col)
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    return _tidy(fig, height=320).update_layout(margin_t=30)  # room for the subplot titles
+
+
+def probabilities(probs: dict[str, float]) -> go.Figure:
+    """Horizontal bars of one face's class probabilities, in EMOTIONS order."""
+    names = list(probs)
+    fig = go.Figure(go.Bar(x=[probs[n] for n in names], y=names, orientation="h", marker_color=[COLOURS.get(n) for n in names],
+                           text=[f"{probs[n]:.0%}" for n in names], textposition="auto",
+                           hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    fig.update_layout(xaxis={"range": [0, 1], "tickformat": ".0%"}, yaxis={"autorange": "reversed"})
+    return _tidy(fig, height=230)
+
+
+def per_class(reports: dict[str, dict[str, Any]], metric: str = "f1") -> go.Figure:
+    """Grouped bars of one per-class metric for several reports (name -> report)."""
+    fig = go.Figure()
+    for name, r in reports.items():
+        fig.add_bar(x=list(r["per_class"]), y=[m[metric] for m in r["per_class"].values()], name=name,
+                    hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>")
+    fig.update_layout(barmode="group", yaxis={"title": metric, "range": [0, 1]})
+    return _tidy(fig)
+
+
+def reference(published: Sequence[dict[str, Any]], ours: dict[str, float]) -> go.Figure:
+    """Published accuracies and ours (name -> accuracy, highlighted), sorted."""
+    items = [(r["name"], r["accuracy"], "#a8dadc") for r in published] + [(n, a, "#e63946") for n, a in ours.items()]
+    items.sort(key=lambda t: t[1])
+    fig = go.Figure(go.Bar(x=[a for _, a, _ in items], y=[n for n, _, _ in items], orientation="h",
+                           marker_color=[c for _, _, c in items], text=[f"{a:.1%}" for _, a, _ in items], textposition="auto",
+                           hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
+    lo = min(0.5, items[0][1] - 0.05)  # zoomed on the published range, unless our model is far below it
+    fig.update_layout(xaxis={"range": [max(lo, 0.0), max(0.8, items[-1][1] + 0.02)], "tickformat": ".0%", "title": "accuracy"})
+    return _tidy(fig, height=60 + 34 * len(items))

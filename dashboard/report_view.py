@@ -1,0 +1,140 @@
+"""Sections of the Evaluate page, each drawn from a saved report dict (no recomputation), plus the evaluate-a-checkpoint form."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import loaders
+import plots
+import widgets
+from fer_core import jobs
+from fer_core.config import SPLITS
+from fer_core.evaluate import REFERENCE
+from fer_core.transforms import TTA_MODES
+
+NORMALISE = {"true": "by true class (recall)", "pred": "by predicted class (precision)", "all": "by all images",
+             "counts": "counts"}
+SUMMARY = {"accuracy": "accuracy", "macro_f1": "macro F1", "weighted_f1": "weighted F1", "ece": "ECE", "log_loss": "log loss"}
+PER_PAGE = 32
+
+
+def label(report: dict[str, Any], path: str) -> str:
+    p = Path(path)
+    where = p.parent.name if p.parent.name != "reports" else "reports"
+    name = p.name.removesuffix(".report.json")
+    return f"{name} [{where}] · {report['split']} · TTA {report['tta']} · acc {report['accuracy']:.1%}"
+
+
+def overview(r: dict[str, Any]) -> None:
+    cols = st.columns(len(SUMMARY) + 1)
+    for col, (k, name) in zip(cols, SUMMARY.items(), strict=False):
+        col.metric(name, f"{r[k]:.1%}" if k in ("accuracy", "macro_f1", "weighted_f1") else f"{r[k]:.3f}")
+    cols[-1].metric("images", f"{r['n']:,}")
+    m = r.get("model", {})
+    st.caption(f"{r.get('checkpoint', '?')}: {m.get('name', '?')} width {m.get('width', '?')}, "
+               f"{m.get('params', 0):,} parameters, epoch {m.get('epoch', '?')}; {r['split']} of {r.get('data', '?')}, "
+               f"created {r.get('created', '?')}")
+    table = pd.DataFrame(r["per_class"]).T.rename_axis("emotion").reset_index()
+    st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                                        for c in ("precision", "recall", "f1")})
+
+
+def confusion(r: dict[str, Any], key: str, default: str = "true") -> None:
+    by = st.segmented_control("Normalise", list(NORMALISE), default=default, format_func=NORMALISE.get, key=f"{key}-norm")
+    st.plotly_chart(plots.confusion(r["confusion_matrix"], r["labels"], by=by or default), key=f"{key}-cm")
+    st.caption("Rows are the true class. Row normalisation shows recall, which accuracy hides for rare classes such as disgust; "
+               "hover a cell for its count.")
+
+
+def calibration(r: dict[str, Any]) -> None:
+    st.plotly_chart(plots.reliability(r["reliability"], r["ece"]), key="reliability")
+    st.caption("Bars below the diagonal: the model is more confident than it is right. ECE is the count-weighted mean gap.")
+
+
+def gallery(r: dict[str, Any], fallback: Path | None) -> None:
+    """Misclassified images of the report's split, most confident mistakes first, filterable by (true, predicted)."""
+    images, why = loaders.split_images(r, fallback)
+    if images is None:
+        st.info(f"Gallery unavailable: {why}. Point the sidebar's data path at that file.")
+        return
+    y, yhat = np.asarray(r["predictions"]["y_true"]), np.asarray(r["predictions"]["y_pred"])
+    conf, names = np.asarray(r["predictions"]["confidence"]), r["labels"]
+    cm = np.asarray(r["confusion_matrix"])
+    pairs = sorted(((cm[i, j], i, j) for i in range(len(names)) for j in range(len(names)) if i != j), reverse=True)[:5]
+    st.caption("Most confused (true → predicted): " + ", ".join(f"{names[i]} → {names[j]} ({n})" for n, i, j in pairs if n))
+    cols = st.columns(3)
+    true = cols[0].selectbox("True class", ["any", *names], key="gal-true")
+    pred = cols[1].selectbox("Predicted as", ["any", *names], key="gal-pred")
+    keep = y != yhat
+    keep &= (y == names.index(true)) if true != "any" else True
+    keep &= (yhat == names.index(pred)) if pred != "any" else True
+    idx = np.flatnonzero(keep)
+    idx = idx[np.argsort(-conf[idx], kind="stable")]
+    wrong = int((y != yhat).sum())
+    st.caption(f"{len(idx):,} of {wrong:,} misclassified images ({len(y):,} in {r['split']}); most confident first")
+    shown = idx[widgets.pager(len(idx), PER_PAGE, "gal-page", cols[2])]
+    widgets.image_grid(images[shown], [f"{names[y[i]]} → {names[yhat[i]]} {conf[i]:.0%}" for i in shown])
+
+
+def compare(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> None:
+    rows = [{"metric": name, names[0]: a[k], names[1]: b[k], "difference": b[k] - a[k]} for k, name in SUMMARY.items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4f")
+                                                                     for c in (*names, "difference")})
+    st.plotly_chart(plots.per_class({names[0]: a, names[1]: b}), key="cmp-f1")
+    left, right = st.columns(2)
+    for col, r, name, k in ((left, a, names[0], "cmp-a"), (right, b, names[1], "cmp-b")):
+        col.markdown(f"**{name}**: {r['split']}, TTA {r['tta']}")
+        col.plotly_chart(plots.confusion(r["confusion_matrix"], r["labels"]), key=k)
+
+
+def published(r: dict[str, Any]) -> None:
+    ref = r.get("reference") or REFERENCE
+    st.plotly_chart(plots.reference(ref, {f"this model ({r['split']}, TTA {r['tta']})": r["accuracy"]}), key="ref")
+    if r["split"] != "PrivateTest":
+        st.warning(f"Published figures are PrivateTest accuracies; this report is on {r['split']}, so compare with care.")
+    st.dataframe(pd.DataFrame(ref)[["name", "accuracy", "split", "protocol", "source"]], hide_index=True,
+                 column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+
+
+def evaluate_form(s: widgets.Settings) -> None:
+    """Start `python -m fer_core.evaluate` for a checkpoint and split; a fragment waits for its report."""
+    with st.form("evaluate"):
+        cols = st.columns(4)
+        ckpt = cols[0].selectbox("Checkpoint", [str(p) for p in loaders.find_checkpoints(s.runs_root)],
+                                 format_func=widgets.checkpoint_label)
+        split = cols[1].selectbox("Split", SPLITS, index=1)
+        tta = cols[2].selectbox("Test-time augmentation", TTA_MODES)
+        labels = cols[3].selectbox("Labels", ["fer2013", "ferplus"], help="ferplus needs fer2013new.csv beside the data")
+        if st.form_submit_button("Evaluate", icon=":material/play_arrow:", disabled=s.data_path is None):
+            out = loaders.report_out(Path(ckpt), s.runs_root, split, tta if labels == "fer2013" else f"{tta}.ferplus")
+            job = jobs.start_evaluation(ckpt, s.data_path, split, out, tta=tta, labels=labels)
+            st.session_state["eval_job"] = {"pid": job.pid, "out": str(out), "log": str(job.log), "started": time.time()}
+    if error := st.session_state.pop("eval_error", None):
+        st.error(error)
+    if "eval_job" in st.session_state:
+        _wait_for_report()
+
+
+@st.fragment(run_every="1s")
+def _wait_for_report() -> None:
+    job = st.session_state.get("eval_job")
+    if job is None:
+        return
+    out = Path(job["out"])
+    if out.exists() and loaders.mtime(out) >= job["started"] - 1:
+        del st.session_state["eval_job"]
+        st.session_state["report_a"] = f"{out}#0"  # show the new report
+        st.rerun()
+    elif not jobs.pid_alive(job["pid"]):
+        del st.session_state["eval_job"]
+        log = Path(job["log"]).read_text(errors="replace") if Path(job["log"]).exists() else ""
+        st.session_state["eval_error"] = "Evaluation failed:\n\n" + "\n".join(log.splitlines()[-5:])
+        st.rerun()  # outside the fragment, so the message stays after polling ends
+    else:
+        st.info(f"Evaluating... {time.time() - job['started']:.0f} s (the report goes to {out})", icon=":material/hourglass_top:")

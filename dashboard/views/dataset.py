@@ -1,0 +1,50 @@
+"""Dataset: class balance per split, FER2013 against FER+ labels, and a paged grid of faces per emotion."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import loaders
+import plots
+import widgets
+from fer_core.config import EMOTIONS
+
+s = widgets.settings()
+data = widgets.data_or_stop(s)
+stamp = loaders.mtime(s.data_path)
+st.title("Dataset")
+st.caption(f"`{data.source}`: " + ", ".join(f"{split} {len(data.labels[split]):,}" for split in data.splits) + " images")
+
+st.subheader("Class balance")
+table = loaders.class_table(str(s.data_path), stamp)
+chart, numbers = st.columns([3, 2])
+value = chart.segmented_control("Show", ["share", "count"], default="share", key="balance-value")
+chart.plotly_chart(plots.class_balance(table, value or "share"), key="balance")
+numbers.dataframe(table.pivot(index="emotion", columns="split", values="count").reindex(EMOTIONS)[data.splits])
+train = table[table.split == "Training"].set_index("emotion")
+if len(train):
+    st.info(f"**Imbalance.** Disgust is {train.loc['disgust', 'share']:.1%} of Training here ({train.loc['disgust', 'count']:,} "
+            "images); in the full FER2013 it is 1.5% (436 of 28,709) while happy is 25%. Accuracy hides rare classes: read "
+            "per-class recall and macro F1 on the Evaluate page, or train with class weights.")
+
+st.subheader("FER2013 against FER+ labels")
+agreement = loaders.ferplus_agreement(str(s.data_path), stamp)
+if agreement is None:
+    st.info("FER+ votes not found: put `fer2013new.csv` (github.com/microsoft/FERPlus) beside the data file to compare labels.")
+else:
+    kept = agreement[list(EMOTIONS)].to_numpy()
+    same = kept.trace() / max(kept.sum(), 1)
+    st.markdown(f"FER+ (10 annotators per image, majority vote) agrees with the original label on **{same:.1%}** of the images "
+                f"it keeps, and drops {agreement['dropped'].sum():,} of {agreement.to_numpy().sum():,} (no majority, not a face, "
+                "contempt).")
+    st.plotly_chart(plots.confusion(agreement.to_numpy(), EMOTIONS, x_title="FER+ majority", y_title="FER2013 label",
+                                    columns=list(agreement.columns)), key="ferplus")
+
+st.subheader("Samples")
+cols = st.columns(3)
+split = cols[0].selectbox("Split", data.splits, key="grid-split")
+emotion = cols[1].selectbox("Emotion", EMOTIONS, index=3, key="grid-emotion")
+x, y = data.split(split)
+idx = (y == EMOTIONS.index(emotion)).nonzero().flatten().numpy()
+shown = idx[widgets.pager(len(idx), 32, "grid-page", cols[2])]
+widgets.image_grid(x[shown].numpy(), [f"#{i}" for i in shown])

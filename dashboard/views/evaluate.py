@@ -1,0 +1,48 @@
+"""Evaluate: browse saved reports (metrics, confusion, calibration, mistakes), compare two, or evaluate a checkpoint."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import loaders
+import report_view as rv
+import widgets
+
+s = widgets.settings()
+st.title("Evaluate")
+paths = loaders.find_reports(s.runs_root)
+with st.expander("Evaluate a checkpoint", expanded=not paths, icon=":material/play_arrow:"):
+    st.caption("Runs `python -m fer_core.evaluate ... --out` in a separate process; the report is saved beside the run's "
+               "checkpoint (or in the runs folder's reports/) and appears below.")
+    rv.evaluate_form(s)
+if not paths:
+    st.info("No saved reports yet. Evaluate a checkpoint above, or run `python -m fer_core.evaluate --checkpoint CKPT --split "
+            "PublicTest --out RUN/best.PublicTest.none.report.json`.")
+    st.stop()
+
+# One option per report; a file may hold several (a list), addressed as path#index.
+reports = {f"{p}#{i}": r for p in paths for i, r in enumerate(loaders.get_reports(p))}
+names = {k: rv.label(r, k.rsplit("#", 1)[0]) for k, r in reports.items()}
+if st.session_state.get("report_a") not in reports:
+    st.session_state.pop("report_a", None)
+left, right = st.columns(2)
+key_a = left.selectbox("Report", list(reports), format_func=names.get, key="report_a")
+key_b = right.selectbox("Compare with", [None, *reports], format_func=lambda k: names.get(k, "(none)"), key="report_b")
+report = reports[key_a]
+
+tabs = st.tabs(["Overview", "Confusion matrix", "Calibration", "Misclassified", "Compare", "Published results"])
+with tabs[0]:
+    rv.overview(report)
+with tabs[1]:
+    rv.confusion(report, key="main")
+with tabs[2]:
+    rv.calibration(report)
+with tabs[3]:
+    rv.gallery(report, s.data_path)
+with tabs[4]:
+    if key_b is None:
+        st.info("Pick a second report in **Compare with** to see the two side by side.")
+    else:
+        rv.compare(report, reports[key_b], ("A: " + names[key_a].split(" · ")[0], "B: " + names[key_b].split(" · ")[0]))
+with tabs[5]:
+    rv.published(report)

@@ -1,0 +1,56 @@
+"""Home: what the workbench does, the loaded model and its measured accuracy, where the data is, links to every page."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import loaders
+import widgets
+
+s = widgets.settings()
+st.title("Facial expression recognition workbench")
+st.markdown("Seven expressions (angry, disgust, fear, happy, sad, surprise, neutral) from 48x48 greyscale faces, "
+            "trained from scratch on FER2013 on a plain CPU. Explore the data, train and compare models, evaluate them "
+            "against published results, and try them on your own photos with saliency maps.")
+
+model_col, data_col = st.columns(2)
+with model_col:
+    st.subheader("Model")
+    model = widgets.model_or_error(s.checkpoint)
+    if model is not None:
+        cols = st.columns(4)
+        cols[0].metric("architecture", model.config.model)
+        cols[1].metric("width", model.config.width)
+        cols[2].metric("parameters", f"{model.num_params:,}")
+        cols[3].metric("epochs trained", (model.meta.get("epoch") or 0) + 1)
+        reports = [r for p in s.checkpoint.parent.glob(f"{s.checkpoint.stem}*.report.json") for r in loaders.get_reports(p)]
+        for r in reports:
+            st.markdown(f"- **{r['accuracy']:.1%}** accuracy on {r['split']} ({r['n']:,} images, TTA {r['tta']}), "
+                        f"macro F1 {r['macro_f1']:.3f}")
+        if not reports:
+            best = model.meta.get("best_acc")
+            st.info("No evaluation report beside this checkpoint yet" + (f"; validation accuracy while training: {best:.1%}."
+                                                                       if best else ".") + " Evaluate it on the Evaluate page.")
+        st.caption(f"`{s.checkpoint}`")
+
+with data_col:
+    st.subheader("Data")
+    if s.data_path is None:
+        st.error("The dataset was not found. Put it in one of these places:")
+        st.code(s.data_note, language=None)
+    else:
+        size = s.data_path.stat().st_size / 1e6 if s.data_path.is_file() else 0
+        st.markdown(f"`{s.data_path}`" + (f" ({size:.0f} MB)" if size >= 1 else ""))
+        if s.data_note:
+            st.warning("This is the 560-image sample bundled for tests; the full FER2013 was not found.")
+            st.code(s.data_note, language=None)
+    st.caption(f"Training runs are kept in `{s.runs_root}`.")
+
+st.subheader("Pages")
+LINKS = [("views/dataset.py", "Dataset", ":material/grid_view:", "Class balance per split, FER+ agreement, faces per emotion."),
+         ("views/train.py", "Train", ":material/model_training:", "Start a training job, follow it live, cancel or resume it."),
+         ("views/evaluate.py", "Evaluate", ":material/analytics:", "Metrics, confusion, calibration, mistakes, comparisons."),
+         ("views/predict.py", "Predict", ":material/add_a_photo:", "Emotions and saliency maps on your photos or the camera.")]
+for col, (page, title, icon, text) in zip(st.columns(len(LINKS), border=True), LINKS, strict=True):
+    col.page_link(page, label=title, icon=icon)
+    col.caption(text)

@@ -1,0 +1,40 @@
+"""Predict: faces boxed on your photos, probabilities per face, saliency maps, and downloads of the results."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import widgets
+from fer_core.config import EMOTIONS
+from fer_core.transforms import TTA_MODES
+
+s = widgets.settings()
+st.title("Predict")
+model = widgets.model_or_stop(s.checkpoint)
+try:
+    from fer_core.explain import METHODS
+except ImportError as e:  # the explanation stack (captum, OpenCV) is missing: say what to install
+    st.error(f"Prediction needs fer_core.predict / fer_core.explain and their dependencies: {e}. "
+             "Run `pip install -r requirements.txt -e .`.")
+    st.stop()
+
+files = st.file_uploader("Photos (several at once)", type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"],
+                         accept_multiple_files=True, key="uploads")
+shot = st.camera_input("Take a photo", key="camera") if st.toggle("Use the camera", key="use-camera") else None
+c = st.columns(5)
+detect = c[0].toggle("Find faces", value=True, key="detect", help="Off: the whole image is one face (for ready-made crops)")
+tta = c[1].selectbox("Test-time augmentation", TTA_MODES, key="tta", persist_state="session")
+method = c[2].selectbox("Explanation", list(METHODS), format_func=METHODS.get, key="method", persist_state="session")
+target = c[3].selectbox("Explain class", ["predicted", *EMOTIONS], key="target", help="Which class the map explains")
+alpha = c[4].slider("Map opacity", 0.0, 1.0, 0.5, 0.05, key="alpha", persist_state="session")
+
+sources = [(f.name, f.getvalue()) for f in files or []] + ([("camera.jpg", shot.getvalue())] if shot is not None else [])
+if not sources:
+    st.info("Upload one or more photos (or take one with the camera) to see the faces, their expressions and why. "
+            f"Model: {widgets.checkpoint_label(str(s.checkpoint))}, {model.num_params:,} parameters.")
+    st.stop()
+target_index = None if target == "predicted" else EMOTIONS.index(target)
+for i, (name, data) in enumerate(sources):
+    with st.container(border=True):
+        widgets.photo_result(name, data, s.checkpoint, detect=detect, tta=tta, method=method, target=target_index, alpha=alpha,
+                             key=f"photo{i}")

@@ -1,0 +1,63 @@
+"""Train: a form that starts a training job (a separate process), its live progress, cancel/resume, and past runs."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import widgets
+from fer_core import jobs
+from fer_core.config import TrainConfig
+from fer_core.models import list_models
+from fer_core.transforms import AUGMENT_LEVELS
+
+s = widgets.settings()
+d = TrainConfig()
+st.title("Train")
+st.caption(f"Each job runs `python -m fer_core.train` in its own process and writes a run folder under `{s.runs_root}`: "
+           "reloading the page or closing the browser does not stop it. One job runs at a time.")
+current = jobs.current_job(s.runs_root)
+if current is not None:
+    st.info(f"Job **{current.name}** is running; start another when it ends or after cancelling it.",
+            icon=":material/directions_run:")
+
+with st.expander("New training run", expanded=current is None), st.form("train"):
+    c = st.columns(4)
+    name = c[0].text_input("Run name", placeholder="automatic (date-model)", help="A folder name under the runs folder")
+    model = c[1].selectbox("Model", list_models(), index=list_models().index("small"))
+    width = c[2].number_input("Width", 4, 128, 16, help="Channels of the first stage (doubles per stage)")
+    epochs = c[3].number_input("Epochs", 1, 500, 10)
+    lr = c[0].number_input("Learning rate", 1e-4, 1.0, d.lr, format="%.4f")
+    batch_size = c[1].number_input("Batch size", 8, 1024, d.batch_size, step=8)
+    augment = c[2].selectbox("Augmentation", list(AUGMENT_LEVELS), index=list(AUGMENT_LEVELS).index(d.augment))
+    label_smoothing = c[3].number_input("Label smoothing", 0.0, 0.5, d.label_smoothing, step=0.05)
+    patience = c[0].number_input("Patience (0 = off)", 0, 500, d.patience, help="Stop after N epochs without progress")
+    erasing = c[1].number_input("Random erasing", 0.0, 1.0, d.erasing, step=0.1)
+    mixup = c[2].number_input("Mixup alpha", 0.0, 2.0, d.mixup, step=0.1)
+    labels = c[3].selectbox("Labels", ["fer2013", "ferplus"], help="ferplus trains on FER+ majority votes (fer2013new.csv)")
+    limit = c[0].number_input("Limit training images (0 = all)", 0, 100_000, 0)
+    threads = c[1].number_input("CPU threads (0 = all)", 0, 64, 0)
+    crop_size = c[2].number_input("Crop size", 32, 48, d.crop_size)
+    class_weights = c[3].checkbox("Class weights", help="Weight the loss by inverse class frequency (helps disgust)")
+    submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
+                                      disabled=s.data_path is None)
+if submitted:
+    cfg = d.replace(data=str(s.data_path), model=model, width=int(width), epochs=int(epochs), lr=float(lr),
+                    batch_size=int(batch_size), augment=augment, label_smoothing=float(label_smoothing), patience=int(patience),
+                    erasing=float(erasing), mixup=float(mixup), labels=labels, limit=int(limit), threads=int(threads),
+                    crop_size=int(crop_size), class_weights=class_weights, warmup_epochs=min(d.warmup_epochs, int(epochs) - 1))
+    try:
+        job = jobs.start_job(cfg, s.runs_root, name=name.strip() or None)
+        st.session_state["train-run"] = job.name
+        st.toast(f"Started {job.name} (pid {job.pid})")
+    except jobs.JobError as e:
+        st.error(str(e))
+
+runs = jobs.list_runs(s.runs_root)
+if not runs:
+    st.info(f"No runs in `{s.runs_root}` yet: fill in the form above, or point the sidebar's runs folder elsewhere.")
+    st.stop()
+names = [r.name for r in runs]
+if st.session_state.get("train-run") not in names:
+    st.session_state["train-run"] = current.name if current is not None and current.name in names else names[0]
+chosen = st.selectbox("Run", names, key="train-run")
+widgets.runs_view(s.runs_root, chosen)

@@ -1,0 +1,263 @@
+"""Shared Streamlit pieces: the sidebar settings every page reads, guards that stop a page with instructions, small views."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+import loaders
+import plots
+from fer_core import jobs
+from fer_core.checkpoint import CheckpointError, LoadedModel
+from fer_core.config import DEFAULT_CHECKPOINT, SAMPLE_DATA, DataNotFoundError, data_help, resolve_data_path
+from fer_core.data import DataError, FERData
+from fer_core.train import RunFolder
+
+# Material icons ship with Streamlit's fonts; emoji depend on the viewer's system fonts.
+STATE_ICONS = {"starting": ":material/hourglass_top:", "running": ":material/directions_run:",
+               "finished": ":material/check_circle:", "stopped": ":material/stop_circle:", "failed": ":material/error:",
+               "interrupted": ":material/warning:"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the sidebar chose; pages read it through settings()."""
+
+    data_path: Path | None  # None when the chosen path does not exist
+    data_note: str  # why the data is missing or only the sample ("" = the full data was found)
+    runs_root: Path
+    checkpoint: Path
+
+
+def default_data() -> tuple[Path, str]:
+    """The full data if it can be found, else the bundled 560-image sample and the instructions."""
+    try:
+        return resolve_data_path(), ""
+    except DataNotFoundError as e:
+        return SAMPLE_DATA, str(e)
+
+
+def checkpoint_label(path: str) -> str:
+    p = Path(path)
+    return f"shipped model ({p.name})" if p == DEFAULT_CHECKPOINT else f"run {p.parent.name} ({p.name})"
+
+
+def sidebar() -> Settings:
+    """Data path, runs folder and model, shown on every page (the entry script renders it, so values persist)."""
+    default, note = default_data()
+    with st.sidebar:
+        text = st.text_input("Data (FER2013 CSV or image folder)", value=str(default), key="data_path",
+                             help="Defaults to $FER_DATA, then ../shared/data/fer2013.csv.gz, then the bundled sample")
+        path = Path(text.strip()).expanduser() if text.strip() else default
+        if not path.exists():
+            st.error("No data at that path.")
+            path, note = None, data_help([path])
+        elif note and path == SAMPLE_DATA:
+            st.warning("Full FER2013 not found: using the 560-image sample.")
+            with st.expander("How to add the full data"):
+                st.code(note, language=None)
+        else:
+            note = ""
+        runs = st.text_input("Runs folder", value=str(jobs.resolve_runs_root()), key="runs_root",
+                             help="Training jobs write their run folders here ($FER_RUNS, default ~/fer_runs)")
+        runs_root = jobs.resolve_runs_root(runs)
+        options = [str(p) for p in loaders.find_checkpoints(runs_root)]
+        checkpoint = st.selectbox("Model", options, format_func=checkpoint_label, key="checkpoint",
+                                  help="Used by Home and Predict; Evaluate picks its own")
+    settings = Settings(data_path=path, data_note=note, runs_root=runs_root, checkpoint=Path(checkpoint or DEFAULT_CHECKPOINT))
+    st.session_state["settings"] = settings
+    return settings
+
+
+def settings() -> Settings:
+    if "settings" not in st.session_state:  # a page run without the entry script (never in the app itself)
+        return sidebar()
+    return st.session_state["settings"]
+
+
+def model_or_error(checkpoint: Path) -> LoadedModel | None:
+    """The model, or None after an error saying what to do."""
+    try:
+        return loaders.get_model(checkpoint)
+    except CheckpointError as e:
+        st.error(f"Cannot load the model: {e}")
+        st.info("Pick another model in the sidebar, train one on the Train page, or restore the shipped checkpoint "
+                "with `git checkout checkpoints/fer_vgg.pt`.")
+        return None
+
+
+def model_or_stop(checkpoint: Path) -> LoadedModel:
+    """The model; without one the page stops after the error."""
+    model = model_or_error(checkpoint)
+    if model is None:
+        st.stop()
+    return model
+
+
+def data_or_stop(s: Settings, labels: str = "fer2013") -> FERData:
+    if s.data_path is None:
+        st.error("The dataset was not found.")
+        st.code(s.data_note, language=None)
+        st.stop()
+    try:
+        return loaders.get_data(s.data_path, labels)
+    except (DataNotFoundError, DataError, OSError) as e:
+        st.error(f"Cannot read the dataset: {e}")
+        st.code(data_help(), language=None)
+        st.stop()
+
+
+def image_grid(images: np.ndarray | Sequence[np.ndarray], captions: Sequence[str], columns: int = 8, width: int = 96) -> None:
+    """Small greyscale faces in rows of `columns`, each with a caption."""
+    for start in range(0, len(images), columns):
+        cols = st.columns(columns)
+        for col, img, cap in zip(cols, images[start : start + columns], captions[start : start + columns], strict=False):
+            col.image(np.asarray(img), caption=cap, width=width)
+
+
+def pager(n_items: int, per_page: int, key: str, container: st.delta_generator.DeltaGenerator | None = None) -> slice:
+    """A page-number input; returns the slice of items on the chosen page."""
+    pages = max(1, -(-n_items // per_page))
+    page = (container or st).number_input(f"Page (of {pages})", 1, pages, 1, key=key)
+    return slice((page - 1) * per_page, page * per_page)
+
+
+# ---------------------------------------------------------------------------------------------- training runs
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return "-"
+    h, rem = divmod(int(seconds), 3600)
+    return f"{h}h {rem // 60:02d}m" if h else f"{rem // 60}m {rem % 60:02d}s"
+
+
+def runs_table(runs: list[jobs.RunInfo]) -> None:
+    when = lambda t: pd.Timestamp(t, unit="s", tz="UTC").tz_convert(None) if t else None
+    df = pd.DataFrame([{"run": r.name, "state": r.state, "epoch": f"{r.epoch}/{r.epochs}",
+                        "best val acc": r.best_acc if (r.best_acc or -1) >= 0 else None, "model": r.config.get("model"),
+                        "width": r.config.get("width"), "started": when(r.started), "updated": when(r.updated)} for r in runs])
+    st.dataframe(df, hide_index=True, column_config={
+        "best val acc": st.column_config.NumberColumn(format="percent"),
+        "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+        "updated": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+
+
+def _run_actions(info: jobs.RunInfo) -> None:
+    key = f"run-{info.name}"
+    try:
+        if info.active:
+            if st.button("Cancel", key=f"{key}-cancel", icon=":material/stop:", help="Saves and exits after the batch"):
+                jobs.cancel_job(info.path)
+                st.toast(f"Stopping {info.name} after the current batch")
+        elif info.resumable and st.button("Resume", key=f"{key}-resume", icon=":material/play_arrow:"):
+            jobs.resume_job(info.path)
+            st.rerun()
+        elif info.state == "finished":
+            more = st.number_input("Total epochs", info.epochs + 1, 10_000, info.epochs + 10, key=f"{key}-epochs")
+            if st.button("Train longer", key=f"{key}-longer", icon=":material/fast_forward:"):
+                jobs.resume_job(info.path, epochs=int(more))
+                st.rerun()
+    except jobs.JobError as e:
+        st.error(str(e))
+
+
+def _run_panel(run_dir: Path) -> None:
+    info = jobs.read_run(run_dir)
+    st.markdown(f"**{info.name}** {STATE_ICONS.get(info.state, '')} {info.state}" + (f": {info.message}" if info.message else ""))
+    if info.epochs:
+        st.progress(min(info.epoch / info.epochs, 1.0), text=f"epoch {info.epoch} of {info.epochs}")
+    # status.json gives the ETA at the last epoch's end; count down from there between epochs.
+    eta = info.eta_s - (time.time() - (info.updated or time.time())) if info.active and info.eta_s is not None else None
+    cols = st.columns(4)
+    cols[0].metric("best val accuracy", f"{info.best_acc:.1%}" if (info.best_acc or -1) >= 0 else "-",
+                   help=f"epoch {info.best_epoch + 1}" if info.best_epoch is not None and info.best_epoch >= 0 else None)
+    cols[1].metric("ETA", _duration(max(eta, 0.0)) if eta is not None else "-")
+    cols[2].metric("images/s", f"{info.last['images_per_s']:.0f}" if "images_per_s" in info.last else "-")
+    cols[3].metric("last val loss", f"{info.last['val_loss']:.3f}" if "val_loss" in info.last else "-")
+    rows = RunFolder(run_dir).read_metrics()
+    if rows:
+        st.plotly_chart(plots.curves(rows), key=f"curves-{info.name}")
+    else:
+        st.caption("Loss and accuracy curves appear after the first epoch.")
+    _run_actions(info)
+    with st.expander("Log"):
+        log = run_dir / jobs.LOG_FILE
+        st.code("\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else "(no log)", language=None)
+
+
+def runs_view(runs_root: Path, chosen: str) -> None:
+    """The chosen run (progress, metrics, curves, actions) and the table of all runs, refreshed every 2 s while a job runs."""
+    polling = any(r.active for r in jobs.list_runs(runs_root))
+
+    @st.fragment(run_every="2s" if polling else None)
+    def view() -> None:
+        runs = jobs.list_runs(runs_root)
+        if polling and not any(r.active for r in runs):
+            st.rerun()  # the job ended: a full rerun redraws the page without the timer
+        _run_panel(runs_root / chosen)
+        st.subheader("All runs")
+        runs_table(runs)
+
+    view()
+
+
+# ---------------------------------------------------------------------------------------------- photos
+
+
+def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta: str, method: str, target: int | None,
+                 alpha: float, key: str) -> None:
+    """One uploaded photo: annotated picture with downloads, and per face an attribution overlay and probability bars."""
+    from fer_core.explain import CAVEATS, overlay
+    from fer_core.faces import ImageError, load_image
+    from fer_core.predict import annotate
+
+    st.markdown(f"**{name}**")
+    stamp = loaders.mtime(checkpoint)
+    try:
+        faces = loaders.predict_bytes(data, str(checkpoint), stamp, detect, tta)
+        image = load_image(data)
+    except ImageError as e:
+        st.error(f"Cannot use this file: {e}")
+        return
+    if not faces:
+        st.warning("No face found. Faces should be roughly frontal and not tiny; for a photo that is already a face crop, "
+                   "turn off **Find faces**.")
+        st.image(image, width=480)
+        return
+    annotated = annotate(image, faces)
+    picture, details = st.columns([3, 2])
+    picture.image(annotated, width="stretch")
+    stem = Path(name).stem
+    result = {"file": name, "checkpoint": str(checkpoint), "tta": tta, "detect": detect, "faces": [f.to_dict() for f in faces]}
+    left, right = picture.columns(2)
+    left.download_button("Annotated image (PNG)", _png(annotated), f"{stem}.annotated.png", "image/png", key=f"{key}-png",
+                         icon=":material/download:")
+    right.download_button("Result (JSON)", json.dumps(result, indent=2), f"{stem}.json", "application/json", key=f"{key}-json",
+                          icon=":material/data_object:")
+    with details:
+        for j, face in enumerate(faces):
+            heat = loaders.explain_crop(face.crop, str(checkpoint), stamp, method, target)
+            crop_col, bars_col = st.columns([2, 3], vertical_alignment="center")
+            crop_col.image(overlay(face.crop, heat, alpha=alpha), caption=f"face {j + 1}: {face.label} {face.confidence:.0%}",
+                           width="stretch")
+            if not heat.any():  # Grad-CAM keeps only positive evidence; a weak or unsure model may have none to show
+                crop_col.caption("This method found no positive evidence for the class here; try another method.")
+            bars_col.plotly_chart(plots.probabilities(face.probs), key=f"{key}-probs{j}")
+        if method in CAVEATS:
+            st.caption(CAVEATS[method])
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()

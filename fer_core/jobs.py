@@ -1,0 +1,312 @@
+"""Training and evaluation jobs as detached subprocesses: start, list, cancel, resume; one training job at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig, atomic_write_json
+
+RUNS_ENV = "FER_RUNS"  # where runs live when no folder is given
+LOCK_NAME = ".train.lock"  # in the runs root: {"run", "pid", "started"} of the one training job allowed
+JOB_FILE = "job.json"  # in a run folder: how the job was started (pid, command, train flags)
+LOG_FILE = "train.log"
+START_GRACE_S = 30.0  # a lock written by a starter that has no child pid yet counts as held this long
+ACTIVE = ("starting", "running")  # states with a live process behind them
+_CHILDREN: dict[int, subprocess.Popen] = {}  # processes this interpreter started: polling them reaps zombies
+_START_LOCK = threading.Lock()  # dashboard sessions are threads of one process: serialise their starts
+
+
+class JobError(RuntimeError):
+    """A job cannot be started, resumed or found; the message says why."""
+
+
+class JobRunningError(JobError):
+    """Another training job holds the lock; its run is named in the message."""
+
+    def __init__(self, run: str, pid: int) -> None:
+        super().__init__(f"a training job is already running: {Path(run).name} (pid {pid}, {run}); "
+                         "cancel it or wait for it to finish before starting another")
+        self.run, self.pid = run, pid
+
+
+@dataclass
+class Job:
+    """A started subprocess and the run folder it writes."""
+
+    run_dir: Path
+    pid: int
+    command: list[str]
+    log: Path
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+
+@dataclass
+class RunInfo:
+    """One run folder as the registry sees it: status.json plus liveness of its process."""
+
+    name: str
+    path: Path
+    state: str  # starting, running, finished, stopped, failed, interrupted (status said running, process gone)
+    epoch: int = 0  # completed epochs
+    epochs: int = 0
+    best_acc: float | None = None
+    best_epoch: int | None = None
+    pid: int | None = None
+    started: float | None = None
+    updated: float | None = None
+    eta_s: float | None = None
+    last: dict[str, Any] = field(default_factory=dict)  # last metrics row
+    config: dict[str, Any] = field(default_factory=dict)
+    message: str = ""  # reason for finishing, or the error
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    @property
+    def resumable(self) -> bool:
+        return self.state in ("stopped", "interrupted", "failed") and (
+            (self.path / "last.pt").exists() or (self.path / JOB_FILE).exists())
+
+
+def resolve_runs_root(path: str | os.PathLike[str] | None = None) -> Path:
+    """The runs folder: the argument, $FER_RUNS, or ~/fer_runs."""
+    p = path if path not in (None, "") else os.environ.get(RUNS_ENV) or Path.home() / "fer_runs"
+    return Path(p).expanduser().resolve()
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True while the process runs (zombies count as dead)."""
+    if not pid or pid <= 0:
+        return False
+    if pid in _CHILDREN:
+        return _CHILDREN[pid].poll() is None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # an exited child of another Popen owner lingers as a zombie until reaped
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def is_trainer(pid: int | None) -> bool:
+    """Alive and running fer_core (guards against a recorded pid reused by an unrelated process)."""
+    if not pid_alive(pid):
+        return False
+    try:
+        return b"fer_core." in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): trust the pid
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # missing, or unreadable (an old non-atomic writer): treat as absent
+    return data if isinstance(data, dict) else None
+
+
+def train_args(cfg: TrainConfig) -> list[str]:
+    """CLI flags for the fields that differ from the defaults (plus data, made absolute)."""
+    default, args = TrainConfig(), []
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if f.name == "data" and value:
+            value = str(Path(value).expanduser().resolve())  # the child runs in another folder
+        elif value == getattr(default, f.name):
+            continue
+        args += [f"--{f.name.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return args
+
+
+# ---------------------------------------------------------------------------------------------- lock
+
+
+def _lock_holder(root: Path) -> tuple[str, int] | None:
+    """(run, pid) of the live job holding the lock, or None (no lock, or a stale one)."""
+    lock = _read_json(root / LOCK_NAME)
+    if lock is None:
+        return None
+    pid = lock.get("pid")
+    if pid is None and time.time() - lock.get("started", 0) < START_GRACE_S:
+        return lock.get("run", "?"), lock.get("owner", 0)  # its starter is between writing the lock and Popen
+    return (lock.get("run", "?"), pid) if is_trainer(pid) else None
+
+
+def _acquire(root: Path, run_dir: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    lock = root / LOCK_NAME
+    tmp = root / f".lock.{os.getpid()}.{threading.get_ident()}.tmp"
+    atomic_write_json(tmp, {"run": str(run_dir), "pid": None, "owner": os.getpid(), "started": time.time()})
+    try:
+        for _ in range(2):
+            try:
+                os.link(tmp, lock)  # atomic create-if-absent with complete content
+                return
+            except FileExistsError:
+                holder = _lock_holder(root)
+                if holder is not None:
+                    raise JobRunningError(*holder) from None
+                lock.unlink(missing_ok=True)  # stale: its job ended
+        raise JobError(f"could not take the job lock {lock}")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def current_job(root: str | os.PathLike[str] | None = None) -> RunInfo | None:
+    """The run of the training job holding the lock, if it is alive."""
+    holder = _lock_holder(resolve_runs_root(root))
+    return read_run(holder[0]) if holder and Path(holder[0]).is_dir() else None
+
+
+# ---------------------------------------------------------------------------------------------- start / stop
+
+
+def _launch(run_dir: Path, args: list[str], log_name: str = LOG_FILE) -> subprocess.Popen:
+    command = [sys.executable, "-m", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # epoch lines reach the log as they happen
+    with open(run_dir / log_name, "ab") as log:  # the child keeps its own descriptor; ours closes here
+        log.write(f"\n$ {' '.join(command)}\n".encode())
+        log.flush()
+        # A new session: the job survives the dashboard, and a Ctrl-C in its terminal does not reach it.
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
+                                env=env, start_new_session=True)
+    _CHILDREN[proc.pid] = proc
+    return proc
+
+
+def _start(root: Path, run_dir: Path, flags: list[str], resume: bool) -> Job:
+    with _START_LOCK:
+        _acquire(root, run_dir)
+        try:
+            args = ["fer_core.train", "--run", str(run_dir), *flags, *(["--resume"] if resume else []), "--quiet"]
+            proc = _launch(run_dir, args)
+        except BaseException:
+            (root / LOCK_NAME).unlink(missing_ok=True)
+            raise
+        job = {"pid": proc.pid, "command": proc.args, "flags": flags, "started": time.time()}
+        atomic_write_json(run_dir / JOB_FILE, job)
+        atomic_write_json(root / LOCK_NAME, {"run": str(run_dir), "pid": proc.pid, "started": job["started"]})
+    return Job(run_dir=run_dir, pid=proc.pid, command=list(proc.args), log=run_dir / LOG_FILE)
+
+
+def start_job(cfg: TrainConfig, runs_root: str | os.PathLike[str] | None = None, name: str | None = None) -> Job:
+    """Start `python -m fer_core.train` for cfg in a new run folder; raises JobRunningError if a job runs."""
+    root = resolve_runs_root(runs_root)
+    name = name or f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model}{cfg.width}"
+    if not name or Path(name).name != name or name.startswith("."):
+        raise JobError(f"run name {name!r} must be a plain folder name")
+    run_dir = root / name
+    if (run_dir / JOB_FILE).exists() or (run_dir / "status.json").exists():
+        raise JobError(f"run {name!r} already exists in {root}; resume it or choose another name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return _start(root, run_dir, train_args(cfg), resume=False)
+
+
+def resume_job(run_dir: str | os.PathLike[str], epochs: int | None = None) -> Job:
+    """Continue a run from its last.pt (epochs = a new total, to train a finished run longer)."""
+    run_dir = Path(run_dir).resolve()
+    info = read_run(run_dir)
+    if info.active:
+        raise JobRunningError(str(run_dir), info.pid or 0)
+    job = _read_json(run_dir / JOB_FILE) or {}
+    if not (run_dir / "last.pt").exists() and "flags" not in job:
+        raise JobError(f"{run_dir}: nothing to resume (no last.pt and no job.json)")
+    # The original flags rebuild the config when no epoch finished; with last.pt the trainer takes it from there.
+    flags = list(job.get("flags", []))
+    if epochs is not None:
+        flags += ["--epochs", str(epochs)]
+    return _start(run_dir.parent, run_dir, flags, resume=True)
+
+
+def cancel_job(run_dir: str | os.PathLike[str]) -> bool:
+    """Ask the run's trainer to stop (SIGTERM: it finishes the batch, saves and exits). False if none is alive."""
+    info = read_run(run_dir)
+    if info.pid is None or not info.active or not is_trainer(info.pid):
+        return False
+    os.kill(info.pid, signal.SIGTERM)
+    return True
+
+
+def start_evaluation(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], split: str, out: str | os.PathLike[str],
+                     tta: str = "none", labels: str = "fer2013") -> Job:
+    """Run `python -m fer_core.evaluate ... --out` detached; the report appears at `out` when it is done."""
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    args = ["fer_core.evaluate", "--checkpoint", str(Path(checkpoint).resolve()), "--data", str(Path(data).resolve()),
+            "--split", split, "--tta", tta, "--labels", labels, "--out", str(out)]
+    log = out.name.removesuffix(".json") + ".log"
+    proc = _launch(out.parent, args, log_name=log)
+    return Job(run_dir=out.parent, pid=proc.pid, command=list(proc.args), log=out.parent / log)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+def _log_tail(run_dir: Path, lines: int = 3) -> str:
+    try:
+        text = (run_dir / LOG_FILE).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
+
+
+def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
+    """RunInfo from status.json, job.json and config.json, with the process checked for liveness."""
+    run_dir = Path(run_dir)
+    status = _read_json(run_dir / "status.json") or {}
+    job = _read_json(run_dir / JOB_FILE) or {}
+    pid = job.get("pid") or status.get("pid")
+    alive = is_trainer(pid)
+    saved = status.get("state")
+    if alive:  # a resumed job runs before it rewrites status.json (loading data takes seconds)
+        state = "running" if saved == "running" and status.get("pid") == pid else "starting"
+    elif saved == "running" or (saved is None and not job):
+        state = "interrupted" if saved else "empty"
+    else:
+        state = saved or "failed"  # job.json but no status: the trainer died before its first write
+    message = status.get("error") or status.get("reason") or ""
+    if state in ("failed", "interrupted") and not message:
+        message = _log_tail(run_dir)
+    return RunInfo(name=run_dir.name, path=run_dir, state=state, epoch=status.get("epoch", 0), epochs=status.get("epochs", 0),
+                   best_acc=status.get("best_acc"), best_epoch=status.get("best_epoch"), pid=pid,
+                   started=job.get("started") or status.get("started"), updated=status.get("updated"),
+                   eta_s=status.get("eta_s"), last=status.get("last") or {},
+                   config=_read_json(run_dir / "config.json") or {}, message=message)
+
+
+def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
+    """Every run folder under the runs root, newest first."""
+    root = resolve_runs_root(root)
+    if not root.is_dir():
+        return []
+    runs = [read_run(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    runs = [r for r in runs if r.state != "empty"]
+    return sorted(runs, key=lambda r: r.started or r.updated or 0.0, reverse=True)
+
+
+def wait_job(run_dir: str | os.PathLike[str], timeout: float = 120.0, poll: float = 0.2) -> RunInfo:
+    """Block until the run is no longer starting/running, or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while (info := read_run(run_dir)).active:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{run_dir}: still {info.state} after {timeout:.0f} s")
+        time.sleep(poll)
+    return info

@@ -1,0 +1,248 @@
+"""Emotions of the faces in real photos: per-face predictions, batching over many files, annotated pictures and the CLI.
+
+    python -m fer_core.predict [--checkpoint PATH] [--no-detect] [--tta none|flip|tencrop] [--json] [--annotate OUTDIR] PATH...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from .checkpoint import CheckpointError, LoadedModel, load_model
+from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE, set_threads
+from .evaluate import predict_probs
+from .faces import Box, FaceDetector, ImageError, ImageSource, crop_face, detect_faces, load_image
+from .transforms import TTA_MODES
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+NO_FACE_HINT = "no face found; use --no-detect to classify the whole image as one face"
+COLOURS = {"angry": (230, 57, 70), "disgust": (106, 153, 78), "fear": (157, 78, 221), "happy": (255, 190, 11),
+           "sad": (58, 134, 255), "surprise": (255, 112, 166), "neutral": (200, 200, 200)}
+
+
+@dataclass
+class FacePrediction:
+    """One face: where it is, what the model says, and the 48x48 crop it saw."""
+
+    box: Box  # (x, y, w, h) in the original image's pixels
+    label: str  # the most probable emotion
+    probs: dict[str, float]  # softmax over EMOTIONS, in that order, summing to 1
+    confidence: float  # probs[label]
+    crop: np.ndarray = field(repr=False)  # (48, 48) uint8 greyscale, as given to the model
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": [int(v) for v in self.box], "label": self.label, "probs": dict(self.probs),
+                "confidence": self.confidence}
+
+
+def predict_crops(crops: np.ndarray | torch.Tensor, model: LoadedModel, tta: str = "none") -> np.ndarray:
+    """Softmax probabilities (B, 7) for uint8 face crops (B, 48, 48) (or one (48, 48)), batched, without gradients."""
+    x = torch.as_tensor(np.ascontiguousarray(crops)) if isinstance(crops, np.ndarray) else crops
+    if x.dim() == 2:
+        x = x.unsqueeze(0)
+    if x.dim() != 3 or tuple(x.shape[-2:]) != (IMAGE_SIZE, IMAGE_SIZE) or x.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 crops of shape (B, {IMAGE_SIZE}, {IMAGE_SIZE}), got {x.dtype} {tuple(x.shape)}")
+    return predict_probs(model, x, tta)  # the evaluation path: same normalisation, centre crop and TTA views
+
+
+def face_crops(image: Image.Image, detect: bool = True, detector: FaceDetector | None = None) -> tuple[list[Box], np.ndarray]:
+    """Boxes and (N, 48, 48) uint8 crops of the faces in an image; detect=False takes the whole image as one face."""
+    if detect:
+        boxes = detect_faces(image, detector)
+        crops = [crop_face(image, b) for b in boxes]
+    else:
+        boxes = [(0, 0, *image.size)]
+        crops = [crop_face(image, boxes[0], margin=0.0)]  # no margin: the user framed the face
+    return boxes, np.stack(crops) if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+
+
+def _to_predictions(boxes: list[Box], crops: np.ndarray, probs: np.ndarray) -> list[FacePrediction]:
+    out = []
+    for box, crop, p in zip(boxes, crops, probs, strict=True):
+        k = int(p.argmax())
+        out.append(FacePrediction(box=tuple(int(v) for v in box), label=EMOTIONS[k],
+                                  probs={e: float(v) for e, v in zip(EMOTIONS, p, strict=True)},
+                                  confidence=float(p[k]), crop=crop))
+    return out
+
+
+@lru_cache(maxsize=2)
+def _cached_model(path: str, mtime: float) -> LoadedModel:
+    return load_model(path)
+
+
+def default_model() -> LoadedModel:
+    """The shipped checkpoint, loaded once (reloaded when the file changes)."""
+    return _cached_model(str(DEFAULT_CHECKPOINT), DEFAULT_CHECKPOINT.stat().st_mtime if DEFAULT_CHECKPOINT.exists() else 0.0)
+
+
+def predict_image(source: ImageSource, model: LoadedModel | None = None, detect: bool = True, tta: str = "none",
+                  detector: FaceDetector | None = None) -> list[FacePrediction]:
+    """One prediction per face found (largest first); [] when none is found. Bad input raises ImageError."""
+    model = model if model is not None else default_model()
+    image = load_image(source)
+    boxes, crops = face_crops(image, detect, detector)
+    if not boxes:
+        return []
+    return _to_predictions(boxes, crops, predict_crops(crops, model, tta))
+
+
+def iter_predictions(paths: Iterable[str | os.PathLike], model: LoadedModel, detect: bool = True, tta: str = "none",
+                     chunk_size: int = 32) -> Iterator[tuple[str, list[FacePrediction] | str]]:
+    """(path, faces) or (path, error message) per file, in order; the faces of `chunk_size` files go through the model together."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
+    paths = [str(p) for p in paths]
+    for start in range(0, len(paths), chunk_size):
+        found: list[tuple[str, list[Box], np.ndarray] | tuple[str, str]] = []
+        for path in paths[start : start + chunk_size]:
+            try:
+                found.append((path, *face_crops(load_image(path), detect)))
+            except ImageError as e:
+                found.append((path, str(e).removeprefix(f"{path}: ")))  # the caller already has the path
+            except Exception as e:  # noqa: BLE001 - one unexpected failure must not stop the other files
+                found.append((path, f"{type(e).__name__}: {e}"))
+        crops = [item[2] for item in found if len(item) == 3]
+        probs = predict_crops(np.concatenate(crops), model, tta) if crops else np.zeros((0, len(EMOTIONS)), np.float32)
+        offset = 0
+        for item in found:
+            if len(item) == 2:
+                yield item
+                continue
+            path, boxes, face = item
+            yield path, _to_predictions(boxes, face, probs[offset : offset + len(boxes)])
+            offset += len(boxes)
+
+
+def predict_files(paths: Iterable[str | os.PathLike], model: LoadedModel | None = None, detect: bool = True,
+                  tta: str = "none") -> list[dict[str, Any]]:
+    """One JSON-ready dict per file: {"path", "faces": [...]} or {"path", "error"}; a bad file never stops the others."""
+    return [{"path": path, "error": result} if isinstance(result, str) else
+            {"path": path, "faces": [p.to_dict() for p in result]}
+            for path, result in iter_predictions(paths, model if model is not None else default_model(), detect, tta)]
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)  # Pillow's bundled scalable font
+    except (TypeError, OSError, ImportError):  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def annotate(image: Image.Image, predictions: list[FacePrediction]) -> Image.Image:
+    """A copy of the image with each face's box, label and confidence drawn on it."""
+    out = image.convert("RGB")  # always a new image: the caller's stays untouched
+    draw = ImageDraw.Draw(out)
+    long_side = max(out.size)
+    width, font = max(2, round(long_side / 300)), _font(max(11, round(long_side / 45)))
+    for p in predictions:
+        x, y, w, h = p.box
+        colour = COLOURS.get(p.label, (255, 255, 255))
+        draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour, width=width)
+        text = f"{p.label} {p.confidence:.0%}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        pad = max(2, width)
+        tw, th = right - left + 2 * pad, bottom - top + 2 * pad
+        ty = y - th if y - th >= 0 else min(y + h, out.size[1] - th)  # above the box, or below it at the top edge
+        draw.rectangle((x, ty, x + tw, ty + th), fill=colour)
+        draw.text((x + pad - left, ty + pad - top), text, fill=(0, 0, 0), font=font)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files as given plus the images inside folders (recursively, sorted); and (folder, error) for empty folders."""
+    files, problems = [], []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            files.extend(found)
+            if not found:
+                problems.append((str(p), f"no images found in this folder (looked for {', '.join(IMAGE_SUFFIXES)})"))
+        else:
+            files.append(str(p))  # a named file is always tried, whatever its extension
+    return files, problems
+
+
+def format_faces(path: str, faces: list[FacePrediction]) -> str:
+    """Human-readable lines for one file."""
+    if not faces:
+        return f"{path}: {NO_FACE_HINT}"
+    lines = [f"{path}: {len(faces)} face{'s' if len(faces) > 1 else ''}"]
+    for i, f in enumerate(faces, 1):
+        others = sorted(((p, e) for e, p in f.probs.items() if e != f.label), reverse=True)[:2]
+        rest = ", ".join(f"{e} {p:.0%}" for p, e in others)
+        lines.append(f"  face {i} at {tuple(f.box)}: {f.label} {f.confidence:.0%} ({rest})")
+    return "\n".join(lines)
+
+
+def _save_annotated(path: str, faces: list[FacePrediction], outdir: Path, used: set[str]) -> Path:
+    stem, n = Path(path).stem, 0
+    while (name := f"{stem}{f'_{n}' if n else ''}.annotated.jpg") in used:
+        n += 1  # two inputs with the same name in different folders
+    used.add(name)
+    outdir.mkdir(parents=True, exist_ok=True)
+    annotate(load_image(path), faces).save(outdir / name, quality=90)
+    return outdir / name
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fer_core.predict",
+                                description="Find the faces in photos and predict their emotions.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    p.add_argument("--checkpoint", default=None, help=f"model checkpoint (default: {DEFAULT_CHECKPOINT})")
+    p.add_argument("--no-detect", action="store_true", help="classify each whole image as one face")
+    p.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
+    p.add_argument("--json", action="store_true", help="print one JSON line per input file")
+    p.add_argument("--annotate", metavar="OUTDIR", default=None, help="write annotated copies of the images here")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    set_threads(args.threads)
+    try:
+        model = load_model(args.checkpoint)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    files, problems = expand_paths(args.paths)
+    failed = [path for path, _ in problems]
+    for path, error in problems:
+        print(json.dumps({"path": path, "error": error}) if args.json else f"{path}: error: {error}", flush=True)
+    used: set[str] = set()
+    for path, result in iter_predictions(files, model, detect=not args.no_detect, tta=args.tta):
+        if not isinstance(result, str) and args.annotate:
+            try:
+                _save_annotated(path, result, Path(args.annotate), used)
+            except (ImageError, OSError) as e:
+                result = f"cannot write the annotated image: {e}"
+        if isinstance(result, str):
+            failed.append(path)
+            print(json.dumps({"path": path, "error": result}) if args.json else f"{path}: error: {result}", flush=True)
+            continue
+        print(json.dumps({"path": path, "faces": [f.to_dict() for f in result]}) if args.json else format_faces(path, result),
+              flush=True)
+        if args.json and not result:
+            print(f"{path}: {NO_FACE_HINT}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} of {len(files) + len(problems)} inputs failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Training jobs as real subprocesses on the sample data: one at a time, cancel, resume, a killed job shows as interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fer_core import jobs
+from fer_core.config import SAMPLE_DATA, TrainConfig
+from fer_core.train import RunFolder, config_from_args, get_args_parser
+
+TINY = TrainConfig(data=str(SAMPLE_DATA), model="small", width=8, epochs=1, batch_size=32, warmup_epochs=0, threads=1,
+                   patience=0, augment="none")
+LONG = TINY.replace(epochs=200)  # runs long enough to be caught running (each sample epoch takes well under a second)
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def wait_for(run_dir, cond, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while not cond(info := jobs.read_run(run_dir)):
+        assert time.monotonic() < deadline, f"timed out; run is {info.state}: {info.message}"
+        time.sleep(0.1)
+    return info
+
+
+def test_train_args_round_trip_through_the_cli():
+    cfg = TINY.replace(lr=0.01, class_weights=True, label_smoothing=0.0, augment="strong")
+    args = get_args_parser().parse_args(["--run", "x", *jobs.train_args(cfg)])
+    assert config_from_args(args) == cfg
+    assert "--lr" in jobs.train_args(cfg) and "--momentum" not in jobs.train_args(cfg)  # defaults stay implicit
+
+
+def test_runs_root_from_argument_env_or_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_RUNS", str(tmp_path / "env"))
+    assert jobs.resolve_runs_root() == tmp_path / "env"
+    assert jobs.resolve_runs_root(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.delenv("FER_RUNS")
+    assert jobs.resolve_runs_root().name == "fer_runs"
+
+
+def test_registry_reads_states_without_processes(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "status.json").write_text(json.dumps({"state": "running", "pid": dead_pid(), "epoch": 3, "epochs": 9,
+                                                            "updated": 2.0}))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "status.json").write_text(json.dumps({"state": "finished", "pid": dead_pid(), "started": 5.0,
+                                                            "best_acc": 0.5}))
+    (tmp_path / "not-a-run").mkdir()
+    runs = jobs.list_runs(tmp_path)
+    assert [(r.name, r.state) for r in runs] == [("b", "finished"), ("a", "interrupted")]
+    assert runs[1].epoch == 3 and not runs[1].active
+    assert jobs.list_runs(tmp_path / "missing") == []
+
+
+def test_stale_lock_is_ignored(tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / ".train.lock").write_text(json.dumps({"run": "old", "pid": dead_pid(), "started": 0}))
+    assert jobs.current_job(tmp_path) is None
+    # An unrelated live process (this one) with a recorded pid is not a trainer either.
+    (tmp_path / ".train.lock").write_text(json.dumps({"run": "old", "pid": os.getpid(), "started": 0}))
+    assert jobs.current_job(tmp_path) is None
+
+
+@pytest.mark.slow
+def test_tiny_job_runs_to_finished(tmp_path):
+    job = jobs.start_job(TINY, tmp_path, name="tiny")
+    assert job.run_dir == tmp_path / "tiny" and job.pid > 0
+    with pytest.raises(jobs.JobError, match="already exists"):
+        jobs.start_job(TINY, tmp_path, name="tiny")
+    info = jobs.wait_job(job.run_dir, timeout=120)
+    assert info.state == "finished", (info.message, job.log.read_text())
+    assert (info.epoch, info.epochs) == (1, 1) and 0.0 <= info.best_acc <= 1.0
+    for name in ("config.json", "metrics.jsonl", "status.json", "last.pt", "best.pt", "job.json", "train.log"):
+        assert (job.run_dir / name).exists(), name
+    assert "epoch 1/1" in job.log.read_text()
+    assert [r.name for r in jobs.list_runs(tmp_path)] == ["tiny"] and jobs.current_job(tmp_path) is None
+
+
+@pytest.mark.slow
+def test_one_job_at_a_time_cancel_then_resume(tmp_path):
+    job = jobs.start_job(LONG, tmp_path, name="long")
+    try:
+        with pytest.raises(jobs.JobRunningError, match="long"):
+            jobs.start_job(TINY, tmp_path, name="other")
+        assert not (tmp_path / "other" / "job.json").exists()
+        info = wait_for(job.run_dir, lambda i: i.state == "running" and i.epoch >= 1)
+        assert jobs.current_job(tmp_path).name == "long"
+        assert jobs.cancel_job(job.run_dir)
+        info = jobs.wait_job(job.run_dir, timeout=60)
+    finally:
+        if jobs.read_run(job.run_dir).active:
+            os.kill(job.pid, signal.SIGKILL)
+    assert info.state == "stopped" and info.resumable and not jobs.cancel_job(job.run_dir)
+    done = info.epoch
+    again = jobs.resume_job(job.run_dir, epochs=done + 1)
+    info = jobs.wait_job(again.run_dir, timeout=120)
+    assert info.state == "finished" and info.epoch == done + 1
+    assert [r["epoch"] for r in RunFolder(job.run_dir).read_metrics()] == list(range(done + 1))
+
+
+@pytest.mark.slow
+def test_killed_job_shows_interrupted_and_resumes(tmp_path):
+    job = jobs.start_job(LONG, tmp_path, name="killed")
+    try:
+        wait_for(job.run_dir, lambda i: i.state == "running" and i.epoch >= 1)
+    finally:
+        os.kill(job.pid, signal.SIGKILL)  # no chance to write "stopped": the status still says running
+    info = wait_for(job.run_dir, lambda i: not i.active, timeout=30)
+    assert info.state == "interrupted" and info.resumable
+    assert json.loads((job.run_dir / "status.json").read_text())["state"] == "running"
+    assert jobs.current_job(tmp_path) is None
+    again = jobs.resume_job(job.run_dir, epochs=info.epoch + 1)
+    assert jobs.wait_job(again.run_dir, timeout=120).state == "finished"
