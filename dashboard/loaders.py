@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.checkpoint import LoadedModel, load_model
-from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, SPLITS
+from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS
 from fer_core.data import FERData, find_ferplus, load_dataset, load_ferplus
 
 
@@ -126,10 +126,6 @@ def split_images(report: dict[str, Any], fallback: Path | None) -> tuple[np.ndar
         if report["split"] in data.images and len(data.images[report["split"]]) == report["n"]:
             return data.images[report["split"]].numpy(), ""
     return None, f"the {report['split']} images this report was made on ({source or 'unknown data'}) are not available"
-
-
-def known_splits(data: FERData | None) -> list[str]:
-    return data.splits if data is not None else list(SPLITS)
 
 
 # ---------------------------------------------------------------------------------------------- photos

@@ -108,17 +108,29 @@ def evaluate_form(s: widgets.Settings) -> None:
         cols = st.columns(4)
         ckpt = cols[0].selectbox("Checkpoint", [str(p) for p in loaders.find_checkpoints(s.runs_root)],
                                  format_func=widgets.checkpoint_label)
-        split = cols[1].selectbox("Split", SPLITS, index=1)
+        splits = _splits(s.data_path)
+        split = cols[1].selectbox("Split", splits, index=min(1, len(splits) - 1))
         tta = cols[2].selectbox("Test-time augmentation", TTA_MODES)
         labels = cols[3].selectbox("Labels", ["fer2013", "ferplus"], help="ferplus needs fer2013new.csv beside the data")
         if st.form_submit_button("Evaluate", icon=":material/play_arrow:", disabled=s.data_path is None):
             out = loaders.report_out(Path(ckpt), s.runs_root, split, tta if labels == "fer2013" else f"{tta}.ferplus")
-            job = jobs.start_evaluation(ckpt, s.data_path, split, out, tta=tta, labels=labels)
-            st.session_state["eval_job"] = {"pid": job.pid, "out": str(out), "log": str(job.log), "started": time.time()}
+            try:
+                job = jobs.start_evaluation(ckpt, s.data_path, split, out, tta=tta, labels=labels)
+                st.session_state["eval_job"] = {"pid": job.pid, "out": str(out), "log": str(job.log), "started": time.time()}
+            except OSError as e:
+                st.error(f"Cannot start the evaluation: {e}")
     if error := st.session_state.pop("eval_error", None):
         st.error(error)
     if "eval_job" in st.session_state:
         _wait_for_report()
+
+
+def _splits(data_path: Path | None) -> list[str]:
+    """The splits the data has (the shared copy withholds PrivateTest), or all three if it cannot be read."""
+    try:
+        return loaders.get_data(data_path).splits if data_path is not None else list(SPLITS)
+    except (OSError, ValueError):
+        return list(SPLITS)
 
 
 @st.fragment(run_every="1s")

@@ -217,7 +217,8 @@ def runs_view(runs_root: Path, chosen: str) -> None:
 def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta: str, method: str, target: int | None,
                  alpha: float, key: str) -> None:
     """One uploaded photo: annotated picture with downloads, and per face an attribution overlay and probability bars."""
-    from fer_core.explain import CAVEATS, overlay
+    from fer_core import explain
+    from fer_core.explain import overlay
     from fer_core.faces import ImageError, load_image
     from fer_core.predict import annotate
 
@@ -253,8 +254,8 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta:
             if not heat.any():  # Grad-CAM keeps only positive evidence; a weak or unsure model may have none to show
                 crop_col.caption("This method found no positive evidence for the class here; try another method.")
             bars_col.plotly_chart(plots.probabilities(face.probs), key=f"{key}-probs{j}")
-        if method in CAVEATS:
-            st.caption(CAVEATS[method])
+        if caveat := getattr(explain, "CAVEATS", {}).get(method):
+            st.caption(caveat)
 
 
 def _png(image: Image.Image) -> bytes:

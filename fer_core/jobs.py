@@ -171,9 +171,12 @@ def _acquire(root: Path, run_dir: Path) -> None:
 
 
 def current_job(root: str | os.PathLike[str] | None = None) -> RunInfo | None:
-    """The run of the training job holding the lock, if it is alive."""
-    holder = _lock_holder(resolve_runs_root(root))
-    return read_run(holder[0]) if holder and Path(holder[0]).is_dir() else None
+    """The live training job of this runs folder: the lock holder, or a run started without the lock (plain CLI)."""
+    root = resolve_runs_root(root)
+    holder = _lock_holder(root)
+    if holder and Path(holder[0]).is_dir():
+        return read_run(holder[0])
+    return next((r for r in list_runs(root) if r.active), None)
 
 
 # ---------------------------------------------------------------------------------------------- start / stop
@@ -196,6 +199,10 @@ def _start(root: Path, run_dir: Path, flags: list[str], resume: bool) -> Job:
     with _START_LOCK:
         _acquire(root, run_dir)
         try:
+            # A run started from the command line holds no lock, but it uses the same cores.
+            other = next((r for r in list_runs(root) if r.active and r.path.resolve() != run_dir.resolve()), None)
+            if other is not None:
+                raise JobRunningError(str(other.path), other.pid or 0)
             args = ["fer_core.train", "--run", str(run_dir), *flags, *(["--resume"] if resume else []), "--quiet"]
             proc = _launch(run_dir, args)
         except BaseException:
@@ -217,7 +224,12 @@ def start_job(cfg: TrainConfig, runs_root: str | os.PathLike[str] | None = None,
     if (run_dir / JOB_FILE).exists() or (run_dir / "status.json").exists():
         raise JobError(f"run {name!r} already exists in {root}; resume it or choose another name")
     run_dir.mkdir(parents=True, exist_ok=True)
-    return _start(root, run_dir, train_args(cfg), resume=False)
+    try:
+        return _start(root, run_dir, train_args(cfg), resume=False)
+    except BaseException:
+        if not any(run_dir.iterdir()):
+            run_dir.rmdir()  # leave no empty run behind a refused start
+        raise
 
 
 def resume_job(run_dir: str | os.PathLike[str], epochs: int | None = None) -> Job:

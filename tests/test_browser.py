@@ -46,7 +46,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     report = evaluate_checkpoint(DEFAULT_CHECKPOINT, SAMPLE_DATA, "PublicTest")
     atomic_write_json(tmp / "runs" / "reports" / "fer_vgg.PublicTest.none.report.json", report)
     port = free_port()
-    env = {**os.environ, "FER_DATA": str(SAMPLE_DATA), "FER_RUNS": str(tmp / "runs"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "FER_DATA": str(SAMPLE_DATA), "FER_RUNS": str(tmp / "runs"), "FER_CACHE": str(tmp / "cache"),
+           "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/Home.py", "--server.headless", "true", "--server.port", str(port),
            "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     with open(tmp / "streamlit.log", "wb") as log:
@@ -112,14 +113,14 @@ def test_every_page_and_a_prediction_in_chromium(server: tuple[str, Path]) -> No
                 screenshot(page, ARTIFACTS / "train.png")
                 page.get_by_role("button", name="Cancel").click()
                 expect(page.get_by_text("stopped").first).to_be_visible(timeout=60_000)
-                assert page.get_by_role("button", name="Resume").is_visible()
+                expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=30_000)
             finally:
                 if jobs.read_run(job.run_dir).active:
                     os.kill(job.pid, signal.SIGKILL)
 
             visit(page, f"{url}/evaluate", "Evaluate")
             screenshot(page, ARTIFACTS / "evaluate.png")
-            for tab in ("Confusion matrix", "Misclassified"):
+            for tab in ("Confusion matrix", "Calibration", "Misclassified", "Published results"):
                 page.get_by_role("tab", name=tab).click()
                 screenshot(page, ARTIFACTS / f"evaluate-{tab.split()[0].lower()}.png")
 

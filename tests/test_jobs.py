@@ -72,6 +72,22 @@ def test_stale_lock_is_ignored(tmp_path):
     assert jobs.current_job(tmp_path) is None
 
 
+def test_a_run_started_without_the_lock_still_blocks_a_new_job(tmp_path):
+    # A stand-in for `python -m fer_core.train` started by hand: alive, with "fer_core." on its command line.
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "fer_core.train"])
+    try:
+        (tmp_path / "by-hand").mkdir()
+        (tmp_path / "by-hand" / "status.json").write_text(json.dumps({"state": "running", "pid": proc.pid, "epoch": 1}))
+        assert jobs.current_job(tmp_path).name == "by-hand"
+        with pytest.raises(jobs.JobRunningError, match="by-hand"):
+            jobs.start_job(TINY, tmp_path, name="new")
+        assert not (tmp_path / "new").exists() and not (tmp_path / ".train.lock").exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert jobs.read_run(tmp_path / "by-hand").state == "interrupted"
+
+
 @pytest.mark.slow
 def test_tiny_job_runs_to_finished(tmp_path):
     job = jobs.start_job(TINY, tmp_path, name="tiny")
@@ -88,12 +104,20 @@ def test_tiny_job_runs_to_finished(tmp_path):
 
 
 @pytest.mark.slow
+def test_bad_data_path_ends_as_failed_with_the_reason(tmp_path):
+    job = jobs.start_job(TINY.replace(data=str(tmp_path / "nowhere.csv")), tmp_path / "runs", name="bad")
+    info = jobs.wait_job(job.run_dir, timeout=120)
+    assert info.state == "failed" and "not found" in info.message and info.resumable
+    assert jobs.current_job(tmp_path / "runs") is None
+
+
+@pytest.mark.slow
 def test_one_job_at_a_time_cancel_then_resume(tmp_path):
     job = jobs.start_job(LONG, tmp_path, name="long")
     try:
         with pytest.raises(jobs.JobRunningError, match="long"):
             jobs.start_job(TINY, tmp_path, name="other")
-        assert not (tmp_path / "other" / "job.json").exists()
+        assert not (tmp_path / "other").exists()
         info = wait_for(job.run_dir, lambda i: i.state == "running" and i.epoch >= 1)
         assert jobs.current_job(tmp_path).name == "long"
         assert jobs.cancel_job(job.run_dir)

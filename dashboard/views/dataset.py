@@ -23,9 +23,10 @@ chart.plotly_chart(plots.class_balance(table, value or "share"), key="balance")
 numbers.dataframe(table.pivot(index="emotion", columns="split", values="count").reindex(EMOTIONS)[data.splits])
 train = table[table.split == "Training"].set_index("emotion")
 if len(train):
+    full = "" if train["count"].sum() == 28_709 else " In the full FER2013 Training split disgust is 1.5% (436 of 28,709)."
     st.info(f"**Imbalance.** Disgust is {train.loc['disgust', 'share']:.1%} of Training here ({train.loc['disgust', 'count']:,} "
-            "images); in the full FER2013 it is 1.5% (436 of 28,709) while happy is 25%. Accuracy hides rare classes: read "
-            "per-class recall and macro F1 on the Evaluate page, or train with class weights.")
+            f"images), happy {train.loc['happy', 'share']:.1%}.{full} Accuracy hides rare classes: read per-class recall and "
+            "macro F1 on the Evaluate page, or train with class weights.")
 
 st.subheader("FER2013 against FER+ labels")
 agreement = loaders.ferplus_agreement(str(s.data_path), stamp)

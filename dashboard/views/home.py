@@ -6,6 +6,7 @@ import streamlit as st
 
 import loaders
 import widgets
+from fer_core.data import find_ferplus
 
 s = widgets.settings()
 st.title("Facial expression recognition workbench")
@@ -21,7 +22,8 @@ with model_col:
         cols = st.columns(4)
         cols[0].metric("architecture", model.config.model)
         cols[1].metric("width", model.config.width)
-        cols[2].metric("parameters", f"{model.num_params:,}")
+        n = model.num_params
+        cols[2].metric("parameters", f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} k", help=f"{n:,}")
         cols[3].metric("epochs trained", (model.meta.get("epoch") or 0) + 1)
         reports = [r for p in s.checkpoint.parent.glob(f"{s.checkpoint.stem}*.report.json") for r in loaders.get_reports(p)]
         for r in reports:
@@ -41,6 +43,8 @@ with data_col:
     else:
         size = s.data_path.stat().st_size / 1e6 if s.data_path.is_file() else 0
         st.markdown(f"`{s.data_path}`" + (f" ({size:.0f} MB)" if size >= 1 else ""))
+        votes = find_ferplus(s.data_path)
+        st.markdown(f"FER+ votes: `{votes}`" if votes else "FER+ votes: not found (put `fer2013new.csv` beside the data).")
         if s.data_note:
             st.warning("This is the 560-image sample bundled for tests; the full FER2013 was not found.")
             st.code(s.data_note, language=None)

@@ -49,7 +49,7 @@ if submitted:
         job = jobs.start_job(cfg, s.runs_root, name=name.strip() or None)
         st.session_state["train-run"] = job.name
         st.toast(f"Started {job.name} (pid {job.pid})")
-    except jobs.JobError as e:
+    except (jobs.JobError, OSError) as e:  # OSError: the runs folder cannot be written
         st.error(str(e))
 
 runs = jobs.list_runs(s.runs_root)
