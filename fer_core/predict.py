@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .checkpoint import CheckpointError, LoadedModel, load_model
 from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE, set_threads
 from .evaluate import predict_probs
-from .faces import Box, FaceDetector, ImageError, ImageSource, crop_face, detect_faces, load_image
+from .faces import MARGIN, Box, FaceDetector, ImageError, ImageSource, crop_face, detect_faces, load_image
 from .transforms import TTA_MODES
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
@@ -40,6 +40,7 @@ class FacePrediction:
     probs: dict[str, float]  # softmax over EMOTIONS, in that order, summing to 1
     confidence: float  # probs[label]
     crop: np.ndarray = field(repr=False)  # (48, 48) uint8 greyscale, as given to the model
+    margin: float = MARGIN  # the margin the crop was cut with (0 for a whole image): overlay() needs it to map back
 
     def to_dict(self) -> dict[str, Any]:
         return {"box": [int(v) for v in self.box], "label": self.label, "probs": dict(self.probs),
@@ -60,20 +61,20 @@ def face_crops(image: Image.Image, detect: bool = True, detector: FaceDetector |
     """Boxes and (N, 48, 48) uint8 crops of the faces in an image; detect=False takes the whole image as one face."""
     if detect:
         boxes = detect_faces(image, detector)
-        crops = [crop_face(image, b) for b in boxes]
+        crops = [crop_face(image, b, MARGIN) for b in boxes]
     else:
         boxes = [(0, 0, *image.size)]
         crops = [crop_face(image, boxes[0], margin=0.0)]  # no margin: the user framed the face
     return boxes, np.stack(crops) if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
 
 
-def _to_predictions(boxes: list[Box], crops: np.ndarray, probs: np.ndarray) -> list[FacePrediction]:
+def _to_predictions(boxes: list[Box], crops: np.ndarray, probs: np.ndarray, margin: float) -> list[FacePrediction]:
     out = []
     for box, crop, p in zip(boxes, crops, probs, strict=True):
         k = int(p.argmax())
         out.append(FacePrediction(box=tuple(int(v) for v in box), label=EMOTIONS[k],
                                   probs={e: float(v) for e, v in zip(EMOTIONS, p, strict=True)},
-                                  confidence=float(p[k]), crop=crop))
+                                  confidence=float(p[k]), crop=crop, margin=margin))
     return out
 
 
@@ -95,12 +96,12 @@ def predict_image(source: ImageSource, model: LoadedModel | None = None, detect:
     boxes, crops = face_crops(image, detect, detector)
     if not boxes:
         return []
-    return _to_predictions(boxes, crops, predict_crops(crops, model, tta))
+    return _to_predictions(boxes, crops, predict_crops(crops, model, tta), MARGIN if detect else 0.0)
 
 
 def iter_predictions(paths: Iterable[str | os.PathLike], model: LoadedModel, detect: bool = True, tta: str = "none",
                      chunk_size: int = 32) -> Iterator[tuple[str, list[FacePrediction] | str]]:
-    """(path, faces) or (path, error message) per file, in order; the faces of `chunk_size` files go through the model together."""
+    """(path, faces) or (path, error) per file, in order; the faces of `chunk_size` files go through the model together."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
     paths = [str(p) for p in paths]
@@ -121,7 +122,7 @@ def iter_predictions(paths: Iterable[str | os.PathLike], model: LoadedModel, det
                 yield item
                 continue
             path, boxes, face = item
-            yield path, _to_predictions(boxes, face, probs[offset : offset + len(boxes)])
+            yield path, _to_predictions(boxes, face, probs[offset : offset + len(boxes)], MARGIN if detect else 0.0)
             offset += len(boxes)
 
 

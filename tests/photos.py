@@ -1,0 +1,69 @@
+"""Real test photos built from scikit-image's bundled images (no download): a portrait, ten faces, face-free scenes."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+from skimage import data as skdata
+
+# Where the frontal-face cascade finds the astronaut's face in the 512 x 512 original (checked by eye: brows to chin).
+ASTRONAUT_FACE = (177, 66, 95, 95)
+HEAD = (150, 30, 300, 200)  # the astronaut's head with hair and some background, as (left, top, right, bottom)
+
+
+def astronaut() -> Image.Image:
+    return Image.fromarray(skdata.astronaut())
+
+
+def coffee() -> Image.Image:
+    """A cup of coffee on a table: a real photo without a face."""
+    return Image.fromarray(skdata.coffee())
+
+
+def ten_faces(tile: int = 180, gap: int = 20) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """The astronaut's head, upscaled, ten times in a 5 x 2 grid; and the (left, top, right, bottom) of each tile."""
+    head = astronaut().crop(HEAD).resize((tile, round(tile * 170 / 150)), Image.Resampling.BICUBIC)
+    w, h = head.size
+    sheet = Image.new("RGB", (5 * (w + gap) + gap, 2 * (h + gap) + gap), (235, 235, 235))
+    tiles = []
+    for i in range(10):
+        x, y = gap + (i % 5) * (w + gap), gap + (i // 5) * (h + gap)
+        sheet.paste(head, (x, y))
+        tiles.append((x, y, x + w, y + h))
+    return sheet, tiles
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A 100-byte PNG whose header declares width x height RGB pixels (what a decompression bomb looks like up front)."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def scaled(box: tuple[int, int, int, int], factor: float) -> tuple[int, int, int, int]:
+    return tuple(round(v * factor) for v in box)  # type: ignore[return-value]
+
+
+def rgb_array(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"))

@@ -1,0 +1,202 @@
+"""Image loading (every source and Pillow mode, EXIF), face detection on real photos, and 48x48 crops like training's."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import pytest
+from photos import ASTRONAUT_FACE, astronaut, coffee, encode, iou, scaled, ten_faces
+from PIL import Image
+
+from fer_core.config import IMAGE_SIZE
+from fer_core.faces import (
+    MARGIN,
+    FaceDetector,
+    HaarDetector,
+    ImageError,
+    crop_face,
+    detect_faces,
+    face_square,
+    get_detector,
+    load_image,
+)
+
+
+def test_every_source_kind_loads_the_same_pixels(tmp_path):
+    photo = astronaut()
+    path = tmp_path / "astronaut.png"
+    photo.save(path)
+    expected = np.asarray(photo)
+    for source in (path, str(path), path.read_bytes(), Image.open(path), expected, expected.astype(np.float32) / 255):
+        im = load_image(source)
+        assert im.mode == "RGB" and im.size == (512, 512)
+        assert np.array_equal(np.asarray(im), expected), type(source)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "I", "I;16", "F"])
+def test_every_pillow_mode_becomes_rgb_and_keeps_the_face(mode):
+    photo = astronaut()
+    if mode == "I;16":  # 16-bit: values span 0..65535, so a clip at 255 would leave a white image
+        source = Image.fromarray(np.asarray(photo.convert("L")).astype(np.uint16) * 257)
+    elif mode == "F":
+        source = Image.fromarray(np.asarray(photo.convert("L")).astype(np.float32) / 255)
+    elif mode == "I":
+        source = photo.convert("L").convert("I")
+    else:
+        source = photo.convert(mode)
+    assert source.mode == mode
+    im = load_image(source)
+    assert im.mode == "RGB" and im.size == photo.size
+    grey = np.asarray(im.convert("L")).astype(int)
+    assert np.abs(grey - np.asarray(photo.convert("L")).astype(int)).mean() < 12  # the same picture (palettes dither)
+    (box,) = detect_faces(im)
+    assert iou(box, ASTRONAUT_FACE) > 0.7
+
+
+def test_transparency_is_composited_on_white():
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[:, :30] = (255, 0, 0, 255)  # opaque red left half, fully transparent (black) right half
+    im = np.asarray(load_image(Image.fromarray(rgba, "RGBA")))
+    assert (im[:, :30] == (255, 0, 0)).all() and (im[:, 30:] == 255).all()
+
+
+def test_exif_orientation_turns_a_sideways_portrait_upright():
+    portrait = astronaut().crop((100, 0, 400, 512))  # 300 x 512, upright
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": how phones store portraits
+    stored = encode(portrait.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95, exif=exif)
+    assert Image.open(io.BytesIO(stored)).size == (512, 300)
+    im = load_image(stored)
+    assert im.size == (300, 512)
+    assert np.array_equal(np.asarray(load_image(im)), np.asarray(im))  # loading a loaded image does not turn it again
+    assert np.abs(np.asarray(im).astype(int) - np.asarray(portrait).astype(int)).mean() < 4
+    (box,) = detect_faces(im)
+    x, y, w, h = ASTRONAUT_FACE
+    assert iou(box, (x - 100, y, w, h)) > 0.7  # in the upright picture's coordinates
+
+
+def test_arrays_of_odd_dtypes_and_shapes():
+    grey = np.asarray(astronaut().convert("L"))
+    assert np.array_equal(np.asarray(load_image(grey[..., None]).convert("L")), grey)
+    assert np.array_equal(np.asarray(load_image(grey.astype(np.uint16) * 257).convert("L")), grey)
+    assert np.asarray(load_image(np.ones((5, 5), bool))).min() == 255
+    for bad, why in [(np.zeros((4, 4, 5), np.uint8), "not an image"), (np.zeros(10, np.uint8), "not an image"),
+                     (np.zeros((0, 7), np.uint8), "empty image"), (np.array([["a"]]), "dtype")]:
+        with pytest.raises(ImageError, match=why):
+            load_image(bad)
+    with pytest.raises(ImageError, match="cannot read an image from a list"):
+        load_image([1, 2, 3])  # type: ignore[arg-type]
+
+
+def test_finds_the_astronauts_face_at_every_size():
+    photo = astronaut()
+    for side in (200, 512, 1024, 3000):
+        (box,) = detect_faces(photo.resize((side, side), Image.Resampling.BICUBIC))
+        assert iou(box, scaled(ASTRONAUT_FACE, side / 512)) > 0.7, side
+
+
+def test_ten_faces_are_ten_boxes_one_per_tile():
+    sheet, tiles = ten_faces()
+    boxes = detect_faces(sheet)
+    assert len(boxes) == 10
+    hit = sorted(next(i for i, (x0, y0, x1, y1) in enumerate(tiles) if x0 <= x + w / 2 < x1 and y0 <= y + h / 2 < y1)
+                 for x, y, w, h in boxes)
+    assert hit == list(range(10))
+    areas = [w * h for _, _, w, h in boxes]
+    assert areas == sorted(areas, reverse=True)  # largest first
+
+
+@pytest.mark.parametrize("name", ["coffee", "brick", "rocket", "chelsea", "hubble_deep_field", "gravel"])
+def test_no_face_in_face_free_photos(name):
+    from skimage import data
+
+    assert detect_faces(load_image(getattr(data, name)())) == []
+
+
+def test_large_photos_are_searched_on_a_small_copy_and_boxes_mapped_back(monkeypatch):
+    seen = []
+    detector = HaarDetector()
+    cascade = detector._cascade()
+
+    class Spy:  # records the size of what the cascade is given
+        def detectMultiScale(self, image, **kwargs):  # noqa: N802 - OpenCV's name
+            seen.append(image.shape)
+            return cascade.detectMultiScale(image, **kwargs)
+
+    monkeypatch.setattr(detector, "_cascade", Spy)
+    big = astronaut().resize((4000, 4000), Image.Resampling.BILINEAR)
+    (box,) = detect_faces(big, detector)
+    assert seen[0][0] * seen[0][1] <= detector.work_pixels
+    assert iou(box, scaled(ASTRONAUT_FACE, 4000 / 512)) > 0.7
+
+
+def test_concurrent_detection_matches_sequential():
+    images = [astronaut(), ten_faces()[0], coffee(), astronaut().resize((1024, 1024))] * 3
+    sequential = [detect_faces(im) for im in images]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # the default detector, shared, as in the dashboard
+        assert list(pool.map(detect_faces, images)) == sequential
+
+
+def test_a_custom_detector_plugs_in():
+    class Fixed:
+        def detect(self, grey: np.ndarray) -> list[tuple[int, int, int, int]]:
+            assert grey.dtype == np.uint8 and grey.ndim == 2
+            return [(10, 20, 30, 40)]
+
+    detector: FaceDetector = Fixed()
+    assert detect_faces(coffee(), detector) == [(10, 20, 30, 40)]
+    assert get_detector() is get_detector()  # the default cascade is loaded once
+
+
+def test_crop_matches_an_independent_resize_of_the_face_square():
+    photo = astronaut()
+    box = ASTRONAUT_FACE
+    crop = crop_face(photo, box)
+    assert crop.shape == (IMAGE_SIZE, IMAGE_SIZE) and crop.dtype == np.uint8
+    x, y, side = face_square(box, MARGIN)
+    ref = np.asarray(photo.convert("L").crop((x, y, x + side, y + side)).resize((48, 48), Image.Resampling.BOX))
+    assert np.abs(crop.astype(int) - ref.astype(int)).mean() < 4  # a square 2 px off gives 13
+
+
+def test_a_fer_image_passes_through_unchanged(sample_data):
+    """The whole-image path gives the model exactly the pixels training saw, also from a 2x upscaled copy."""
+    for face in sample_data.images["PublicTest"][:20].numpy():
+        im = Image.fromarray(face)
+        assert np.array_equal(crop_face(im, (0, 0, 48, 48), margin=0.0), face)
+        twice = Image.fromarray(cv2.resize(face, (96, 96), interpolation=cv2.INTER_NEAREST))
+        assert np.array_equal(crop_face(twice, (0, 0, 96, 96), margin=0.0), face)
+
+
+def test_crops_leaving_the_image_repeat_its_border():
+    photo = astronaut()
+    crop = crop_face(photo, (0, 0, 60, 60), margin=0.5)  # the square starts 30 px left of and above the image
+    assert crop.shape == (48, 48)
+    assert (crop[:12] == crop[12]).all() and (crop[:, :12] == crop[:, 12:13]).all()
+    with pytest.raises(ValueError, match="outside"):
+        crop_face(photo, (600, 600, 10, 10))
+
+
+def test_cropping_a_whole_panorama_does_not_allocate_its_square():
+    strip = np.tile(np.asarray(coffee())[150:250], (1, 80, 1))  # 48000 x 100 px: a square would be 2.3 GB
+    image = Image.fromarray(strip)
+    tracemalloc.start()
+    try:
+        crop = crop_face(image, (0, 0, *image.size), margin=0.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert crop.shape == (48, 48) and peak < 50e6
+    assert (crop == crop[24]).all()  # the strip is one row at this scale; the rows around it repeat it
+
+
+def test_load_errors_name_the_problem(tmp_path):
+    (tmp_path / "folder.jpg").mkdir()
+    for source, why in [(tmp_path / "missing.jpg", "missing.jpg: no such file"), (tmp_path / "folder.jpg", "is a directory"),
+                        (b"", "empty file"), (b"GIF89a", "corrupt or unsupported GIF")]:
+        with pytest.raises(ImageError, match=why):
+            load_image(source)
+    assert issubclass(ImageError, ValueError)

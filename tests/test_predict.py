@@ -1,0 +1,175 @@
+"""Per-face predictions on real photos, batching across files, annotated pictures, and the predict CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from photos import ASTRONAUT_FACE, astronaut, coffee, iou, ten_faces
+from PIL import Image
+
+import fer_core.predict as predict_mod
+from fer_core.checkpoint import load_model
+from fer_core.config import EMOTIONS, IMAGE_SIZE
+from fer_core.predict import COLOURS, annotate, iter_predictions, predict_files, predict_image
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """A folder of real photos: one face, ten faces, none (in a subfolder), and a text file posing as a JPEG."""
+    root = tmp_path_factory.mktemp("photos")
+    (root / "sub").mkdir()
+    astronaut().save(root / "astronaut.jpg", quality=95)
+    ten_faces()[0].save(root / "ten.png")
+    coffee().save(root / "sub" / "coffee.png")
+    (root / "notes.jpg").write_text("not a picture\n")
+    return root
+
+
+def _probs_by_hand(model, crop: np.ndarray) -> np.ndarray:
+    """Softmax of the model on the normalised centre crop, written out without fer_core.transforms."""
+    c, off = model.config.crop_size, (IMAGE_SIZE - model.config.crop_size) // 2
+    x = (torch.from_numpy(crop.astype(np.float32)) - model.norm.mean) / model.norm.std
+    with torch.no_grad():
+        return torch.softmax(model.model(x[off : off + c, off : off + c][None, None]), 1)[0].numpy()
+
+
+def test_one_result_per_face_with_box_label_probs_confidence(model):
+    (face,) = predict_image(astronaut(), model)
+    assert iou(face.box, ASTRONAUT_FACE) > 0.7 and all(type(v) is int for v in face.box)
+    assert list(face.probs) == list(EMOTIONS)
+    assert sum(face.probs.values()) == pytest.approx(1.0, abs=1e-5) and min(face.probs.values()) > 0
+    assert face.label == max(face.probs, key=face.probs.get) and face.confidence == face.probs[face.label]
+    assert np.allclose(list(face.probs.values()), _probs_by_hand(model, face.crop), atol=1e-5)
+    assert face.to_dict() == {"box": list(face.box), "label": face.label, "probs": face.probs, "confidence": face.confidence}
+
+
+def test_path_bytes_pil_and_array_give_the_same_result(model, photos):
+    path = photos / "astronaut.jpg"
+    results = [predict_image(s, model) for s in (path, str(path), path.read_bytes(), Image.open(path),
+                                                 np.asarray(Image.open(path)))]
+    for other in results[1:]:
+        assert [f.to_dict() for f in other] == [f.to_dict() for f in results[0]]
+
+
+def test_ten_faces_and_no_face_and_whole_image(model):
+    sheet, _ = ten_faces()
+    faces = predict_image(sheet, model)
+    assert len(faces) == 10 and all(sum(f.probs.values()) == pytest.approx(1.0, abs=1e-5) for f in faces)
+    assert predict_image(coffee(), model) == []
+    (whole,) = predict_image(coffee(), model, detect=False)
+    assert whole.box == (0, 0, 600, 400) and whole.margin == 0.0 and whole.crop.shape == (48, 48)
+
+
+def test_flip_tta_averages_the_face_and_its_mirror(model):
+    (plain,) = predict_image(astronaut(), model)
+    (flip,) = predict_image(astronaut(), model, tta="flip")
+    expected = (_probs_by_hand(model, plain.crop) + _probs_by_hand(model, plain.crop[:, ::-1].copy())) / 2
+    assert np.allclose(list(flip.probs.values()), expected, atol=1e-5)
+
+
+def test_faces_of_many_files_go_through_the_model_together(model, photos, monkeypatch):
+    calls = []
+    real = predict_mod.predict_crops
+
+    def spy(crops, loaded, tta="none"):
+        calls.append(len(crops))
+        return real(crops, loaded, tta)
+
+    monkeypatch.setattr(predict_mod, "predict_crops", spy)
+    files = [photos / "astronaut.jpg", photos / "notes.jpg", photos / "ten.png", photos / "sub" / "coffee.png"]
+    out = list(iter_predictions(files, model))
+    assert calls == [11]  # 1 + 10 + 0 faces, one forward pass
+    assert [p for p, _ in out] == [str(f) for f in files]  # input order kept
+    assert [len(r) if isinstance(r, list) else r for _, r in out] == [1, "not an image (format not recognised)", 10, 0]
+    (alone,) = predict_image(photos / "astronaut.jpg", model)
+    assert out[0][1][0].probs == pytest.approx(alone.probs, abs=1e-6)  # batching does not change a face's result
+    calls.clear()
+    list(iter_predictions(files, model, chunk_size=2))
+    assert calls == [1, 10]
+
+
+def test_predict_files_gives_json_ready_dicts(model, photos):
+    rows = predict_files([photos / "notes.jpg", photos / "astronaut.jpg"], model)
+    assert rows[0] == {"path": str(photos / "notes.jpg"), "error": "not an image (format not recognised)"}
+    assert json.loads(json.dumps(rows[1]))["faces"][0]["label"] in EMOTIONS
+
+
+def test_annotate_draws_each_box_in_its_label_colour(model):
+    photo = astronaut()
+    before = np.asarray(photo).copy()
+    faces = predict_image(photo, model)
+    out = annotate(photo, faces)
+    assert out.size == photo.size and np.array_equal(np.asarray(photo), before)  # the input is untouched
+    x, y, w, h = faces[0].box
+    a = np.asarray(out)
+    assert tuple(a[y + h // 2, x]) == COLOURS[faces[0].label]  # the left edge of the box
+    assert np.array_equal(a[y + 5 : y + h - 5, x + 5 : x + w - 5], before[y + 5 : y + h - 5, x + 5 : x + w - 5])
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fer_core.predict", "--threads", "1", *map(str, args)], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300, cwd=cwd)
+
+
+def test_cli_json_lines_for_files_and_folders_with_errors_and_exit_code(photos, tmp_path):
+    out = tmp_path / "annotated"
+    r = _cli("--json", "--annotate", out, photos, tmp_path / "missing.jpg")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    by_path = {row["path"]: row for row in lines}
+    assert len(lines) == len(by_path) == 5  # one line per file, the subfolder included
+    notes = str(photos / "notes.jpg")
+    assert by_path[notes] == {"path": notes, "error": "not an image (format not recognised)"}
+    assert by_path[str(tmp_path / "missing.jpg")]["error"] == "no such file"
+    assert by_path[str(photos / "sub" / "coffee.png")]["faces"] == []
+    assert len(by_path[str(photos / "ten.png")]["faces"]) == 10
+    (face,) = by_path[str(photos / "astronaut.jpg")]["faces"]
+    assert iou(tuple(face["box"]), ASTRONAUT_FACE) > 0.7 and face["label"] in EMOTIONS
+    assert list(face["probs"]) == list(EMOTIONS) and sum(face["probs"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert "coffee.png: no face found; use --no-detect" in r.stderr
+    assert "2 of 5 inputs failed" in r.stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["astronaut.annotated.jpg", "coffee.annotated.jpg", "ten.annotated.jpg"]
+    assert Image.open(out / "ten.annotated.jpg").size == ten_faces()[0].size
+
+
+def test_cli_text_output_no_detect_and_success_exit_code(photos):
+    r = _cli("--no-detect", photos / "sub" / "coffee.png", photos / "astronaut.jpg")
+    assert r.returncode == 0, r.stderr
+    assert f"{photos / 'sub' / 'coffee.png'}: 1 face\n  face 1 at (0, 0, 600, 400): " in r.stdout
+    assert f"{photos / 'astronaut.jpg'}: 1 face\n  face 1 at (0, 0, 512, 512): " in r.stdout
+    r = _cli(photos / "sub")
+    assert r.returncode == 0 and "coffee.png: no face found; use --no-detect" in r.stdout
+
+
+def test_cli_clear_one_line_errors(photos, tmp_path):
+    r = _cli("--checkpoint", tmp_path / "none.pt", photos)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.strip() == f"error: {tmp_path / 'none.pt'}: checkpoint not found"
+    r = _cli(tmp_path / "nope.jpg")
+    assert r.returncode == 1 and r.stdout.strip() == f"{tmp_path / 'nope.jpg'}: error: no such file"
+    assert "Traceback" not in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = _cli("--json", tmp_path / "empty")
+    assert r.returncode == 1 and "no images found in this folder" in json.loads(r.stdout)["error"]
+
+
+def test_cli_batches_faces_across_files(photos, monkeypatch, capsys):
+    calls, real = [], predict_mod.predict_crops
+    monkeypatch.setattr(predict_mod, "predict_crops", lambda crops, m, tta: calls.append(len(crops)) or real(crops, m, tta))
+    assert predict_mod.main(["--threads", "1", "--json", str(photos)]) == 1  # notes.jpg fails
+    assert calls == [11]
+    assert len(capsys.readouterr().out.splitlines()) == 4
