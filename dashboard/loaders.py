@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -81,15 +82,29 @@ def ferplus_agreement(path: str, stamp: float) -> pd.DataFrame | None:
 # ---------------------------------------------------------------------------------------------- reports and runs
 
 
+REPORT_KEYS = ("split", "n", "tta", "accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix", "ece",
+               "reliability", "log_loss")  # what every view of a report reads; predictions (the gallery) are optional
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
-def _report(path: str, stamp: float) -> list[dict[str, Any]]:
-    data = json.loads(Path(path).read_text())
-    return data if isinstance(data, list) else [data]
+def _report(path: str, stamp: float) -> tuple[list[dict[str, Any]], str]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:  # a half-copied or hand-edited file must not take the page down
+        return [], f"{path}: not readable JSON ({e})"
+    items = data if isinstance(data, list) else [data]
+    good = [{"labels": list(EMOTIONS), **r} for r in items if isinstance(r, dict) and all(k in r for k in REPORT_KEYS)]
+    return good, "" if len(good) == len(items) else f"{path}: {len(items) - len(good)} entries are not evaluation reports"
 
 
 def get_reports(path: str | Path) -> list[dict[str, Any]]:
-    """The report(s) in a *.report.json file (one dict, or a list of them)."""
-    return _report(str(path), mtime(path))
+    """The report(s) in a *.report.json file (one dict, or a list of them); [] when it is not a readable report."""
+    return _report(str(path), mtime(path))[0]
+
+
+def report_problem(path: str | Path) -> str:
+    """Why (part of) a report file was skipped, or ""."""
+    return _report(str(path), mtime(path))[1]
 
 
 def find_reports(runs_root: Path) -> list[Path]:
@@ -98,6 +113,17 @@ def find_reports(runs_root: Path) -> list[Path]:
     if runs_root.is_dir():
         found += list(runs_root.glob("*/*.report.json"))
     return sorted(set(found), key=mtime, reverse=True)
+
+
+def model_reports(checkpoint: Path, runs_root: Path) -> list[dict[str, Any]]:
+    """Reports of one checkpoint: beside it (STEM.report.json, STEM.*.report.json), and those the dashboard wrote
+    into RUNS/reports for it since the file last changed (older ones describe weights that were replaced)."""
+    stem = checkpoint.stem
+    paths = [*checkpoint.parent.glob(f"{stem}.report.json"), *checkpoint.parent.glob(f"{stem}.*.report.json")]
+    made = report_out(checkpoint, runs_root, "*", "*")
+    if made.parent != checkpoint.parent:
+        paths += [p for p in made.parent.glob(made.name) if mtime(p) >= mtime(checkpoint)]
+    return [r for p in sorted(set(paths), key=mtime, reverse=True) for r in get_reports(p)]
 
 
 def find_checkpoints(runs_root: Path) -> list[Path]:
@@ -132,12 +158,23 @@ def split_images(report: dict[str, Any], fallback: Path | None) -> tuple[np.ndar
 # fer_core.predict / explain pull in OpenCV and Captum (about a second of imports): only the Predict page pays for them.
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def predict_bytes(data: bytes, checkpoint: str, stamp: float, detect: bool, tta: str) -> list[Any]:
-    """FacePredictions for an uploaded file, cached so moving a slider does not detect faces again (raises ImageError)."""
-    from fer_core.predict import predict_image
+PICTURE_SIDE = 2048  # the annotated photo is shown and downloaded at most this large: a 50 MP upload stays a few MB
 
-    return predict_image(data, get_model(checkpoint), detect=detect, tta=tta)
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def analyse_photo(data: bytes, checkpoint: str, stamp: float, detect: bool, tta: str) -> tuple[list[Any], bytes]:
+    """FacePredictions for an uploaded file and the photo as PNG (boxed and labelled when faces were found), cached so
+    moving a slider neither detects faces nor encodes a large photo again (raises ImageError)."""
+    from fer_core.faces import load_image
+    from fer_core.predict import annotate, predict_image
+
+    image = load_image(data)
+    faces = predict_image(image, get_model(checkpoint), detect=detect, tta=tta)
+    picture = annotate(image, faces) if faces else image.copy()
+    picture.thumbnail((PICTURE_SIDE, PICTURE_SIDE))  # after drawing: boxes and labels scale with the photo
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG", compress_level=1)  # level 1: 3-4x faster than the default, ~10% larger
+    return faces, buf.getvalue()
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

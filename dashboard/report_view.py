@@ -59,6 +59,9 @@ def calibration(r: dict[str, Any]) -> None:
 
 def gallery(r: dict[str, Any], fallback: Path | None) -> None:
     """Misclassified images of the report's split, most confident mistakes first, filterable by (true, predicted)."""
+    if "predictions" not in r:
+        st.info("This report has no per-image predictions; evaluate the checkpoint again for a gallery.")
+        return
     images, why = loaders.split_images(r, fallback)
     if images is None:
         st.info(f"Gallery unavailable: {why}. Point the sidebar's data path at that file.")
@@ -89,7 +92,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> Non
     st.plotly_chart(plots.per_class({names[0]: a, names[1]: b}), key="cmp-f1")
     left, right = st.columns(2)
     for col, r, name, k in ((left, a, names[0], "cmp-a"), (right, b, names[1], "cmp-b")):
-        col.markdown(f"**{name}**: {r['split']}, TTA {r['tta']}")
+        col.markdown(f"**{name}**")
         col.plotly_chart(plots.confusion(r["confusion_matrix"], r["labels"]), key=k)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Sequence
@@ -12,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
-from PIL import Image
 
 import loaders
 import plots
@@ -219,29 +217,26 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta:
     """One uploaded photo: annotated picture with downloads, and per face an attribution overlay and probability bars."""
     from fer_core import explain
     from fer_core.explain import overlay
-    from fer_core.faces import ImageError, load_image
-    from fer_core.predict import annotate
+    from fer_core.faces import ImageError
 
     st.markdown(f"**{name}**")
     stamp = loaders.mtime(checkpoint)
     try:
-        faces = loaders.predict_bytes(data, str(checkpoint), stamp, detect, tta)
-        image = load_image(data)
+        faces, picture_png = loaders.analyse_photo(data, str(checkpoint), stamp, detect, tta)
     except ImageError as e:
         st.error(f"Cannot use this file: {e}")
         return
     if not faces:
         st.warning("No face found. Faces should be roughly frontal and not tiny; for a photo that is already a face crop, "
                    "turn off **Find faces**.")
-        st.image(image, width=480)
+        st.image(picture_png, width=480)
         return
-    annotated = annotate(image, faces)
     picture, details = st.columns([3, 2])
-    picture.image(annotated, width="stretch")
+    picture.image(picture_png, width="stretch")
     stem = Path(name).stem
     result = {"file": name, "checkpoint": str(checkpoint), "tta": tta, "detect": detect, "faces": [f.to_dict() for f in faces]}
     left, right = picture.columns(2)
-    left.download_button("Annotated image (PNG)", _png(annotated), f"{stem}.annotated.png", "image/png", key=f"{key}-png",
+    left.download_button("Annotated image (PNG)", picture_png, f"{stem}.annotated.png", "image/png", key=f"{key}-png",
                          icon=":material/download:")
     right.download_button("Result (JSON)", json.dumps(result, indent=2), f"{stem}.json", "application/json", key=f"{key}-json",
                           icon=":material/data_object:")
@@ -254,11 +249,5 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta:
             if not heat.any():  # Grad-CAM keeps only positive evidence; a weak or unsure model may have none to show
                 crop_col.caption("This method found no positive evidence for the class here; try another method.")
             bars_col.plotly_chart(plots.probabilities(face.probs), key=f"{key}-probs{j}")
-        if caveat := getattr(explain, "CAVEATS", {}).get(method):
+        if caveat := explain.CAVEATS.get(method):
             st.caption(caveat)
-
-
-def _png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()

@@ -1,7 +1,9 @@
-"""Real browser: `streamlit run` on a free port, Debian's chromium via Playwright, every page, a photo upload, screenshots."""
+"""Real browser: `streamlit run` on a free port, Debian's chromium via Playwright; every page, a training job started
+from the form, saved reports, photo uploads and downloads; screenshots in test-artifacts/."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,16 +19,17 @@ from pathlib import Path
 import pytest
 
 from fer_core import jobs
-from fer_core.config import DEFAULT_CHECKPOINT, REPO_ROOT, SAMPLE_DATA, TrainConfig, atomic_write_json
+from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, REPO_ROOT, SAMPLE_DATA, atomic_write_json
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install playwright)")
 expect = sync_api.expect
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-PAGES = {"home": ("", "Facial expression recognition workbench"), "dataset": ("dataset", "Dataset")}
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+EPOCHS = 500  # the long job: the form's maximum, so that it is still running whatever the machine's speed
+LABEL = re.compile(rf"face 1: ({'|'.join(EMOTIONS)}) \d+%")
 
 
 def free_port() -> int:
@@ -36,21 +39,30 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    tmp = tmp_path_factory.mktemp("browser")
-    # A saved report, so the Evaluate page has something to show.
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """Two saved reports of the shipped model (sample data), so Evaluate has something to show and compare."""
     from fer_core.evaluate import evaluate_checkpoint
 
-    report = evaluate_checkpoint(DEFAULT_CHECKPOINT, SAMPLE_DATA, "PublicTest")
-    atomic_write_json(tmp / "runs" / "reports" / "fer_vgg.PublicTest.none.report.json", report)
+    runs = tmp_path_factory.mktemp("browser") / "runs"
+    made = {}
+    for split in ("PublicTest", "PrivateTest"):
+        made[split] = evaluate_checkpoint(DEFAULT_CHECKPOINT, SAMPLE_DATA, split)
+        atomic_write_json(runs / "reports" / f"fer_vgg.{split}.none.report.json", made[split])
+    return {"runs": runs, **made}
+
+
+@pytest.fixture(scope="module")
+def server(reports: dict) -> Iterator[str]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (apt-get update && apt-get install -y chromium)")
+    runs = reports["runs"]
     port = free_port()
-    env = {**os.environ, "FER_DATA": str(SAMPLE_DATA), "FER_RUNS": str(tmp / "runs"), "FER_CACHE": str(tmp / "cache"),
+    env = {**os.environ, "FER_DATA": str(SAMPLE_DATA), "FER_RUNS": str(runs), "FER_CACHE": str(runs.parent / "cache"),
            "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/Home.py", "--server.headless", "true", "--server.port", str(port),
            "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    with open(tmp / "streamlit.log", "wb") as log:
+    log_path = runs.parent / "streamlit.log"
+    with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -61,11 +73,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
                     break
             except OSError:
                 pass
-            assert proc.poll() is None, (tmp / "streamlit.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "streamlit did not become healthy in 60 s"
             time.sleep(0.3)
-        yield url, tmp / "runs"
+        yield url
     finally:
+        for run in jobs.list_runs(runs):  # never leave a training job behind a failed test
+            if run.active and run.pid:
+                os.kill(run.pid, signal.SIGKILL)
         proc.terminate()
         try:
             proc.wait(timeout=15)
@@ -73,65 +88,173 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
             proc.kill()
 
 
-def screenshot(page, path: Path) -> None:
+@pytest.fixture(scope="module")
+def browser(server: str) -> Iterator:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()
+
+
+def screenshot(page, name: str) -> None:
     """The whole page: Streamlit scrolls inside stMain, so grow the viewport to its height, then wait for plotly to draw."""
     height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
     page.set_viewport_size({"width": 1400, "height": min(max(height, 1000), 8000)})
     drawn = "[...document.querySelectorAll('[data-testid=stPlotlyChart]')].every(e => e.querySelector('.main-svg'))"
     page.wait_for_function(drawn, timeout=30_000)
     page.wait_for_timeout(300)
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def idle(page) -> None:
+    page.wait_for_selector(IDLE, timeout=60_000)
+    assert page.get_by_test_id("stException").count() == 0, f"{page.url} shows an exception"
+
+
+def rerun_after(page, action) -> None:
+    """Do something that reruns the script (a widget change), then wait until that rerun has finished."""
+    action()
+    try:
+        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='running']", timeout=3_000)
+    except sync_api.TimeoutError:
+        pass  # the rerun was over before we looked
+    idle(page)
+
+
+def epoch_shown(page, total: int) -> int:
+    text = page.get_by_text(re.compile(rf"^epoch \d+ of {total}$")).first.inner_text(timeout=60_000)
+    return int(text.split()[1])
+
+
+def wait_for_epoch_after(page, epoch: int, total: int) -> int:
+    """Block until the page's progress bar (updated by its polling fragment) shows an epoch later than `epoch`."""
+    deadline = time.monotonic() + 60
+    while (shown := epoch_shown(page, total)) <= epoch:
+        assert time.monotonic() < deadline, f"the page still shows epoch {shown} of {total}"
+        page.wait_for_timeout(250)
+    return shown
 
 
 def visit(page, url: str, heading: str) -> None:
     page.goto(url)
     expect(page.get_by_role("heading", name=heading).first).to_be_visible(timeout=60_000)
-    page.wait_for_selector(IDLE, timeout=60_000)
-    assert page.get_by_test_id("stException").count() == 0, f"{url} shows an exception"
+    idle(page)
 
 
-def test_every_page_and_a_prediction_in_chromium(server: tuple[str, Path]) -> None:
-    url, runs = server
-    ARTIFACTS.mkdir(exist_ok=True)
+def fill_train_form(page, **values: str) -> None:
+    form = page.get_by_test_id("stForm")
+    for label, value in values.items():
+        field = form.get_by_label(label, exact=True)
+        field.fill(value)
+        field.press("Tab")  # number inputs commit on blur (Enter would submit the form)
+    form.get_by_role("button", name="Start training").click()
+
+
+def test_home_and_dataset_pages(page, server: str) -> None:
+    visit(page, server, "Facial expression recognition workbench")
+    expect(page.get_by_text(str(SAMPLE_DATA)).first).to_be_visible()
+    expect(page.get_by_test_id("stPageLink")).to_have_count(4)  # the last element of the page
+    screenshot(page, "home")
+    page.get_by_test_id("stPageLink").filter(has_text="Dataset").click()  # the link, not a reload: same session
+    expect(page.get_by_role("heading", name="Class balance")).to_be_visible(timeout=60_000)
+    idle(page)
+    expect(page.get_by_text("Disgust is 14.3% of Training here")).to_be_visible()
+    expect(page.get_by_test_id("stImage")).to_have_count(32, timeout=30_000)  # one page of the sample grid
+    idle(page)
+    screenshot(page, "dataset")
+
+
+def test_train_from_the_form_follow_it_cancel_and_resume(browser, page, server: str, reports: dict) -> None:
+    runs = reports["runs"]
+    visit(page, f"{server}/train", "Train")
+    small = {"Width": "8", "Batch size": "32", "CPU threads (0 = all)": "1"}
+
+    # A tiny job runs to the end while the page polls it.
+    fill_train_form(page, **{"Run name": "tiny", "Epochs": "3", **small})
+    expect(page.get_by_text("epoch 3 of 3")).to_be_visible(timeout=120_000)
+    expect(page.get_by_text(re.compile(r"^tiny .*finished"))).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("button", name="Train longer")).to_be_visible()
+    idle(page)
+    assert jobs.read_run(runs / "tiny").state == "finished" and jobs.read_run(runs / "tiny").config["width"] == 8
+    screenshot(page, "train-finished")
+
+    # A long one: progress updates live, survives a reload and a closed browser, then cancel and resume from the page.
+    fill_train_form(page, **{"Run name": "long", "Epochs": str(EPOCHS), "Patience (0 = off)": "0", **small})
+    first = wait_for_epoch_after(page, 0, EPOCHS)
+    page.reload()
+    expect(page.get_by_text("Job long is running")).to_be_visible(timeout=60_000)
+    wait_for_epoch_after(page, first, EPOCHS)
+    page.context.close()
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    visit(page, f"{server}/train", "Train")
+    wait_for_epoch_after(page, epoch_shown(page, EPOCHS), EPOCHS)
+    screenshot(page, "train-running")
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=60_000)
+    stopped = jobs.read_run(runs / "long")
+    assert stopped.state == "stopped" and epoch_shown(page, EPOCHS) == stopped.epoch
+    page.get_by_role("button", name="Resume").click()
+    wait_for_epoch_after(page, stopped.epoch, EPOCHS)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=60_000)
+    assert [r.name for r in jobs.list_runs(runs)] == ["long", "tiny"] and jobs.current_job(runs) is None
+    page.context.close()
+
+
+def test_evaluate_shows_and_compares_saved_reports(page, server: str, reports: dict) -> None:
+    visit(page, f"{server}/evaluate", "Evaluate")
+    shown = page.get_by_test_id("stMetricValue").first.inner_text()
+    assert shown in {f"{reports[split]['accuracy']:.1%}" for split in ("PublicTest", "PrivateTest")}
+    screenshot(page, "evaluate")
+    for tab in ("Confusion matrix", "Calibration", "Misclassified", "Published results"):
+        page.get_by_role("tab", name=tab).click()
+        idle(page)
+        screenshot(page, f"evaluate-{tab.split()[0].lower()}")
+    page.get_by_role("tab", name="Misclassified").click()
+    expect(page.get_by_text(re.compile(r"^\w+ → \w+ \d+%$")).first).to_be_visible()
+
+    chosen = page.get_by_role("combobox", name="Report", exact=True).input_value()
+    split, other = ("PrivateTest", "PublicTest") if "· PrivateTest" in chosen else ("PublicTest", "PrivateTest")
+    page.get_by_test_id("stSelectbox").filter(has_text="Compare with").click()
+    rerun_after(page, page.get_by_role("option").filter(has_text=f"fer_vgg.{other}").click)
+    page.get_by_role("tab", name="Compare").click()
+    for side, shown in (("A", split), ("B", other)):  # the headings over the two confusion matrices
+        heading = page.get_by_role("strong").filter(has_text=f"{side}: fer_vgg.{shown}.none [reports] · {shown} · TTA none")
+        expect(heading).to_be_visible(timeout=30_000)
+    expect(page.locator("[data-testid=stPlotlyChart]:visible")).to_have_count(3)  # per-class F1 and the two confusion matrices
+    screenshot(page, "evaluate-compare")
+
+
+def test_predict_photos_downloads_and_a_broken_file(page, server: str) -> None:
     photo = Path(__import__("skimage").__file__).parent / "data" / "astronaut.png"
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            for name in ("home", "dataset"):
-                visit(page, f"{url}/{PAGES[name][0]}", PAGES[name][1])
-                screenshot(page, ARTIFACTS / f"{name}.png")
+    visit(page, f"{server}/predict", "Predict")
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        [{"name": "astronaut.png", "mimeType": "image/png", "buffer": photo.read_bytes()},
+         {"name": "broken.png", "mimeType": "image/png", "buffer": b"\x89PNG\r\n\x1a\n cut off"}])
+    caption = page.get_by_text("face 1:", exact=False).first
+    expect(caption).to_be_visible(timeout=60_000)
+    idle(page)
+    assert LABEL.search(caption.inner_text())
+    expect(page.get_by_text("Cannot use this file").first).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Result (JSON)").click()
+    result = json.loads(Path(download.value.path()).read_text())
+    assert result["file"] == "astronaut.png" and result["faces"] and result["faces"][0]["label"] in EMOTIONS
+    assert abs(sum(result["faces"][0]["probs"].values()) - 1) < 1e-4
+    screenshot(page, "predict")
 
-            # Train: a job started outside the browser shows up live (st.fragment polling), then is cancelled from the page.
-            job = jobs.start_job(TrainConfig(data=str(SAMPLE_DATA), model="small", width=8, epochs=300, batch_size=32, threads=1,
-                                             patience=0), runs, name="live")
-            try:
-                visit(page, f"{url}/train", "Train")
-                expect(page.get_by_text(re.compile(r"epoch [2-9]\d* of 300"))).to_be_visible(timeout=60_000)
-                screenshot(page, ARTIFACTS / "train.png")
-                page.get_by_role("button", name="Cancel").click()
-                expect(page.get_by_text("stopped").first).to_be_visible(timeout=60_000)
-                expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=30_000)
-            finally:
-                if jobs.read_run(job.run_dir).active:
-                    os.kill(job.pid, signal.SIGKILL)
-
-            visit(page, f"{url}/evaluate", "Evaluate")
-            screenshot(page, ARTIFACTS / "evaluate.png")
-            for tab in ("Confusion matrix", "Calibration", "Misclassified", "Published results"):
-                page.get_by_role("tab", name=tab).click()
-                screenshot(page, ARTIFACTS / f"evaluate-{tab.split()[0].lower()}.png")
-
-            visit(page, f"{url}/predict", "Predict")
-            page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(photo))
-            caption = page.get_by_text("face 1:", exact=False).first
-            expect(caption).to_be_visible(timeout=60_000)
-            page.wait_for_selector(IDLE, timeout=60_000)
-            assert re.search(r"face 1: (angry|disgust|fear|happy|sad|surprise|neutral) \d+%", caption.inner_text())
-            expect(page.get_by_test_id("stDownloadButton").first).to_be_visible()
-            assert page.get_by_test_id("stException").count() == 0
-            screenshot(page, ARTIFACTS / "predict.png")
-        finally:
-            browser.close()
+    # Another explanation method re-renders the overlay; the page keeps working.
+    page.get_by_test_id("stSelectbox").filter(has_text="Explanation").click()
+    rerun_after(page, page.get_by_role("option").filter(has_text="Integrated Gradients").click)
+    expect(page.get_by_text("face 1:", exact=False).first).to_be_visible()
+    screenshot(page, "predict-integrated-gradients")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
+import shutil
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,7 +17,8 @@ import pytest
 from PIL import Image
 
 from fer_core import jobs
-from fer_core.config import DEFAULT_CHECKPOINT, REPO_ROOT, SAMPLE_DATA, TrainConfig, atomic_write_json
+from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, REPO_ROOT, SAMPLE_DATA, TrainConfig, atomic_write_json
+from fer_core.faces import ImageError
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -31,6 +35,38 @@ def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FER_DATA", str(SAMPLE_DATA))
     monkeypatch.setenv("FER_RUNS", str(tmp_path / "runs"))
     return tmp_path / "runs"
+
+
+@pytest.fixture
+def dash(monkeypatch: pytest.MonkeyPatch):
+    """The dashboard's own modules, imported as the app imports them (AppTest shares this process's sys.modules)."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "dashboard"))
+    return importlib.import_module("loaders"), importlib.import_module("widgets")
+
+
+def stand_in_checkpoints(tmp_path: Path, dash, monkeypatch: pytest.MonkeyPatch, reports: bool) -> Path:
+    """A stand-in for checkpoints/ (which may or may not hold a report by now): a copy of the shipped model, with
+    (reports=True) a report file holding a list of two reports and a model card beside it."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    ckpt = folder / DEFAULT_CHECKPOINT.name
+    shutil.copy(DEFAULT_CHECKPOINT, ckpt)
+    if reports:
+        atomic_write_json(ckpt.with_suffix(".report.json"), [make_report("PublicTest"), make_report("PrivateTest")])
+        ckpt.with_suffix(".md").write_text("# Model card: stand-in\n\nKnown limits: a test fixture.\n")
+    for module in dash:
+        monkeypatch.setattr(module, "DEFAULT_CHECKPOINT", ckpt)
+    return ckpt
+
+
+@pytest.fixture
+def shipped(tmp_path: Path, dash, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return stand_in_checkpoints(tmp_path, dash, monkeypatch, reports=True)
+
+
+@pytest.fixture
+def shipped_bare(tmp_path: Path, dash, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return stand_in_checkpoints(tmp_path, dash, monkeypatch, reports=False)
 
 
 def open_page(page: str | None = None) -> AppTest:
@@ -54,6 +90,18 @@ def texts(elements: Iterable) -> str:
     return "\n".join(str(e.value) for e in elements)
 
 
+_REPORTS: dict[str, dict] = {}
+
+
+def make_report(split: str) -> dict:
+    """The shipped model's real report on a split of the sample (computed once per test process)."""
+    from fer_core.evaluate import evaluate_checkpoint
+
+    if split not in _REPORTS:
+        _REPORTS[split] = evaluate_checkpoint(DEFAULT_CHECKPOINT, SAMPLE_DATA, split)
+    return _REPORTS[split]
+
+
 def astronaut_png() -> bytes:
     from skimage import data
 
@@ -72,16 +120,90 @@ def test_home_shows_model_data_and_links(runs):
     assert at.sidebar.selectbox(key="checkpoint").value == str(DEFAULT_CHECKPOINT)
 
 
+def test_home_shows_the_shipped_report_and_model_card(runs, shipped):
+    at = open_page()
+    public, private = make_report("PublicTest"), make_report("PrivateTest")
+    assert by_label(at.metric, "accuracy").value == f"{public['accuracy']:.1%}"  # the larger evaluation (140 against 70)
+    for r in (public, private):
+        assert f"**{r['accuracy']:.1%}** accuracy on {r['split']} ({r['n']:,} images, TTA none)" in texts(at.markdown)
+    assert [e.label for e in at.expander] == ["Model card"] and "Known limits: a test fixture." in texts(at.markdown)
+
+
+def test_home_shows_dashboard_reports_only_while_the_checkpoint_is_unchanged(runs, shipped_bare):
+    at = open_page()
+    assert by_label(at.metric, "accuracy").value == "-" and "No evaluation report for this checkpoint yet" in texts(at.info)
+    out = save_report(runs, "PublicTest")  # where the Evaluate page writes reports of the shipped model
+    at.run()
+    assert by_label(at.metric, "accuracy").value == f"{make_report('PublicTest')['accuracy']:.1%}"
+    older = shipped_bare.stat().st_mtime - 60  # the report predates the weights: it describes a replaced model
+    os.utime(out, (older, older))
+    at.run()
+    assert by_label(at.metric, "accuracy").value == "-"
+
+
+def test_model_and_dataset_load_once_per_process(runs, dash, shipped_bare, monkeypatch):
+    loaders, _ = dash
+    calls, load_model, load_dataset = Counter(), loaders.load_model, loaders.load_dataset
+    monkeypatch.setattr(loaders, "load_model", lambda path: calls.update([path]) or load_model(path))
+    monkeypatch.setattr(loaders, "load_dataset", lambda path, labels: calls.update([path]) or load_dataset(path, labels=labels))
+    loaders._model.clear()
+    loaders._dataset.clear()
+    at = open_page()
+    for page in [*PAGES, "views/home.py", *PAGES]:
+        at.switch_page(page).run()
+        assert not at.exception, page
+    open_page("views/dataset.py")  # a second browser session of the same server
+    assert calls[str(shipped_bare)] == 1 and calls[str(SAMPLE_DATA)] == 1 and set(calls.values()) == {1}, calls
+
+
+def test_model_cache_is_keyed_by_path_and_mtime(tmp_path, dash):
+    loaders, _ = dash
+    ckpt = tmp_path / "best.pt"
+    shutil.copy(DEFAULT_CHECKPOINT, ckpt)
+    first = loaders.get_model(ckpt)
+    assert loaders.get_model(ckpt) is first and loaders.get_model(DEFAULT_CHECKPOINT) is not first
+    later = ckpt.stat().st_mtime + 10  # a retrained checkpoint written over the old one
+    os.utime(ckpt, (later, later))
+    second = loaders.get_model(ckpt)
+    assert second is not first and loaders.get_model(ckpt) is second
+
+
+def test_analyse_photo_boxes_faces_on_a_lossless_copy(dash):
+    from fer_core.predict import COLOURS
+
+    loaders, _ = dash
+    photo = astronaut_png()
+    faces, png = loaders.analyse_photo(photo, str(DEFAULT_CHECKPOINT), loaders.mtime(DEFAULT_CHECKPOINT), True, "none")
+    original, annotated = np.asarray(Image.open(io.BytesIO(photo))), np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert len(faces) >= 1 and annotated.shape == original.shape
+    x, y, w, h = faces[0].box
+    assert tuple(annotated[y + h // 2, x]) == COLOURS[faces[0].label]  # the box's left edge, in the label's colour
+    assert (annotated[:20, :20] == original[:20, :20]).all()  # elsewhere the photo is untouched
+    with pytest.raises(ImageError):
+        loaders.analyse_photo(b"GIF89a not really", str(DEFAULT_CHECKPOINT), 0.0, True, "none")
+
+
+KEY_WIDGETS = {"views/dataset.py": ("selectbox", "Emotion"), "views/train.py": ("button", "Start training"),
+               "views/evaluate.py": ("button", "Evaluate"), "views/predict.py": ("file_uploader", "Photos (several at once)")}
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_without_exception(runs, page):
     at = open_page(page)
     assert at.title[0].value == Path(page).stem.capitalize()
+    kind, label = KEY_WIDGETS[page]
+    assert label in [w.label for w in at.get(kind)], f"{page} has no {kind} {label!r}"
+    assert [w.label for w in at.sidebar.text_input] == ["Data (FER2013 CSV or image folder)", "Runs folder"]
 
 
 def test_dataset_page_charts_and_sample_grid(runs):
     at = open_page("views/dataset.py")
     assert len(at.get("plotly_chart")) == 2  # class balance and FER+ agreement (votes sit beside the sample)
     assert "Disgust is 14.3% of Training here" in texts(at.info)
+    table = at.dataframe[0].value  # counts and shares per split, emotions in dataset order
+    assert list(table.index) == list(EMOTIONS) and table.loc["disgust", "Training count"] == 50
+    assert table.loc["disgust", "Training share"] == pytest.approx(50 / 350)
+    assert table["PublicTest share"].sum() == pytest.approx(1) and table["PublicTest count"].sum() == 140
     assert len(captions(at)) == 32 and captions(at)[0] == "#150"  # happy is class 3: rows 150.. of the 350 training images
     at.selectbox(key="grid-emotion").set_value("disgust").run()
     at.number_input(key="grid-page").set_value(2).run()
@@ -179,14 +301,12 @@ def test_train_page_one_job_at_a_time_cancel_and_resume(runs):
 
 
 def save_report(runs: Path, split: str) -> Path:
-    from fer_core.evaluate import evaluate_checkpoint
-
     out = runs / "reports" / f"fer_vgg.{split}.none.report.json"
-    atomic_write_json(out, evaluate_checkpoint(DEFAULT_CHECKPOINT, SAMPLE_DATA, split))
+    atomic_write_json(out, make_report(split))
     return out
 
 
-def test_evaluate_page_browses_and_compares_saved_reports(runs):
+def test_evaluate_page_browses_and_compares_saved_reports(runs, shipped_bare):
     first, second = save_report(runs, "PublicTest"), save_report(runs, "PrivateTest")
     at = open_page("views/evaluate.py")
     assert len(at.tabs) == 6 and {"accuracy", "macro F1", "ECE"} <= {m.label for m in at.metric}
@@ -203,7 +323,35 @@ def test_evaluate_page_browses_and_compares_saved_reports(runs):
     assert not at.exception and len(at.get("plotly_chart")) == 6  # plus per-class F1 and two confusion matrices
 
 
-def test_evaluate_form_runs_the_cli_and_shows_the_new_report(runs):
+def test_evaluate_shows_and_compares_the_reports_of_the_shipped_file(runs, shipped):
+    at = open_page("views/evaluate.py")
+    keys = [f"{shipped.with_suffix('.report.json')}#{i}" for i in (0, 1)]  # one file holding a list of two reports
+    assert at.selectbox(key="report_a").value == keys[0]
+    assert by_label(at.metric, "accuracy").value == f"{make_report('PublicTest')['accuracy']:.1%}"
+    at.selectbox(key="report_b").set_value(keys[1]).run()
+    assert not at.exception
+    compared = next(d.value for d in at.dataframe if "difference" in d.value).set_index("metric")  # the Compare tab's table
+    a, b = (f"{x}: fer_vgg [checkpoints] · {split} · TTA none" for x, split in (("A", "PublicTest"), ("B", "PrivateTest")))
+    assert compared.loc["accuracy", a] == make_report("PublicTest")["accuracy"]
+    assert compared.loc["accuracy", b] == make_report("PrivateTest")["accuracy"]
+    assert compared.loc["macro F1", "difference"] == pytest.approx(
+        make_report("PrivateTest")["macro_f1"] - make_report("PublicTest")["macro_f1"])
+
+
+def test_unreadable_report_files_are_skipped_with_a_warning(runs, shipped_bare):
+    (runs / "reports").mkdir(parents=True)
+    (runs / "reports" / "cut.report.json").write_text('{"split": "PublicTe')  # a copy that was interrupted
+    (runs / "reports" / "other.report.json").write_text('{"hello": "world"}')
+    at = open_page("views/evaluate.py")
+    assert "No saved reports yet" in texts(at.info)
+    assert "cut.report.json: not readable JSON" in texts(at.warning) and "other.report.json: 1 entries" in texts(at.warning)
+    save_report(runs, "PublicTest")
+    at.run()
+    assert not at.exception and len(at.selectbox(key="report_a").options) == 1
+    assert by_label(at.metric, "accuracy").value == f"{make_report('PublicTest')['accuracy']:.1%}"
+
+
+def test_evaluate_form_runs_the_cli_and_shows_the_new_report(runs, shipped_bare):
     at = open_page("views/evaluate.py")
     assert "No saved reports yet" in texts(at.info)
     by_label(at.selectbox, "Split").set_value("PrivateTest")
@@ -216,3 +364,19 @@ def test_evaluate_form_runs_the_cli_and_shows_the_new_report(runs):
         at.run()  # AppTest never ticks run_every timers: rerun by hand
     assert out.exists() and at.selectbox(key="report_a").value == f"{out}#0"
     assert not at.exception and "accuracy" in {m.label for m in at.metric}
+
+
+@pytest.mark.slow
+def test_home_and_dataset_pages_on_the_full_data(full_data_path, tmp_path, monkeypatch):
+    from fer_core.data import find_ferplus
+
+    monkeypatch.setenv("FER_DATA", str(full_data_path))
+    monkeypatch.setenv("FER_RUNS", str(tmp_path / "runs"))
+    at = AppTest.from_file(ENTRY, default_timeout=600)  # parsing the full CSV into the (test-private) cache takes a while
+    at.run()
+    assert not at.exception and not at.sidebar.warning  # the full data, not the sample fallback
+    at.switch_page("views/dataset.py").run()
+    assert not at.exception
+    assert "Training 28,709" in texts(at.caption)
+    assert "Disgust is 1.5% of Training here (436 images)" in texts(at.info)
+    assert len(at.get("plotly_chart")) == (2 if find_ferplus(full_data_path) else 1)

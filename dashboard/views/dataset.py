@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 import loaders
@@ -20,7 +21,9 @@ table = loaders.class_table(str(s.data_path), stamp)
 chart, numbers = st.columns([3, 2])
 value = chart.segmented_control("Show", ["share", "count"], default="share", key="balance-value")
 chart.plotly_chart(plots.class_balance(table, value or "share"), key="balance")
-numbers.dataframe(table.pivot(index="emotion", columns="split", values="count").reindex(EMOTIONS)[data.splits])
+wide = {f"{split} {v}": table[table.split == split].set_index("emotion")[v] for split in data.splits for v in ("count", "share")}
+numbers.dataframe(pd.DataFrame(wide).reindex(EMOTIONS),
+                  column_config={f"{split} share": st.column_config.NumberColumn(format="percent") for split in data.splits})
 train = table[table.split == "Training"].set_index("emotion")
 if len(train):
     full = "" if train["count"].sum() == 28_709 else " In the full FER2013 Training split disgust is 1.5% (436 of 28,709)."

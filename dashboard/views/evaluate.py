@@ -15,16 +15,19 @@ with st.expander("Evaluate a checkpoint", expanded=not paths, icon=":material/pl
     st.caption("Runs `python -m fer_core.evaluate ... --out` in a separate process; the report is saved beside the run's "
                "checkpoint (or in the runs folder's reports/) and appears below.")
     rv.evaluate_form(s)
-if not paths:
+# One option per report; a file may hold several (a list), addressed as path#index.
+reports = {f"{p}#{i}": r for p in paths for i, r in enumerate(loaders.get_reports(p))}
+for problem in filter(None, map(loaders.report_problem, paths)):
+    st.warning(f"Skipped: {problem}")
+if not reports:
     st.info("No saved reports yet. Evaluate a checkpoint above, or run `python -m fer_core.evaluate --checkpoint CKPT --split "
             "PublicTest --out RUN/best.PublicTest.none.report.json`.")
     st.stop()
 
-# One option per report; a file may hold several (a list), addressed as path#index.
-reports = {f"{p}#{i}": r for p in paths for i, r in enumerate(loaders.get_reports(p))}
 names = {k: rv.label(r, k.rsplit("#", 1)[0]) for k, r in reports.items()}
-if st.session_state.get("report_a") not in reports:
-    st.session_state.pop("report_a", None)
+for key in ("report_a", "report_b"):  # a report deleted since the last run: fall back to the defaults
+    if st.session_state.get(key) not in reports:
+        st.session_state.pop(key, None)
 left, right = st.columns(2)
 key_a = left.selectbox("Report", list(reports), format_func=names.get, key="report_a")
 key_b = right.selectbox("Compare with", [None, *reports], format_func=lambda k: names.get(k, "(none)"), key="report_b")
@@ -43,6 +46,7 @@ with tabs[4]:
     if key_b is None:
         st.info("Pick a second report in **Compare with** to see the two side by side.")
     else:
-        rv.compare(report, reports[key_b], ("A: " + names[key_a].split(" · ")[0], "B: " + names[key_b].split(" · ")[0]))
+        short = lambda key: names[key].rsplit(" · ", 1)[0]  # without the accuracy: the table shows it
+        rv.compare(report, reports[key_b], (f"A: {short(key_a)}", f"B: {short(key_b)}"))
 with tabs[5]:
     rv.published(report)

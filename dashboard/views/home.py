@@ -16,23 +16,30 @@ st.markdown("Seven expressions (angry, disgust, fear, happy, sad, surprise, neut
 
 model_col, data_col = st.columns(2)
 with model_col:
-    st.subheader("Model")
+    st.subheader(f"Model: {widgets.checkpoint_label(str(s.checkpoint))}")
     model = widgets.model_or_error(s.checkpoint)
     if model is not None:
-        cols = st.columns(4)
-        cols[0].metric("architecture", model.config.model)
-        cols[1].metric("width", model.config.width)
+        # The headline accuracy: the largest evaluation (not one on the 560-image sample), the withheld split on a tie,
+        # then validation; the plain centre crop before TTA.
+        reports = sorted(loaders.model_reports(s.checkpoint, s.runs_root),
+                         key=lambda r: (-r["n"], r["split"] != "PrivateTest", r["split"] != "PublicTest", r["tta"] != "none"))
         n = model.num_params
-        cols[2].metric("parameters", f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} k", help=f"{n:,}")
-        cols[3].metric("epochs trained", (model.meta.get("epoch") or 0) + 1)
-        reports = [r for p in s.checkpoint.parent.glob(f"{s.checkpoint.stem}*.report.json") for r in loaders.get_reports(p)]
+        cols = st.columns(4)
+        cols[0].metric("architecture", model.config.model, help=f"width {model.config.width} (channels of the first stage)")
+        cols[1].metric("parameters", f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} k", help=f"{n:,}")
+        cols[2].metric("epochs trained", (model.meta.get("epoch") or 0) + 1)
+        cols[3].metric("accuracy", f"{reports[0]['accuracy']:.1%}" if reports else "-",
+                       help=f"{reports[0]['split']}, TTA {reports[0]['tta']}" if reports else "no evaluation report yet")
         for r in reports:
             st.markdown(f"- **{r['accuracy']:.1%}** accuracy on {r['split']} ({r['n']:,} images, TTA {r['tta']}), "
                         f"macro F1 {r['macro_f1']:.3f}")
         if not reports:
             best = model.meta.get("best_acc")
-            st.info("No evaluation report beside this checkpoint yet" + (f"; validation accuracy while training: {best:.1%}."
-                                                                       if best else ".") + " Evaluate it on the Evaluate page.")
+            st.info("No evaluation report for this checkpoint yet" + (f"; validation accuracy while training: {best:.1%}."
+                                                                     if best else ".") + " Evaluate it on the Evaluate page.")
+        if (card := s.checkpoint.with_suffix(".md")).exists():
+            with st.expander("Model card"):
+                st.markdown(card.read_text())
         st.caption(f"`{s.checkpoint}`")
 
 with data_col:

@@ -1,0 +1,131 @@
+"""Dashboard speed after warm-up: one rerun per page switch, and one new photo predicted with a Grad-CAM map.
+
+    python benchmarks/dashboard.py [--data PATH] [--repeats 5] [--threads 1]
+
+Pages run under Streamlit's AppTest (the same script runs a browser session gets, minus the websocket), so the figures
+include Streamlit's own work; the photo is also timed as the bare fer_core calls the Predict page makes. Each photo
+differs from the last in one pixel, so no cache answers for it. The data defaults to the full FER2013 when it can be found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import io
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+from fer_core.checkpoint import LoadedModel, load_model
+from fer_core.config import DEFAULT_CHECKPOINT, REPO_ROOT, DataNotFoundError, atomic_write_json, resolve_data_path, set_threads
+
+ENTRY = str(REPO_ROOT / "dashboard" / "Home.py")
+PAGES = ["views/home.py", "views/dataset.py", "views/train.py", "views/evaluate.py", "views/predict.py"]
+
+
+def photos(n: int) -> list[bytes]:
+    """n PNGs of the astronaut portrait, each with one pixel changed, so no cache knows any of them."""
+    from skimage import data
+
+    out = []
+    for i in range(1, n + 1):
+        img = data.astronaut()
+        img[0, i] = (img[0, i].astype(int) + 128) % 256
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def median_s(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+@functools.cache
+def shipped_model() -> LoadedModel:
+    return load_model(DEFAULT_CHECKPOINT)
+
+
+def bare_predict(photo: bytes) -> None:
+    """What the Predict page computes for one new photo, without Streamlit."""
+    from fer_core.explain import explain, overlay
+    from fer_core.faces import load_image
+    from fer_core.predict import annotate, predict_image
+
+    model = shipped_model()
+    image = load_image(photo)
+    faces = predict_image(image, model)
+    annotate(image, faces).save(io.BytesIO(), format="PNG", compress_level=1)
+    for face in faces:
+        overlay(face.crop, explain(model, face.crop, method="gradcam"), alpha=0.5)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=None, help="dataset (default: $FER_DATA, the shared full data, else the sample)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1, help="torch threads for the bare calls (the dashboard uses 1)")
+    args = p.parse_args()
+    from streamlit.testing.v1 import AppTest
+
+    threads = set_threads(args.threads)
+    try:
+        data = resolve_data_path(args.data)
+    except DataNotFoundError:
+        from fer_core.config import SAMPLE_DATA
+
+        data = SAMPLE_DATA
+    runs = Path(tempfile.mkdtemp(prefix="fer-bench-runs-"))
+    os.environ.update(FER_DATA=str(data), FER_RUNS=str(runs))
+    from fer_core.evaluate import evaluate_checkpoint  # a saved report, so Evaluate draws its tables, charts and gallery
+
+    t0 = time.perf_counter()
+    atomic_write_json(runs / "reports" / "fer_vgg.PublicTest.none.report.json",
+                      evaluate_checkpoint(DEFAULT_CHECKPOINT, data, "PublicTest"))
+    print(f"data: {data}; torch threads: {threads}; load average: {os.getloadavg()[0]:.1f} (other work competes for the cores)")
+    print(f"setup: evaluation report for the Evaluate page {time.perf_counter() - t0:.1f} s")
+
+    at = AppTest.from_file(ENTRY, default_timeout=900)
+    t0 = time.perf_counter()
+    at.run()
+    for page in PAGES[1:]:
+        at.switch_page(page).run()
+    print(f"first visit of every page (loads the model, the dataset, OpenCV and Captum): {time.perf_counter() - t0:.1f} s")
+    for page in PAGES:  # a second round: caches warm, imports done
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    print(f"\npage switch, one rerun after warm-up (median of {args.repeats}):")
+    for page in PAGES:
+        at.switch_page(page)
+        print(f"  {page:<20} {1000 * median_s(at.run, args.repeats):7.0f} ms")
+
+    fresh = iter(photos(2 * args.repeats + 2))
+    at.switch_page("views/predict.py").run()
+    assert at.selectbox(key="method").value == "gradcam"
+
+    def upload() -> None:
+        at.file_uploader(key="uploads").set_value([("photo.png", next(fresh), "image/png")]).run()
+
+    upload()
+    assert not at.exception and any(c.startswith("face 1: ") for img in at.get("image") for c in img.captions)
+    bare_predict(next(fresh))
+    print(f"\na new 512x512 photo: face found, predicted, explained with Grad-CAM, drawn (median of {args.repeats}):")
+    print(f"  Predict page rerun (AppTest)     {1000 * median_s(upload, args.repeats):7.0f} ms")
+    print(f"  fer_core calls alone             {1000 * median_s(lambda: bare_predict(next(fresh)), args.repeats):7.0f} ms")
+    at.slider(key="alpha").set_value(0.7)
+    print(f"  same photo, another rerun        {1000 * median_s(at.run, args.repeats):7.0f} ms  (opacity moved: all cached)")
+
+
+if __name__ == "__main__":
+    main()
