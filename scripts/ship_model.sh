@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Ship a run's best checkpoint: fp16 export, PublicTest reports (centre crop and ten-crop TTA), model card.
+#   bash scripts/ship_model.sh RUN_DIR "TRAINING COMMANDS" [NAME]
+# Evaluates on PublicTest only (the selection split); PrivateTest is left for independent evaluation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+run=${1:?usage: ship_model.sh RUN_DIR "TRAINING COMMANDS" [NAME]}
+command=${2:?the training command lines, for the model card}
+name=${3:-fer_vgg}
+out=checkpoints
+python -c "from fer_core.checkpoint import export_checkpoint as e; e('$run/best.pt', '$out/$name.pt')"
+python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --threads 2 --out "$out/$name.report.json"
+python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --threads 2 --tta tencrop --out "$out/$name.tta.report.json"
+python -m fer_core.card --checkpoint "$out/$name.pt" --reports "$out/$name.report.json" "$out/$name.tta.report.json" \
+    --run "$run" --command "$command" --hardware "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, CPU only" \
+    --out "$out/$name.md"
+ls -la "$out"
