@@ -80,7 +80,8 @@ def training_summary(run: Path | None) -> str:
             f"- PublicTest accuracy by epoch (%): {curve}")
 
 
-def render(checkpoint: str | Path, reports: list[dict[str, Any]], run: Path | None, command: str, hardware: str) -> str:
+def render(checkpoint: str | Path, reports: list[dict[str, Any]], run: Path | None, command: str, hardware: str,
+           notes: str = "") -> str:
     loaded = load_model(checkpoint)
     cfg = loaded.config
     main = next((r for r in reports if r["tta"] == "none"), reports[0])
@@ -112,7 +113,7 @@ random crop/flip/rotation/zoom/brightness-contrast applied to whole batches as t
 
 {training_summary(run)}
 - hardware: {hardware}
-
+{notes and chr(10) + notes + chr(10)}
 ## Results
 {results_table(reports)}
 
@@ -146,10 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", default=None, help="the run folder the checkpoint came from")
     p.add_argument("--command", default="(not recorded)", help="the training command line")
     p.add_argument("--hardware", default=f"{platform.processor() or platform.machine()}, CPU only")
+    p.add_argument("--notes", default="", help="free text (markdown) added under the training summary")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     reports = [json.loads(Path(r).read_text()) for r in args.reports]
-    text = render(args.checkpoint, reports, Path(args.run) if args.run else None, args.command, args.hardware)
+    text = render(args.checkpoint, reports, Path(args.run) if args.run else None, args.command, args.hardware, args.notes)
     Path(args.out).write_text(text)
     print(f"model card written to {args.out}")
     return 0

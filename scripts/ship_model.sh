@@ -13,5 +13,5 @@ python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --th
 python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --threads 2 --tta tencrop --out "$out/$name.tta.report.json"
 python -m fer_core.card --checkpoint "$out/$name.pt" --reports "$out/$name.report.json" "$out/$name.tta.report.json" \
     --run "$run" --command "$command" --hardware "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, CPU only" \
-    --out "$out/$name.md"
+    --notes "${FER_CARD_NOTES:-}" --out "$out/$name.md"
 ls -la "$out"
