@@ -13,13 +13,12 @@ import argparse
 import functools
 import io
 import os
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
+from timing import time_ms
 
 from fer_core.checkpoint import LoadedModel, load_model
 from fer_core.config import DEFAULT_CHECKPOINT, REPO_ROOT, DataNotFoundError, atomic_write_json, resolve_data_path, set_threads
@@ -42,13 +41,6 @@ def photos(n: int) -> list[bytes]:
     return out
 
 
-def median_s(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 @functools.cache
@@ -108,7 +100,7 @@ def main() -> None:
     print(f"\npage switch, one rerun after warm-up (median of {args.repeats}):")
     for page in PAGES:
         at.switch_page(page)
-        print(f"  {page:<20} {1000 * median_s(at.run, args.repeats):7.0f} ms")
+        print(f"  {page:<20} {time_ms(at.run, args.repeats, warmup=0)[0]:7.0f} ms")
 
     fresh = iter(photos(2 * args.repeats + 2))
     at.switch_page("views/predict.py").run()
@@ -121,10 +113,10 @@ def main() -> None:
     assert not at.exception and any(c.startswith("face 1: ") for img in at.get("image") for c in img.captions)
     bare_predict(next(fresh))
     print(f"\na new 512x512 photo: face found, predicted, explained with Grad-CAM, drawn (median of {args.repeats}):")
-    print(f"  Predict page rerun (AppTest)     {1000 * median_s(upload, args.repeats):7.0f} ms")
-    print(f"  fer_core calls alone             {1000 * median_s(lambda: bare_predict(next(fresh)), args.repeats):7.0f} ms")
+    print(f"  Predict page rerun (AppTest)     {time_ms(upload, args.repeats, warmup=0)[0]:7.0f} ms")
+    print(f"  fer_core calls alone             {time_ms(lambda: bare_predict(next(fresh)), args.repeats, warmup=0)[0]:7.0f} ms")
     at.slider(key="alpha").set_value(0.7)
-    print(f"  same photo, another rerun        {1000 * median_s(at.run, args.repeats):7.0f} ms  (opacity moved: all cached)")
+    print(f"  same photo, another rerun        {time_ms(at.run, args.repeats, warmup=0)[0]:7.0f} ms  (opacity moved: all cached)")
 
 
 if __name__ == "__main__":

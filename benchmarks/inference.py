@@ -6,27 +6,14 @@
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from timing import time_ms
 
 from fer_core.checkpoint import load_model
 from fer_core.config import SAMPLE_DATA, set_threads
 from fer_core.data import load_csv
 from fer_core.evaluate import predict_probs
-
-
-def timed(fn, repeats: int) -> float:
-    """Median seconds of fn() over repeats, after a warm-up."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -42,8 +29,8 @@ def main() -> None:
           f"{threads} threads, torch {torch.__version__}")
     print(f"{'tta':<9}{'batch 1 ms/face':>17}{'batch 64 faces/s':>18}")
     for tta in ("none", "flip", "tencrop"):
-        one = timed(lambda t=tta: predict_probs(loaded, faces[:1], t), args.repeats)
-        many = timed(lambda t=tta: predict_probs(loaded, faces, t), max(10, args.repeats // 10))
+        one = time_ms(lambda t=tta: predict_probs(loaded, faces[:1], t), args.repeats, 3)[0] / 1000
+        many = time_ms(lambda t=tta: predict_probs(loaded, faces, t), max(10, args.repeats // 10), 3)[0] / 1000
         print(f"{tta:<9}{one * 1000:>17.2f}{64 / many:>18.0f}", flush=True)
 
 

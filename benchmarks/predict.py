@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 from skimage import data as skdata
+from timing import time_ms
 
 from fer_core.checkpoint import LoadedModel, load_model
 from fer_core.config import TrainConfig, set_threads
@@ -35,16 +33,6 @@ from fer_core.transforms import Normalization
 GOALS_MS = {"end to end": 150.0, "integrated_gradients": 300.0}
 
 
-def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """(median, min) milliseconds of fn() over `repeats` runs after two warm-up runs."""
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times), min(times)
 
 
 def photo_1mp() -> bytes:
@@ -94,17 +82,17 @@ def main() -> None:
         faces = predict_image(photo, loaded)
         explain(loaded, faces[0].crop, "saliency")
 
-    report("end to end (decode+detect+classify", timed(end_to_end, args.repeats), GOALS_MS["end to end"])
+    report("end to end (decode+detect+classify", time_ms(end_to_end, args.repeats), GOALS_MS["end to end"])
     print("   + saliency), of which:")
-    report("decode (load_image)", timed(lambda: load_image(photo), args.repeats))
-    report("detect faces", timed(lambda: detect_faces(image), args.repeats))
-    report("crop + classify one face", timed(lambda: predict_crops(crop_face(image, box)[None], loaded), args.repeats))
+    report("decode (load_image)", time_ms(lambda: load_image(photo), args.repeats))
+    report("detect faces", time_ms(lambda: detect_faces(image), args.repeats))
+    report("crop + classify one face", time_ms(lambda: predict_crops(crop_face(image, box)[None], loaded), args.repeats))
     print("explanation of one face, per method:")
     for method in METHODS:
-        ms = timed(lambda m=method: explain(loaded, crop, m), max(3, args.repeats // 3))
+        ms = time_ms(lambda m=method: explain(loaded, crop, m), max(3, args.repeats // 3))
         report(method, ms, GOALS_MS.get(method))
     batch = np.repeat(crop[None], 64, axis=0)
-    ms = timed(lambda: predict_crops(batch, loaded), max(3, args.repeats // 3))
+    ms = time_ms(lambda: predict_crops(batch, loaded), max(3, args.repeats // 3))
     print(f"classification throughput: {64 / (ms[0] / 1000):.0f} faces/s (batches of 64 crops)")
 
 
