@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from .config import DEFAULT_CHECKPOINT, EMOTIONS, TrainConfig, atomic_torch_save
-from .models import build_model, count_params
+from .models import build_model, count_params, inference_copy
 from .transforms import Normalization
 
 FORMAT = "fer_core.checkpoint/1"
@@ -34,6 +35,11 @@ class LoadedModel:
     @property
     def num_params(self) -> int:
         return count_params(self.model)
+
+    @cached_property
+    def fast(self) -> nn.Module:
+        """The eval-only copy used for predictions (models.inference_copy); `model` stays for gradients and hooks."""
+        return inference_copy(self.model)
 
 
 def checkpoint_dict(model: nn.Module, cfg: TrainConfig, norm: Normalization, **extra: Any) -> dict[str, Any]:

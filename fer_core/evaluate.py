@@ -43,7 +43,7 @@ def predict_probs(loaded: LoadedModel, images: torch.Tensor, tta: str = "none", 
     """Softmax probabilities (N, 7) for uint8 images (N, 48, 48), averaged over the TTA views."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
-    model, crop = loaded.model.eval(), loaded.config.crop_size
+    model, crop = loaded.fast, loaded.config.crop_size
     out = []
     for i in range(0, len(images), batch_size):
         views = eval_views(to_float(images[i : i + batch_size], loaded.norm), crop, tta)  # (V, B, 1, c, c)

@@ -130,3 +130,41 @@ def vgg_deep(num_classes: int = NUM_CLASSES, in_chans: int = 1, width: int = 32,
 def resnet(num_classes: int = NUM_CLASSES, in_chans: int = 1, width: int = 32, drop_rate: float = 0.3) -> nn.Module:
     """ResNet-18 layout for 48 px faces (~2.8M parameters at width 32, ~11M at 64)."""
     return ResNet(num_classes, in_chans, width, drop_rate=drop_rate)
+
+
+class _OneDNNInference(nn.Module):
+    """Eval-only twin of a model: BN folded into the convs, weights in oneDNN's blocked layout (dense in, dense out)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.contiguous().to_mkldnn()).to_dense()
+
+
+def inference_copy(model: nn.Module, atol: float = 1e-4) -> nn.Module:
+    """A faster eval-only copy for CPU inference (~1.4x at batch 1), or the model itself where that is not possible.
+
+    The copy is checked against the model on a random batch; any failure or difference above `atol` falls back.
+    It has no gradients or hooks: use the original for training and Captum explanations.
+    """
+    model = model.eval()
+    if not torch.backends.mkldnn.is_available():
+        return model
+    try:
+        import copy
+        import warnings
+
+        with warnings.catch_warnings():  # torch.utils.mkldnn defines (deprecated) ScriptModules on import
+            warnings.simplefilter("ignore")
+            from torch.fx.experimental.optimization import fuse
+            from torch.utils.mkldnn import to_mkldnn
+
+            fast = _OneDNNInference(to_mkldnn(fuse(copy.deepcopy(model)))).eval()
+        x = torch.randn(2, 1, 44, 44, generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            ok = torch.allclose(fast(x), model(x), atol=atol, rtol=1e-3)
+        return fast if ok else model
+    except Exception:  # noqa: BLE001 - an architecture oneDNN cannot take simply runs as it is
+        return model
