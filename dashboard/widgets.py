@@ -215,8 +215,7 @@ def runs_view(runs_root: Path, chosen: str) -> None:
 def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta: str, method: str, target: int | None,
                  alpha: float, key: str) -> None:
     """One uploaded photo: annotated picture with downloads, and per face an attribution overlay and probability bars."""
-    from fer_core import explain
-    from fer_core.explain import overlay
+    from fer_core.explain import CAVEATS, overlay
     from fer_core.faces import ImageError
 
     st.markdown(f"**{name}**")
@@ -249,5 +248,5 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta:
             if not heat.any():  # Grad-CAM keeps only positive evidence; a weak or unsure model may have none to show
                 crop_col.caption("This method found no positive evidence for the class here; try another method.")
             bars_col.plotly_chart(plots.probabilities(face.probs), key=f"{key}-probs{j}")
-        if caveat := explain.CAVEATS.get(method):
+        if caveat := CAVEATS.get(method):
             st.caption(caveat)

@@ -59,13 +59,14 @@ def predict_crops(crops: np.ndarray | torch.Tensor, model: LoadedModel, tta: str
 
 def face_crops(image: Image.Image, detect: bool = True, detector: FaceDetector | None = None) -> tuple[list[Box], np.ndarray]:
     """Boxes and (N, 48, 48) uint8 crops of the faces in an image; detect=False takes the whole image as one face."""
-    if detect:
-        boxes = detect_faces(image, detector)
-        crops = [crop_face(image, b, MARGIN) for b in boxes]
-    else:
-        boxes = [(0, 0, *image.size)]
-        crops = [crop_face(image, boxes[0], margin=0.0)]  # no margin: the user framed the face
+    boxes = detect_faces(image, detector) if detect else [(0, 0, *image.size)]
+    crops = [crop_face(image, b, crop_margin(detect)) for b in boxes]
     return boxes, np.stack(crops) if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+
+
+def crop_margin(detect: bool) -> float:
+    """The margin face crops are cut with: MARGIN around detected faces, none for a whole image (the user framed it)."""
+    return MARGIN if detect else 0.0
 
 
 def _to_predictions(boxes: list[Box], crops: np.ndarray, probs: np.ndarray, margin: float) -> list[FacePrediction]:
@@ -96,7 +97,7 @@ def predict_image(source: ImageSource, model: LoadedModel | None = None, detect:
     boxes, crops = face_crops(image, detect, detector)
     if not boxes:
         return []
-    return _to_predictions(boxes, crops, predict_crops(crops, model, tta), MARGIN if detect else 0.0)
+    return _to_predictions(boxes, crops, predict_crops(crops, model, tta), crop_margin(detect))
 
 
 def iter_predictions(paths: Iterable[str | os.PathLike], model: LoadedModel, detect: bool = True, tta: str = "none",
@@ -122,7 +123,7 @@ def iter_predictions(paths: Iterable[str | os.PathLike], model: LoadedModel, det
                 yield item
                 continue
             path, boxes, face = item
-            yield path, _to_predictions(boxes, face, probs[offset : offset + len(boxes)], MARGIN if detect else 0.0)
+            yield path, _to_predictions(boxes, face, probs[offset : offset + len(boxes)], crop_margin(detect))
             offset += len(boxes)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from photos import astronaut, encode
 from PIL import Image
 
 from fer_core import jobs
@@ -103,11 +104,7 @@ def make_report(split: str) -> dict:
 
 
 def astronaut_png() -> bytes:
-    from skimage import data
-
-    buf = io.BytesIO()
-    Image.fromarray(data.astronaut()).save(buf, format="PNG")
-    return buf.getvalue()
+    return encode(astronaut(), "PNG")
 
 
 def test_home_shows_model_data_and_links(runs):
