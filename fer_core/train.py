@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from .config import NUM_CLASSES, DataNotFoundError, TrainConfig, atomic_write_json, set_seed, set_threads
 from .data import DataError, FERData, load_dataset
 from .models import build_model, count_params, list_models
@@ -170,6 +170,16 @@ class RunFolder:
         atomic_write_bytes(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in rows).encode())
 
 
+def read_init(cfg: TrainConfig) -> dict[str, Any]:
+    """The checkpoint named by cfg.init, checked to hold the same architecture as cfg (ValueError otherwise)."""
+    init = read_checkpoint(cfg.init)
+    theirs = TrainConfig.from_dict(init["config"])
+    if (theirs.model, theirs.width) != (cfg.model, cfg.width):
+        raise ValueError(f"--init {cfg.init}: holds model {theirs.model!r} width {theirs.width}, "
+                         f"but this run trains {cfg.model!r} width {cfg.width}")
+    return init
+
+
 def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False, on_epoch_end: EpochCallback | None = None,
         on_step: StepCallback | None = None, stopper: Stopper | None = None, data: FERData | None = None) -> dict[str, Any]:
     """Train per cfg into run_dir; resume continues from last.pt. Returns the final status dict."""
@@ -183,8 +193,12 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
         cfg = TrainConfig.from_dict({**ckpt["config"], "epochs": cfg.epochs, "patience": cfg.patience})
     data = data if data is not None else load_dataset(cfg.data or None, labels=cfg.labels)
     x, y, vx, vy = select_splits(data, cfg)
-    norm = Normalization(**ckpt["norm"]) if ckpt else Normalization.fit(x)
+    init = read_init(cfg) if ckpt is None and cfg.init else None
+    source = ckpt or init
+    norm = Normalization(**source["norm"]) if source else Normalization.fit(x)
     model = build_model(cfg.model, width=cfg.width, drop_rate=cfg.drop_rate)
+    if init is not None:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init["model"].items()})
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
@@ -252,11 +266,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then --config, then the run's own config when resuming, then explicit flags."""
+    """Defaults, then --config, then the --init checkpoint's recipe, then the run's own config when resuming, then flags."""
     base = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else TrainConfig()
     last = Path(args.run) / "last.pt"
     if args.resume and last.exists():
         base = TrainConfig.from_dict(read_checkpoint(last)["config"])
+    elif args.init:
+        base = TrainConfig.from_dict(read_checkpoint(args.init)["config"])
     changes = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     return base.replace(**changes)
 
@@ -268,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in list_models():
             print(f"{name:<10} width {width:>3}: {count_params(build_model(name, width=width)):>12,} parameters")
         return 0
-    cfg = config_from_args(args)
+    try:
+        cfg = config_from_args(args)
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     stopper = Stopper()
     stopper.install()
 
@@ -284,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {cfg.model} width {cfg.width}: {count_params(model):,} parameters; run folder {args.run}", flush=True)
     try:
         status = fit(cfg, args.run, resume=args.resume, on_epoch_end=on_epoch, on_step=on_step, stopper=stopper)
-    except (DataNotFoundError, DataError, FileNotFoundError, ValueError, KeyError) as e:
+    except (DataNotFoundError, DataError, CheckpointError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         RunFolder(args.run).write_status(state="failed", error=str(e))
         return 2

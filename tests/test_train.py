@@ -70,6 +70,38 @@ def test_class_weights_and_mixup_run(sample_data, tmp_path):
     assert status["state"] == "finished"
 
 
+def test_init_starts_from_the_given_weights_and_normalisation(sample_data, tmp_path):
+    fit(TINY, tmp_path / "first", data=sample_data)
+    src = read_checkpoint(tmp_path / "first" / "last.pt")
+    # lr 0 leaves the parameters where --init put them; a 100-image subset would give a different normalisation.
+    cfg = TINY.replace(epochs=1, lr=0.0, schedule="constant", limit=100, init=str(tmp_path / "first" / "last.pt"))
+    fit(cfg, tmp_path / "second", data=sample_data)
+    out = read_checkpoint(tmp_path / "second" / "last.pt")
+    params = [k for k in src["model"] if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert params and all(torch.equal(src["model"][k], out["model"][k]) for k in params)
+    assert out["norm"] == src["norm"] and out["config"]["init"] == cfg.init
+    assert out["epoch"] == 0  # a fresh schedule, not a resume
+
+
+def test_init_with_another_architecture_is_refused(sample_data, tmp_path):
+    fit(TINY.replace(epochs=1), tmp_path / "first", data=sample_data)
+    with pytest.raises(ValueError, match="width 8.*width 16"):
+        fit(TINY.replace(width=16, init=str(tmp_path / "first" / "last.pt")), tmp_path / "second", data=sample_data)
+
+
+def test_cli_init_inherits_the_recipe_and_reports_bad_files(sample_path, sample_data, tmp_path):
+    fit(TINY.replace(epochs=1, batch_size=16), tmp_path / "first", data=sample_data)
+    r = _cli("--run", str(tmp_path / "r"), "--init", str(tmp_path / "first" / "last.pt"), "--data", str(sample_path),
+             "--epochs", "1", "--quiet", timeout=300)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (cfg["model"], cfg["width"], cfg["batch_size"], cfg["epochs"]) == ("small", 8, 16, 1)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    for bad in (tmp_path / "missing.pt", tmp_path / "junk.pt"):
+        r = _cli("--run", str(tmp_path / "r2"), "--init", str(bad), "--data", str(sample_path), timeout=120)
+        assert r.returncode == 2 and "Traceback" not in r.stderr and str(bad) in r.stderr
+
+
 def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "fer_core.train", *args], capture_output=True, text=True, env=env, **kw)
