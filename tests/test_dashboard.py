@@ -272,6 +272,19 @@ def test_train_form_starts_a_tiny_job_and_shows_it_finished(runs):
     assert by_label(at.button, "Train longer") is not None and len(at.dataframe) == 1
 
 
+def test_train_form_fine_tunes_from_a_checkpoint(runs):
+    at = open_page("views/train.py")
+    by_label(at.selectbox, "Start from").set_value(str(DEFAULT_CHECKPOINT))
+    by_label(at.number_input, "Learning rate").set_value(0.005)
+    by_label(at.number_input, "Limit training images (0 = all)").set_value(64)
+    submit_train_form(at, "ui-finetune")  # asks for width 8: the checkpoint's architecture wins
+    assert not at.exception and not at.error, texts(at.error)
+    info = jobs.wait_job(runs / "ui-finetune", timeout=180)
+    assert info.state == "finished", info
+    assert info.config["init"] == str(DEFAULT_CHECKPOINT) and (info.config["model"], info.config["width"]) == ("vgg", 32)
+    assert info.best_acc > 0.5  # the shipped model's start: 140 sample faces, chance is 0.14
+
+
 def test_train_page_one_job_at_a_time_cancel_and_resume(runs):
     job = jobs.start_job(TINY.replace(epochs=200), runs, name="long")
     try:

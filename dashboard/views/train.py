@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+import loaders
 import widgets
 from fer_core import jobs
+from fer_core.checkpoint import CheckpointError
 from fer_core.config import TrainConfig
 from fer_core.models import list_models
 from fer_core.transforms import AUGMENT_LEVELS
@@ -20,7 +22,12 @@ if current is not None:
     st.info(f"Job **{current.name}** is running; start another when it ends or after cancelling it.",
             icon=":material/directions_run:")
 
+RANDOM = "random weights"
 with st.expander("New training run", expanded=current is None), st.form("train"):
+    start = st.selectbox("Start from", [RANDOM, *map(str, loaders.find_checkpoints(s.runs_root))],
+                         format_func=lambda p: p if p == RANDOM else widgets.checkpoint_label(p),
+                         help="Fine-tune a trained model: its weights, architecture and normalisation, "
+                              "with a fresh optimizer and schedule (a lower learning rate suits this)")
     c = st.columns(4)
     name = c[0].text_input("Run name", placeholder="automatic (date-model)", help="A folder name under the runs folder")
     model = c[1].selectbox("Model", list_models(), index=list_models().index("small"))
@@ -46,10 +53,13 @@ if submitted:
                     erasing=float(erasing), mixup=float(mixup), labels=labels, limit=int(limit), threads=int(threads),
                     crop_size=int(crop_size), class_weights=class_weights, warmup_epochs=min(d.warmup_epochs, int(epochs) - 1))
     try:
+        if start != RANDOM:
+            src = loaders.get_model(start).config
+            cfg = cfg.replace(init=start, model=src.model, width=src.width, drop_rate=src.drop_rate)
         job = jobs.start_job(cfg, s.runs_root, name=name.strip() or None)
         st.session_state["train-run"] = job.name
         st.toast(f"Started {job.name} (pid {job.pid})")
-    except (jobs.JobError, OSError) as e:  # OSError: the runs folder cannot be written
+    except (jobs.JobError, CheckpointError, OSError) as e:  # OSError: the runs folder cannot be written
         st.error(str(e))
 
 runs = jobs.list_runs(s.runs_root)
