@@ -6,6 +6,7 @@ import argparse
 import json
 import platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,24 +64,43 @@ def reference_table(r: dict[str, Any], ours: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def training_summary(run: Path | None) -> str:
-    if run is None or not (run / "metrics.jsonl").exists():
-        return "(run folder not available)"
+def run_summary(run: Path) -> tuple[str, int, float]:
+    """Markdown lines about one run folder, its number of epochs and its seconds of SGD steps."""
+    if not (run / "metrics.jsonl").exists():
+        return f"- {run}: run folder not available", 0, 0.0
     rows = RunFolder(run).read_metrics()
+    if not rows:
+        return f"- {run}: no finished epoch", 0, 0.0
     secs = sum(r["train_seconds"] for r in rows)
     ips = sum(r["images_per_s"] for r in rows) / len(rows)
     best = max(rows, key=lambda r: r["val_acc"])
     curve = ", ".join(f"{r['epoch'] + 1}: {100 * r['val_acc']:.1f}" for r in rows[:: max(1, len(rows) // 8)])
     first65 = next((r["epoch"] + 1 for r in rows if r["val_acc"] >= 0.65), None)
     t65 = sum(r["train_seconds"] for r in rows if first65 and r["epoch"] < first65) / 60 if first65 else None
-    return (f"- epochs run: {len(rows)}; best PublicTest accuracy (centre crop) {_pct(best['val_acc'])} "
+    text = (f"- epochs run: {len(rows)}; best PublicTest accuracy (centre crop) {_pct(best['val_acc'])} "
             f"at epoch {best['epoch'] + 1}\n"
             f"- training wall-clock: {secs / 3600:.2f} h of SGD steps ({ips:.0f} images/s on average)\n"
             f"- time to 65% PublicTest: {f'{t65:.0f} min (epoch {first65})' if t65 else 'not reached'}\n"
             f"- PublicTest accuracy by epoch (%): {curve}")
+    return text, len(rows), secs
 
 
-def render(checkpoint: str | Path, reports: list[dict[str, Any]], run: Path | None, command: str, hardware: str,
+def training_summary(runs: Sequence[Path]) -> str:
+    """One run's summary, or for a chain of runs (each started with --init from the one before) one per run and a total."""
+    if not runs:
+        return "(run folder not available)"
+    if len(runs) == 1:
+        return run_summary(runs[0])[0]
+    parts, epochs, secs = [], 0, 0.0
+    for i, run in enumerate(runs):
+        text, n, s = run_summary(run)
+        parts.append(f"Run {i + 1}, `{run.name}`{' (started from the previous run with `--init`)' if i else ''}:\n{text}")
+        epochs, secs = epochs + n, secs + s
+    parts.append(f"In all: {epochs} epochs, {secs / 3600:.2f} h of SGD steps.")
+    return "\n\n".join(parts)
+
+
+def render(checkpoint: str | Path, reports: list[dict[str, Any]], runs: Sequence[Path], command: str, hardware: str,
            notes: str = "") -> str:
     loaded = load_model(checkpoint)
     cfg = loaded.config
@@ -111,7 +131,7 @@ FER2013 facial-expression classifier (7 classes: {", ".join(EMOTIONS)}), trained
 SGD with Nesterov momentum, cosine schedule with linear warmup, label smoothing, random erasing, per-image
 random crop/flip/rotation/zoom/brightness-contrast applied to whole batches as tensors.
 
-{training_summary(run)}
+{training_summary(runs)}
 - hardware: {hardware}
 {notes and chr(10) + notes + chr(10)}
 ## Results
@@ -144,14 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Render a model card from reports.")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--reports", nargs="+", required=True, help="evaluate CLI reports (JSON)")
-    p.add_argument("--run", default=None, help="the run folder the checkpoint came from")
+    p.add_argument("--run", nargs="*", default=[], help="the run folder(s) the checkpoint came from, first to last")
     p.add_argument("--command", default="(not recorded)", help="the training command line")
     p.add_argument("--hardware", default=f"{platform.processor() or platform.machine()}, CPU only")
     p.add_argument("--notes", default="", help="free text (markdown) added under the training summary")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     reports = [json.loads(Path(r).read_text()) for r in args.reports]
-    text = render(args.checkpoint, reports, Path(args.run) if args.run else None, args.command, args.hardware, args.notes)
+    text = render(args.checkpoint, reports, [Path(r) for r in args.run], args.command, args.hardware, args.notes)
     Path(args.out).write_text(text)
     print(f"model card written to {args.out}")
     return 0

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from fer_core.card import render
-from fer_core.config import DEFAULT_CHECKPOINT
+from fer_core.card import render, training_summary
+from fer_core.config import DEFAULT_CHECKPOINT, TrainConfig
 from fer_core.evaluate import evaluate_checkpoint
+from fer_core.train import RunFolder, fit
 
 
 def test_card_contains_the_reports_numbers(sample_path):
     plain = evaluate_checkpoint(None, sample_path, "PublicTest")
     tta = evaluate_checkpoint(None, sample_path, "PublicTest", tta="tencrop")
-    text = render(DEFAULT_CHECKPOINT, [plain, tta], None, "python -m fer_core.train --epochs 1", "test machine")
+    text = render(DEFAULT_CHECKPOINT, [plain, tta], [], "python -m fer_core.train --epochs 1", "test machine")
     assert f"{100 * plain['accuracy']:.2f}%" in text and f"{100 * tta['accuracy']:.2f}%" in text
     assert "python -m fer_core.train --epochs 1" in text and "## Known limits" in text
     for name, m in plain["per_class"].items():
         assert f"| {name} | {m['precision']:.3f} | {m['recall']:.3f}" in text
     assert "VGG variant (Khaireddin & Chen 2021)" in text
+
+
+def test_card_summarises_a_chain_of_runs(sample_data, tmp_path):
+    cfg = TrainConfig(model="small", width=8, batch_size=32, epochs=2, warmup_epochs=1, threads=1, patience=0)
+    fit(cfg, tmp_path / "first", data=sample_data)
+    fit(cfg.replace(epochs=3, init=str(tmp_path / "first" / "best.pt")), tmp_path / "second", data=sample_data)
+    secs = sum(r["train_seconds"] for run in ("first", "second") for r in RunFolder(tmp_path / run).read_metrics())
+    text = training_summary([tmp_path / "first", tmp_path / "second"])
+    assert "Run 1, `first`" in text and "Run 2, `second` (started from the previous run" in text
+    assert "epochs run: 2;" in text and "epochs run: 3;" in text
+    assert f"In all: 5 epochs, {secs / 3600:.2f} h" in text
+    assert training_summary([tmp_path / "first"]).startswith("- epochs run: 2;")
+    assert "not available" in training_summary([tmp_path / "missing"])
