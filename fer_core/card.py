@@ -64,8 +64,10 @@ def reference_table(r: dict[str, Any], ours: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def run_summary(run: Path) -> tuple[str, int, float]:
-    """Markdown lines about one run folder, its number of epochs and its seconds of SGD steps."""
+def run_summary(run: Path, from_scratch: bool = True) -> tuple[str, int, float]:
+    """Markdown lines about one run folder, its number of epochs and its seconds of SGD steps.
+
+    Time to 65% is left out of a run that started from trained weights (it would only measure the start)."""
     if not (run / "metrics.jsonl").exists():
         return f"- {run}: run folder not available", 0, 0.0
     rows = RunFolder(run).read_metrics()
@@ -80,8 +82,9 @@ def run_summary(run: Path) -> tuple[str, int, float]:
     text = (f"- epochs run: {len(rows)}; best PublicTest accuracy (centre crop) {_pct(best['val_acc'])} "
             f"at epoch {best['epoch'] + 1}\n"
             f"- training wall-clock: {secs / 3600:.2f} h of SGD steps ({ips:.0f} images/s on average)\n"
-            f"- time to 65% PublicTest: {f'{t65:.0f} min (epoch {first65})' if t65 else 'not reached'}\n"
-            f"- PublicTest accuracy by epoch (%): {curve}")
+            + (f"- time to 65% PublicTest: {f'{t65:.0f} min (epoch {first65})' if t65 else 'not reached'}\n"
+               if from_scratch else "")
+            + f"- PublicTest accuracy by epoch (%): {curve}")
     return text, len(rows), secs
 
 
@@ -93,7 +96,7 @@ def training_summary(runs: Sequence[Path]) -> str:
         return run_summary(runs[0])[0]
     parts, epochs, secs = [], 0, 0.0
     for i, run in enumerate(runs):
-        text, n, s = run_summary(run)
+        text, n, s = run_summary(run, from_scratch=i == 0)
         parts.append(f"Run {i + 1}, `{run.name}`{' (started from the previous run with `--init`)' if i else ''}:\n{text}")
         epochs, secs = epochs + n, secs + s
     parts.append(f"In all: {epochs} epochs, {secs / 3600:.2f} h of SGD steps.")
