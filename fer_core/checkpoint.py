@@ -69,6 +69,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ckpt
 
 
+def float_weights(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """A checkpoint's state dict with floating tensors as float32 (shipped checkpoints store fp16)."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+
+
 def load_model(path: str | os.PathLike[str] | None = None) -> LoadedModel:
     """Load a checkpoint (default: the shipped model) as an eval-mode float32 model."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
@@ -76,7 +81,7 @@ def load_model(path: str | os.PathLike[str] | None = None) -> LoadedModel:
     cfg = TrainConfig.from_dict(ckpt["config"])
     try:
         model = build_model(cfg.model, width=cfg.width, drop_rate=cfg.drop_rate)
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+        model.load_state_dict(float_weights(ckpt))
     except (ValueError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"{path}: weights do not fit model {cfg.model!r} (width {cfg.width}): {e}") from e
     model.eval()

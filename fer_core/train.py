@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, float_weights, read_checkpoint, save_checkpoint
 from .config import NUM_CLASSES, DataNotFoundError, TrainConfig, atomic_write_json, set_seed, set_threads
 from .data import DataError, FERData, load_dataset
 from .models import build_model, count_params, list_models
@@ -198,7 +198,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     norm = Normalization(**source["norm"]) if source else Normalization.fit(x)
     model = build_model(cfg.model, width=cfg.width, drop_rate=cfg.drop_rate)
     if init is not None:
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in init["model"].items()})
+        model.load_state_dict(float_weights(init))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
