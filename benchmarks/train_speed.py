@@ -3,7 +3,8 @@
 The baseline is what a torchvision tutorial would write: a Dataset of PIL images, per-image
 RandomCrop/RandomHorizontalFlip/RandomRotation/ToTensor/Normalize/RandomErasing, the default
 collate, NCHW tensors. The project pipeline keeps uint8 tensors in memory, augments whole batches
-with one affine grid_sample, and runs the model channels_last. Both do the same SGD step.
+with one affine grid_sample, and runs the model channels_last, in float32 and under bfloat16 autocast
+(`--precision bf16`; native on CPUs with AVX512-BF16 or AMX). All do the same SGD step.
 
     python benchmarks/train_speed.py [--data PATH] [--models small vgg] [--steps 20] [--threads 2]
 """
@@ -23,7 +24,7 @@ from torchvision import transforms as T
 from fer_core.config import SAMPLE_DATA, TrainConfig, set_threads
 from fer_core.data import load_dataset
 from fer_core.models import build_model, count_params
-from fer_core.train import make_optimizer
+from fer_core.train import bf16_supported, forward, make_optimizer
 from fer_core.transforms import Normalization, augment_batch
 
 
@@ -43,8 +44,8 @@ class PILDataset(Dataset):
         return self.tf(self.images[i]), int(self.labels[i])
 
 
-def step(model: torch.nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor) -> None:
-    loss = F.cross_entropy(model(xb), yb, label_smoothing=0.1)
+def step(model: torch.nn.Module, opt: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor, precision: str = "fp32") -> None:
+    loss = F.cross_entropy(forward(model, xb, precision), yb, label_smoothing=0.1)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -63,7 +64,8 @@ def bench_baseline(name: str, width: int, x: torch.Tensor, y: torch.Tensor, norm
     return steps * bs / (time.perf_counter() - t0)
 
 
-def bench_project(name: str, width: int, x: torch.Tensor, y: torch.Tensor, norm: Normalization, bs: int, steps: int) -> float:
+def bench_project(name: str, width: int, x: torch.Tensor, y: torch.Tensor, norm: Normalization, bs: int, steps: int,
+                  precision: str) -> float:
     torch.manual_seed(0)
     model = build_model(name, width=width).train().to(memory_format=torch.channels_last)
     opt = make_optimizer(model, TrainConfig())
@@ -76,10 +78,10 @@ def bench_project(name: str, width: int, x: torch.Tensor, y: torch.Tensor, norm:
         xb = augment_batch(xb, 44, gen, "standard", 0.5).contiguous(memory_format=torch.channels_last)
         return xb, y[idx]
 
-    step(model, opt, *batch(0))
+    step(model, opt, *batch(0), precision)
     t0 = time.perf_counter()
     for i in range(1, steps + 1):
-        step(model, opt, *batch(i))
+        step(model, opt, *batch(i), precision)
     return steps * bs / (time.perf_counter() - t0)
 
 
@@ -91,7 +93,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    print(f"threads: {set_threads(args.threads)}, torch {torch.__version__}, batch {args.batch_size}, steps {args.steps}")
+    print(f"threads: {set_threads(args.threads)}, torch {torch.__version__}, batch {args.batch_size}, steps {args.steps}, "
+          f"native bf16: {bf16_supported()}")
     try:
         data = load_dataset(args.data)
     except FileNotFoundError:
@@ -100,13 +103,14 @@ def main() -> None:
     need = args.batch_size * (args.steps + 2)
     x, y = x[:need], y[:need]
     norm = Normalization.fit(x)
-    print(f"{'model':<10}{'params':>10}{'baseline img/s':>16}{'fer_core img/s':>16}{'ratio':>8}")
+    print(f"{'model':<10}{'params':>10}{'baseline img/s':>16}{'fer_core fp32':>15}{'fer_core bf16':>15}{'ratio':>8}")
     for spec in args.models:
         name, width = spec.split(":")
         base = bench_baseline(name, int(width), x, y, norm, args.batch_size, args.steps)
-        ours = bench_project(name, int(width), x, y, norm, args.batch_size, args.steps)
+        fp32 = bench_project(name, int(width), x, y, norm, args.batch_size, args.steps, "fp32")
+        bf16 = bench_project(name, int(width), x, y, norm, args.batch_size, args.steps, "bf16")
         params = count_params(build_model(name, width=int(width)))
-        print(f"{spec:<10}{params:>10,}{base:>16.0f}{ours:>16.0f}{ours / base:>7.2f}x", flush=True)
+        print(f"{spec:<10}{params:>10,}{base:>16.0f}{fp32:>15.0f}{bf16:>15.0f}{max(fp32, bf16) / base:>7.2f}x", flush=True)
 
 
 if __name__ == "__main__":

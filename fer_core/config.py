@@ -97,6 +97,7 @@ class TrainConfig:
     seed: int = 0  # seeds the model init, batch order and augmentation
     threads: int = 0  # torch intra-op threads (0 = all cores)
     channels_last: bool = True  # NHWC memory format (faster convolutions on CPU)
+    precision: str = "fp32"  # "fp32" or "bf16" (bfloat16 autocast for the training forward; fp32 master weights)
     init: str = ""  # start from this checkpoint's weights and normalisation (fresh optimizer and schedule)
 
     def replace(self, **changes: Any) -> TrainConfig:

@@ -72,6 +72,26 @@ def class_weights(labels: torch.Tensor) -> torch.Tensor:
     return w / w.mean()
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def forward(model: nn.Module, xb: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """Training forward pass; "bf16" runs it under CPU bfloat16 autocast and returns fp32 logits."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        out = model(xb)
+    return out.float()
+
+
 def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
                     norm: Normalization, epoch: int, weight: torch.Tensor | None = None,
                     on_step: StepCallback | None = None, stopper: Stopper | None = None) -> dict[str, float]:
@@ -97,11 +117,11 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
             g["lr"] = lr_at(cfg, epoch * steps + i, steps)
         if cfg.mixup > 0:
             xb, ya, yb2, lam = mixup(xb, yb, cfg.mixup, gen)
-            out = model(xb)
+            out = forward(model, xb, cfg.precision)
             loss = lam * F.cross_entropy(out, ya, weight, label_smoothing=cfg.label_smoothing) + (1 - lam) * F.cross_entropy(
                 out, yb2, weight, label_smoothing=cfg.label_smoothing)
         else:
-            out = model(xb)
+            out = forward(model, xb, cfg.precision)
             loss = F.cross_entropy(out, yb, weight, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -183,6 +203,8 @@ def read_init(cfg: TrainConfig) -> dict[str, Any]:
 def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False, on_epoch_end: EpochCallback | None = None,
         on_step: StepCallback | None = None, stopper: Stopper | None = None, data: FERData | None = None) -> dict[str, Any]:
     """Train per cfg into run_dir; resume continues from last.pt. Returns the final status dict."""
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {cfg.precision!r}")
     run = RunFolder(run_dir)
     set_threads(cfg.threads)
     set_seed(cfg.seed)

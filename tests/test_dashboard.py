@@ -20,6 +20,7 @@ from PIL import Image
 from fer_core import jobs
 from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, REPO_ROOT, SAMPLE_DATA, TrainConfig, atomic_write_json
 from fer_core.faces import ImageError
+from fer_core.train import bf16_supported
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -265,6 +266,7 @@ def test_train_form_starts_a_tiny_job_and_shows_it_finished(runs):
     assert not at.exception and not at.error, texts(at.error)
     info = jobs.wait_job(runs / "ui-tiny", timeout=120)
     assert info.state == "finished" and info.epoch == 2 and info.config["width"] == 8
+    assert info.config["precision"] == ("bf16" if bf16_supported() else "fp32")  # the form's default follows the CPU
     at.run()
     assert at.selectbox(key="train-run").value == "ui-tiny"
     assert "finished" in texts(at.markdown) and len(at.get("plotly_chart")) == 1

@@ -32,9 +32,11 @@ def test_lr_schedule_warmup_and_cosine():
         lr_at(cfg.replace(schedule="wobbly"), 0, 10)
 
 
-def test_learns_on_the_real_sample(sample_data, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_learns_on_the_real_sample(sample_data, tmp_path, precision):
     # 350 images: without augmentation the net must fit them and still beat chance on held-out faces.
-    cfg = TINY.replace(width=16, epochs=25, augment="none", erasing=0.0, lr=0.02, label_smoothing=0.0, drop_rate=0.0)
+    cfg = TINY.replace(width=16, epochs=25, augment="none", erasing=0.0, lr=0.02, label_smoothing=0.0, drop_rate=0.0,
+                       precision=precision)
     status = fit(cfg, tmp_path / "run", data=sample_data)
     rows = RunFolder(tmp_path / "run").read_metrics()
     assert status["state"] == "finished" and len(rows) == 25
@@ -45,7 +47,30 @@ def test_learns_on_the_real_sample(sample_data, tmp_path):
         assert (tmp_path / "run" / name).exists()
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["model"] == "small" and saved["num_params"] > 0
-    assert read_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == status["best_epoch"]
+    best = read_checkpoint(tmp_path / "run" / "best.pt")
+    assert best["epoch"] == status["best_epoch"] and best["config"]["precision"] == precision
+    last = read_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(v.dtype == torch.float32 for v in last["model"].values() if v.is_floating_point())  # bf16 only in autocast
+
+
+def test_bf16_forward_returns_float32_logits_close_to_fp32():
+    from fer_core.models import build_model
+    from fer_core.train import forward
+
+    torch.manual_seed(0)
+    model = build_model("small", width=8).eval()
+    x = torch.randn(4, 1, 44, 44)
+    ref, low = forward(model, x, "fp32"), forward(model, x, "bf16")
+    assert low.dtype == torch.float32 and not torch.equal(ref, low)  # really computed in bfloat16
+    assert torch.allclose(ref, low, atol=0.1, rtol=0.05)
+    with pytest.raises(ValueError, match="precision"):
+        forward(model, x, "fp8")
+
+
+def test_unknown_precision_is_refused_before_any_work(sample_data, tmp_path):
+    with pytest.raises(ValueError, match="precision"):
+        fit(TINY.replace(precision="half"), tmp_path / "run", data=sample_data)
+    assert not (tmp_path / "run").exists()
 
 
 def test_resume_reaches_the_same_state_as_an_uninterrupted_run(sample_data, tmp_path):

@@ -10,6 +10,7 @@ from fer_core import jobs
 from fer_core.checkpoint import CheckpointError
 from fer_core.config import TrainConfig
 from fer_core.models import list_models
+from fer_core.train import bf16_supported
 from fer_core.transforms import AUGMENT_LEVELS
 
 s = widgets.settings()
@@ -45,13 +46,16 @@ with st.expander("New training run", expanded=current is None), st.form("train")
     threads = c[1].number_input("CPU threads (0 = all)", 0, 64, 0)
     crop_size = c[2].number_input("Crop size", 32, 48, d.crop_size)
     class_weights = c[3].checkbox("Class weights", help="Weight the loss by inverse class frequency (helps disgust)")
+    bf16 = c[3].checkbox("bfloat16", value=bf16_supported(), help="bfloat16 autocast: about 2.4x faster on CPUs with "
+                         "AVX512-BF16 or AMX (on by default where this CPU has it); weights stay float32")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
                                       disabled=s.data_path is None)
 if submitted:
     cfg = d.replace(data=str(s.data_path), model=model, width=int(width), epochs=int(epochs), lr=float(lr),
                     batch_size=int(batch_size), augment=augment, label_smoothing=float(label_smoothing), patience=int(patience),
                     erasing=float(erasing), mixup=float(mixup), labels=labels, limit=int(limit), threads=int(threads),
-                    crop_size=int(crop_size), class_weights=class_weights, warmup_epochs=min(d.warmup_epochs, int(epochs) - 1))
+                    crop_size=int(crop_size), class_weights=class_weights, precision="bf16" if bf16 else "fp32",
+                    warmup_epochs=min(d.warmup_epochs, int(epochs) - 1))
     try:
         if start != RANDOM:
             src = loaders.get_model(start).config
