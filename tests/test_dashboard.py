@@ -283,7 +283,7 @@ def test_train_form_fine_tunes_from_a_checkpoint(runs):
     assert not at.exception and not at.error, texts(at.error)
     info = jobs.wait_job(runs / "ui-finetune", timeout=180)
     assert info.state == "finished", info
-    assert info.config["init"] == str(DEFAULT_CHECKPOINT) and (info.config["model"], info.config["width"]) == ("vgg", 32)
+    assert info.config["init"] == str(DEFAULT_CHECKPOINT) and (info.config["model"], info.config["width"]) == ("vgg", 48)
     assert info.best_acc > 0.5  # the shipped model's start: 140 sample faces, chance is 0.14
 
 
