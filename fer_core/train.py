@@ -83,10 +83,15 @@ def bf16_supported() -> bool:
         return False
 
 
-def forward(model: nn.Module, xb: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
-    """Training forward pass; "bf16" runs it under CPU bfloat16 autocast and returns fp32 logits."""
+def check_precision(precision: str) -> None:
+    """ValueError unless precision is one of PRECISIONS."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+
+
+def forward(model: nn.Module, xb: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """Training forward pass; "bf16" runs it under CPU bfloat16 autocast and returns fp32 logits."""
+    check_precision(precision)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         out = model(xb)
     return out.float()
@@ -203,8 +208,7 @@ def read_init(cfg: TrainConfig) -> dict[str, Any]:
 def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False, on_epoch_end: EpochCallback | None = None,
         on_step: StepCallback | None = None, stopper: Stopper | None = None, data: FERData | None = None) -> dict[str, Any]:
     """Train per cfg into run_dir; resume continues from last.pt. Returns the final status dict."""
-    if cfg.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {cfg.precision!r}")
+    check_precision(cfg.precision)  # before any file is written
     run = RunFolder(run_dir)
     set_threads(cfg.threads)
     set_seed(cfg.seed)

@@ -18,6 +18,7 @@ from photos import astronaut, encode
 from PIL import Image
 
 from fer_core import jobs
+from fer_core.checkpoint import read_checkpoint
 from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, REPO_ROOT, SAMPLE_DATA, TrainConfig, atomic_write_json
 from fer_core.faces import ImageError
 from fer_core.train import bf16_supported
@@ -283,7 +284,10 @@ def test_train_form_fine_tunes_from_a_checkpoint(runs):
     assert not at.exception and not at.error, texts(at.error)
     info = jobs.wait_job(runs / "ui-finetune", timeout=180)
     assert info.state == "finished", info
-    assert info.config["init"] == str(DEFAULT_CHECKPOINT) and (info.config["model"], info.config["width"]) == ("vgg", 48)
+    shipped = read_checkpoint(DEFAULT_CHECKPOINT)["config"]
+    assert shipped["width"] != 8  # what the form asked for
+    assert info.config["init"] == str(DEFAULT_CHECKPOINT)
+    assert (info.config["model"], info.config["width"]) == (shipped["model"], shipped["width"])
     assert info.best_acc > 0.5  # the shipped model's start: 140 sample faces, chance is 0.14
 
 
