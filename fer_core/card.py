@@ -33,10 +33,10 @@ def _pct(x: float) -> str:
 
 
 def results_table(reports: list[dict[str, Any]]) -> str:
-    rows = ["| split | TTA | n | accuracy | macro-F1 | weighted-F1 | ECE |", "|---|---|---|---|---|---|---|"]
+    rows = ["| split | TTA | inference | n | accuracy | macro-F1 | weighted-F1 | ECE |", "|---|---|---|---|---|---|---|---|"]
     for r in reports:
-        rows.append(f"| {r['split']} | {r['tta']} | {r['n']} | {_pct(r['accuracy'])} | {r['macro_f1']:.4f} | "
-                    f"{r['weighted_f1']:.4f} | {r['ece']:.4f} |")
+        rows.append(f"| {r['split']} | {r['tta']} | {r.get('precision', 'fp32')} | {r['n']} | {_pct(r['accuracy'])} | "
+                    f"{r['macro_f1']:.4f} | {r['weighted_f1']:.4f} | {r['ece']:.4f} |")
     return "\n".join(rows)
 
 
@@ -60,7 +60,9 @@ def reference_table(r: dict[str, Any], ours: list[dict[str, Any]]) -> str:
     for ref in r["reference"]:
         rows.append(f"| {ref['name']} | {_pct(ref['accuracy'])} | {ref['split']} | {ref['protocol']} |")
     for o in ours:
-        rows.append(f"| **this model** ({o['tta']} TTA) | **{_pct(o['accuracy'])}** | {o['split']} | selected on PublicTest |")
+        int8 = ", int8" if o.get("precision") == "int8" else ""
+        rows.append(f"| **this model** ({o['tta']} TTA{int8}) | **{_pct(o['accuracy'])}** | {o['split']} | "
+                    "selected on PublicTest |")
     return "\n".join(rows)
 
 
@@ -107,7 +109,7 @@ def render(checkpoint: str | Path, reports: list[dict[str, Any]], runs: Sequence
            notes: str = "") -> str:
     loaded = load_model(checkpoint)
     cfg = loaded.config
-    main = next((r for r in reports if r["tta"] == "none"), reports[0])
+    main = next((r for r in reports if r["tta"] == "none" and r.get("precision", "fp32") == "fp32"), reports[0])
     cfg_rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.to_dict().items() if k != "data")
     return f"""# Model card: `{Path(checkpoint).name}`
 

@@ -17,6 +17,7 @@ from .config import EMOTIONS, DataNotFoundError, atomic_write_json, set_threads
 from .data import DataError, load_dataset
 from .metrics import summarize
 from .models import count_params
+from .quantize import INFERENCE_PRECISIONS
 from .transforms import TTA_MODES, eval_views, to_float
 
 # Published single-model and reference results on FER2013 (PrivateTest unless noted).
@@ -65,6 +66,7 @@ def build_report(probs: np.ndarray, y_true: np.ndarray, *, split: str, tta: str,
         report["checkpoint"] = loaded.path
         report["model"] = {"name": loaded.config.model, "width": loaded.config.width, "params": count_params(loaded.model),
                            "crop_size": loaded.config.crop_size, "epoch": loaded.meta.get("epoch")}
+        report["precision"] = loaded.precision
     report |= {"data": data_source, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": seconds,
                "predictions": {"y_true": [int(v) for v in y_true], "y_pred": [int(v) for v in y_pred],
                                "confidence": [round(float(c), 4) for c in probs.max(1)]},
@@ -73,9 +75,9 @@ def build_report(probs: np.ndarray, y_true: np.ndarray, *, split: str, tta: str,
 
 
 def evaluate_checkpoint(checkpoint: str | Path | None = None, data: str | Path | None = None, split: str = "PublicTest",
-                        tta: str = "none", labels: str = "fer2013") -> dict[str, Any]:
+                        tta: str = "none", labels: str = "fer2013", precision: str = "fp32") -> dict[str, Any]:
     """Load a checkpoint and a dataset split, and return the report dict."""
-    loaded = load_model(checkpoint)
+    loaded = load_model(checkpoint, precision)
     ds = load_dataset(data, labels=labels)
     x, y = ds.split(split)
     t0 = time.perf_counter()
@@ -86,8 +88,8 @@ def evaluate_checkpoint(checkpoint: str | Path | None = None, data: str | Path |
 
 def format_report(r: dict[str, Any]) -> str:
     """A short human-readable summary of a report."""
-    lines = [f"{r['split']}: n={r['n']} tta={r['tta']} accuracy={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f} "
-             f"ece={r['ece']:.4f}", f"{'class':<10}{'prec':>7}{'recall':>8}{'f1':>7}{'support':>9}"]
+    lines = [f"{r['split']}: n={r['n']} tta={r['tta']} precision={r.get('precision', 'fp32')} accuracy={r['accuracy']:.4f} "
+             f"macro_f1={r['macro_f1']:.4f} ece={r['ece']:.4f}", f"{'class':<10}{'prec':>7}{'recall':>8}{'f1':>7}{'support':>9}"]
     for name, m in r["per_class"].items():
         lines.append(f"{name:<10}{m['precision']:>7.3f}{m['recall']:>8.3f}{m['f1']:>7.3f}{m['support']:>9d}")
     return "\n".join(lines)
@@ -101,6 +103,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default="fer2013", choices=["fer2013", "ferplus"])
     p.add_argument("--tta", nargs="?", const="tencrop", default="none", choices=TTA_MODES,
                    help="test-time augmentation (bare --tta = tencrop)")
+    p.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,
+                   help="fp32 (exact, the default) or int8 (quantized inference, faster)")
     p.add_argument("--out", default=None, help="write the JSON report here")
     p.add_argument("--threads", type=int, default=0)
     return p
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     set_threads(args.threads)
     try:
-        report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.tta, args.labels)
+        report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.tta, args.labels, args.precision)
     except (DataNotFoundError, DataError, CheckpointError, KeyError, FileNotFoundError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
@@ -119,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json(args.out, report)
         print(f"report written to {args.out}")
     else:
-        print(json.dumps({k: report[k] for k in ("split", "n", "accuracy", "macro_f1", "ece", "tta")}))
+        print(json.dumps({k: report[k] for k in ("split", "n", "accuracy", "macro_f1", "ece", "tta", "precision")}))
     return 0
 
 

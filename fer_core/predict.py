@@ -1,6 +1,7 @@
 """Emotions of the faces in real photos: per-face predictions, batching over many files, annotated pictures and the CLI.
 
-    python -m fer_core.predict [--checkpoint PATH] [--no-detect] [--tta none|flip|tencrop] [--json] [--annotate OUTDIR] PATH...
+    python -m fer_core.predict [--checkpoint PATH] [--no-detect] [--tta none|flip|tencrop] [--precision fp32|int8]
+                               [--json] [--annotate OUTDIR] PATH...
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .checkpoint import CheckpointError, LoadedModel, load_model
 from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE, set_threads
 from .evaluate import predict_probs
 from .faces import MARGIN, Box, FaceDetector, ImageError, ImageSource, crop_face, detect_faces, load_image
+from .quantize import INFERENCE_PRECISIONS
 from .transforms import TTA_MODES
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
@@ -208,6 +210,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help=f"model checkpoint (default: {DEFAULT_CHECKPOINT})")
     p.add_argument("--no-detect", action="store_true", help="classify each whole image as one face")
     p.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
+    p.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,
+                   help="fp32 (exact) or int8 (quantized copy: ~3x faster per face, ~99%% the same answers)")
     p.add_argument("--json", action="store_true", help="print one JSON line per input file")
     p.add_argument("--annotate", metavar="OUTDIR", default=None, help="write annotated copies of the images here")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
@@ -218,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     set_threads(args.threads)
     try:
-        model = load_model(args.checkpoint)
+        model = load_model(args.checkpoint, args.precision)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

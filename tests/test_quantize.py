@@ -1,0 +1,101 @@
+"""int8 inference: the quantized copy of the shipped model against its float32 answers on real faces, and its errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from photos import astronaut
+
+import fer_core.quantize as quantize
+from fer_core.card import results_table
+from fer_core.checkpoint import CheckpointError, load_model
+from fer_core.evaluate import predict_probs
+from fer_core.predict import predict_image
+from fer_core.quantize import QuantizationError, calibration_batch, int8_copy
+
+
+@pytest.fixture(scope="module")
+def fp32():
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def int8():
+    return load_model(precision="int8")
+
+
+def _quantized_layers(module: torch.nn.Module) -> list[str]:
+    return [type(m).__name__ for m in module.modules() if "quantized" in type(m).__module__]
+
+
+def test_int8_copy_has_int8_layers_and_keeps_the_float_model(int8):
+    layers = _quantized_layers(int8.fast)
+    assert layers.count("ConvReLU2d") == 8 and "Linear" in layers  # every conv (BN folded, ReLU fused) and the head
+    assert int8.precision == "int8" and all(p.dtype == torch.float32 for p in int8.model.parameters())
+    assert not _quantized_layers(int8.model)  # gradients, Captum and fine-tuning still get the float model
+
+
+def test_int8_agrees_with_fp32_on_held_out_real_faces(fp32, int8, sample_data):
+    x, y = sample_data.split("PublicTest")  # not the calibration faces (those are Training rows)
+    for tta in ("none", "tencrop"):
+        p32, p8 = predict_probs(fp32, x, tta), predict_probs(int8, x, tta)
+        assert p8.shape == (140, 7) and p8.dtype == np.float32 and np.allclose(p8.sum(1), 1, atol=1e-5)
+        assert (p8.argmax(1) == p32.argmax(1)).mean() >= 0.95
+        assert np.abs(p8 - p32).max() < 0.25 and np.abs(p8 - p32).mean() < 0.02
+        y_np = y.numpy()
+        assert abs((p8.argmax(1) == y_np).mean() - (p32.argmax(1) == y_np).mean()) <= 0.03
+
+
+def test_photo_prediction_with_int8(fp32, int8):
+    (face8,) = predict_image(astronaut(), int8)
+    (face32,) = predict_image(astronaut(), fp32)
+    assert face8.box == face32.box and face8.label == face32.label
+    assert face8.confidence == pytest.approx(face32.confidence, abs=0.1)
+
+
+def test_calibration_uses_real_training_faces_of_the_sample(fp32):
+    c = calibration_batch(fp32.norm, fp32.config.crop_size)
+    assert c.shape == (quantize.CALIBRATION_FACES, 1, 44, 44) and c.dtype == torch.float32
+    assert -1 < float(c.mean()) < 1 and 0.5 < float(c.std()) < 1.5  # normalised with the Training statistics
+
+
+def test_unknown_precision_and_missing_calibration_data_are_clear_errors(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match=r"one of \('fp32', 'int8'\), not 'int4'"):
+        load_model(precision="int4")
+    monkeypatch.setattr(quantize, "SAMPLE_DATA", tmp_path / "gone.csv.gz")
+    with pytest.raises(CheckpointError, match="int8 calibration needs the sample faces at .*gone.csv.gz"):
+        load_model(precision="int8")
+    assert load_model().precision == "fp32"  # float inference does not need the sample
+
+
+def test_a_too_lossy_copy_is_refused(fp32):
+    calib = calibration_batch(fp32.norm, fp32.config.crop_size)[:32]
+    with pytest.raises(QuantizationError, match=r"agrees with the float model on .* \(at least 101% needed\)"):
+        int8_copy(fp32.model, calib, min_agreement=1.01)
+
+
+def test_evaluate_and_predict_clis_take_precision(sample_path, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "fer_core.evaluate", "--threads", "1", "--data", str(sample_path),
+                        "--precision", "int8", "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(out.read_text())
+    assert rep["precision"] == "int8" and "precision=int8" in r.stdout and rep["n"] == 140
+    assert "| PublicTest | none | int8 | 140 |" in results_table([rep])
+    photo = tmp_path / "a.jpg"
+    astronaut().save(photo)
+    r = subprocess.run([sys.executable, "-m", "fer_core.predict", "--threads", "1", "--precision", "int8", "--json", str(photo)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (face,) = json.loads(r.stdout)["faces"]
+    assert sum(face["probs"].values()) == pytest.approx(1, abs=1e-4)
+    r = subprocess.run([sys.executable, "-m", "fer_core.predict", "--precision", "int4", str(photo)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and "invalid choice: 'int4'" in r.stderr
