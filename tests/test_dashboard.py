@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -367,12 +368,14 @@ def test_unreadable_report_files_are_skipped_with_a_warning(runs, shipped_bare):
     assert by_label(at.metric, "accuracy").value == f"{make_report('PublicTest')['accuracy']:.1%}"
 
 
-def test_evaluate_form_runs_the_cli_and_shows_the_new_report(runs, shipped_bare):
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_evaluate_form_runs_the_cli_and_shows_the_new_report(runs, shipped_bare, precision):
     at = open_page("views/evaluate.py")
     assert "No saved reports yet" in texts(at.info)
     by_label(at.selectbox, "Split").set_value("PrivateTest")
+    by_label(at.selectbox, "Inference").set_value(precision)
     by_label(at.button, "Evaluate").click().run()
-    out = runs / "reports" / "fer_vgg.PrivateTest.none.report.json"
+    out = runs / "reports" / f"fer_vgg.PrivateTest.none{'.int8' if precision == 'int8' else ''}.report.json"
     deadline = time.monotonic() + 120
     while "eval_job" in at.session_state:
         assert not at.exception and time.monotonic() < deadline
@@ -380,6 +383,8 @@ def test_evaluate_form_runs_the_cli_and_shows_the_new_report(runs, shipped_bare)
         at.run()  # AppTest never ticks run_every timers: rerun by hand
     assert out.exists() and at.selectbox(key="report_a").value == f"{out}#0"
     assert not at.exception and "accuracy" in {m.label for m in at.metric}
+    assert json.loads(out.read_text())["precision"] == precision
+    assert any(" · int8 · " in o for o in at.selectbox(key="report_a").options) == (precision == "int8")
 
 
 @pytest.mark.slow
