@@ -129,6 +129,16 @@ def test_home_shows_the_shipped_report_and_model_card(runs, shipped):
     assert [e.label for e in at.expander] == ["Model card"] and "Known limits: a test fixture." in texts(at.markdown)
 
 
+def test_home_headline_is_the_float32_report_when_an_int8_one_exists(runs, shipped_bare):
+    fp32 = make_report("PublicTest")
+    int8 = {**fp32, "precision": "int8", "accuracy": fp32["accuracy"] + 0.05}  # even a better int8 figure is not the headline
+    atomic_write_json(runs / "reports" / "fer_vgg.PublicTest.none.int8.report.json", int8)
+    save_report(runs, "PublicTest")
+    at = open_page()
+    assert by_label(at.metric, "accuracy").value == f"{fp32['accuracy']:.1%}"
+    assert f"**{int8['accuracy']:.1%}** accuracy on PublicTest (140 images, TTA none, int8 inference)" in texts(at.markdown)
+
+
 def test_home_shows_dashboard_reports_only_while_the_checkpoint_is_unchanged(runs, shipped_bare):
     at = open_page()
     assert by_label(at.metric, "accuracy").value == "-" and "No evaluation report for this checkpoint yet" in texts(at.info)

@@ -20,9 +20,10 @@ with model_col:
     model = widgets.model_or_error(s.checkpoint)
     if model is not None:
         # The headline accuracy: the largest evaluation (not one on the 560-image sample), the withheld split on a tie,
-        # then validation; the plain centre crop before TTA.
+        # then validation; the plain centre crop before TTA, float32 before int8 inference.
         reports = sorted(loaders.model_reports(s.checkpoint, s.runs_root),
-                         key=lambda r: (-r["n"], r["split"] != "PrivateTest", r["split"] != "PublicTest", r["tta"] != "none"))
+                         key=lambda r: (-r["n"], r["split"] != "PrivateTest", r["split"] != "PublicTest", r["tta"] != "none",
+                                        r.get("precision") == "int8"))
         n = model.num_params
         cols = st.columns(4)
         cols[0].metric("architecture", model.config.model, help=f"width {model.config.width} (channels of the first stage)")
@@ -31,7 +32,8 @@ with model_col:
         cols[3].metric("accuracy", f"{reports[0]['accuracy']:.1%}" if reports else "-",
                        help=f"{reports[0]['split']}, TTA {reports[0]['tta']}" if reports else "no evaluation report yet")
         for r in reports:
-            st.markdown(f"- **{r['accuracy']:.1%}** accuracy on {r['split']} ({r['n']:,} images, TTA {r['tta']}), "
+            int8 = ", int8 inference" if r.get("precision") == "int8" else ""
+            st.markdown(f"- **{r['accuracy']:.1%}** accuracy on {r['split']} ({r['n']:,} images, TTA {r['tta']}{int8}), "
                         f"macro F1 {r['macro_f1']:.3f}")
         if not reports:
             best = model.meta.get("best_acc")
