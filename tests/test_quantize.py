@@ -16,6 +16,7 @@ import fer_core.quantize as quantize
 from fer_core.card import results_table
 from fer_core.checkpoint import CheckpointError, load_model
 from fer_core.evaluate import predict_probs
+from fer_core.models import build_model, list_models
 from fer_core.predict import predict_image
 from fer_core.quantize import QuantizationError, calibration_batch, int8_copy
 
@@ -50,6 +51,20 @@ def test_int8_agrees_with_fp32_on_held_out_real_faces(fp32, int8, sample_data):
         assert np.abs(p8 - p32).max() < 0.25 and np.abs(p8 - p32).mean() < 0.02
         y_np = y.numpy()
         assert abs((p8.argmax(1) == y_np).mean() - (p32.argmax(1) == y_np).mean()) <= 0.03
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_architecture_quantizes(name, fp32):
+    # Untrained weights (logits nearly tied), so only the outputs' closeness is asserted, not the agreement.
+    torch.manual_seed(0)
+    model = build_model(name, width=8).eval()
+    calib = calibration_batch(fp32.norm, fp32.config.crop_size)[:32]
+    q = int8_copy(model, calib, min_agreement=0.0)
+    assert _quantized_layers(q)
+    with torch.inference_mode():
+        out, ref = q(calib), model(calib)
+    assert out.dtype == torch.float32 and out.shape == (32, 7)
+    assert float((out - ref).abs().max()) < 0.1 * float(ref.abs().max()) + 1e-3
 
 
 def test_photo_prediction_with_int8(fp32, int8):
