@@ -81,7 +81,7 @@ def float_weights(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
 def load_model(path: str | os.PathLike[str] | None = None, precision: str = "fp32") -> LoadedModel:
     """Load a checkpoint (default: the shipped model) as an eval-mode float32 model.
 
-    precision="int8" predicts with a quantized copy (built here, in about a second, so a failure is a clear
+    precision="int8" predicts with a quantized copy (built here, ~4 s on 2 cores, so a failure is a clear
     CheckpointError now rather than later); gradients, Captum and `model` stay float32 either way.
     """
     check_inference_precision(precision)
