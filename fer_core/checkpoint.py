@@ -48,7 +48,7 @@ class LoadedModel:
 
 def checkpoint_dict(model: nn.Module, cfg: TrainConfig, norm: Normalization, **extra: Any) -> dict[str, Any]:
     """The dict stored on disk; `extra` holds optimizer state, epoch, metrics..."""
-    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     return {"format": FORMAT, "config": cfg.to_dict(), "norm": {"mean": norm.mean, "std": norm.std},
             "emotions": list(EMOTIONS), "model": state, **extra}
 

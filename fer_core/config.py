@@ -99,6 +99,7 @@ class TrainConfig:
     channels_last: bool = True  # NHWC memory format (faster convolutions on CPU)
     precision: str = "fp32"  # "fp32" or "bf16" (bfloat16 autocast for the training forward; fp32 master weights)
     init: str = ""  # start from this checkpoint's weights and normalisation (fresh optimizer and schedule)
+    device: str = "cpu"  # "cpu" or "cuda" (training only; checkpoints load and evaluate on the CPU)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """Return a copy with some fields changed (unknown names raise TypeError)."""

@@ -89,10 +89,22 @@ def check_precision(precision: str) -> None:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
 
 
+DEVICES = ("cpu", "cuda")
+
+
+def check_device(device: str) -> torch.device:
+    """The torch device for a config's `device`; ValueError for an unknown name or a GPU this machine lacks."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but PyTorch sees no CUDA GPU here; train with --device cpu")
+    return torch.device(device)
+
+
 def forward(model: nn.Module, xb: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
-    """Training forward pass; "bf16" runs it under CPU bfloat16 autocast and returns fp32 logits."""
+    """Training forward pass; "bf16" runs it under bfloat16 autocast (CPU or CUDA) and returns fp32 logits."""
     check_precision(precision)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+    with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         out = model(xb)
     return out.float()
 
@@ -100,14 +112,21 @@ def forward(model: nn.Module, xb: torch.Tensor, precision: str = "fp32") -> torc
 def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
                     norm: Normalization, epoch: int, weight: torch.Tensor | None = None,
                     on_step: StepCallback | None = None, stopper: Stopper | None = None) -> dict[str, float]:
-    """One pass over uint8 images x (N, 48, 48); returns loss, accuracy, images/s (and `stopped`)."""
+    """One pass over uint8 images x (N, 48, 48) on the model's device; returns loss, accuracy, images/s (or `stopped`).
+
+    Loss and accuracy accumulate on the device; on a GPU `on_step` is called every 25 steps, not every step,
+    so the loop does not wait for the GPU after each batch.
+    """
     model.train()
     gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # fixed per epoch: resume is exact
     torch.manual_seed(cfg.seed * 100_003 + epoch)
-    perm = torch.randperm(len(x), generator=gen)
+    perm = torch.randperm(len(x), generator=gen).to(x.device)
     steps = len(x) // cfg.batch_size  # drop the last partial batch (batch norm dislikes tiny batches)
     level = cfg.augment
-    total_loss = correct = seen = 0.0
+    report_every = 1 if x.device.type == "cpu" else 25
+    total_loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    seen = 0
     t0 = time.perf_counter()
     for i in range(steps):
         if stopper is not None and stopper.stop:
@@ -131,20 +150,21 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        total_loss += loss.item() * len(idx)
-        correct += (out.argmax(1) == yb).sum().item()
+        total_loss += loss.detach() * len(idx)
+        correct += (out.argmax(1) == yb).sum()
         seen += len(idx)
-        if on_step is not None:
+        if on_step is not None and ((i + 1) % report_every == 0 or i + 1 == steps):
             on_step(i + 1, steps, loss.item())
+    mean_loss, n_correct = total_loss.item(), correct.item()  # waits for the device's last step
     secs = time.perf_counter() - t0
-    return {"train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1),
+    return {"train_loss": mean_loss / max(seen, 1), "train_acc": n_correct / max(seen, 1),
             "train_seconds": secs, "images_per_s": seen / max(secs, 1e-9)}
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Normalization, crop_size: int,
              batch_size: int = 512, channels_last: bool = True) -> dict[str, float]:
-    """Loss and accuracy on uint8 images with the eval preprocessing (centre crop)."""
+    """Loss and accuracy on uint8 images with the eval preprocessing (centre crop), on the model's device."""
     model.eval()
     loss = correct = 0.0
     for i in range(0, len(x), batch_size):
@@ -209,6 +229,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
         on_step: StepCallback | None = None, stopper: Stopper | None = None, data: FERData | None = None) -> dict[str, Any]:
     """Train per cfg into run_dir; resume continues from last.pt. Returns the final status dict."""
     check_precision(cfg.precision)  # before any file is written
+    check_device(cfg.device)
     run = RunFolder(run_dir)
     set_threads(cfg.threads)
     set_seed(cfg.seed)
@@ -216,15 +237,19 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     ckpt = None
     if resume and run.file("last.pt").exists():
         ckpt = read_checkpoint(run.file("last.pt"))
-        cfg = TrainConfig.from_dict({**ckpt["config"], "epochs": cfg.epochs, "patience": cfg.patience})
+        cfg = TrainConfig.from_dict({**ckpt["config"], "epochs": cfg.epochs, "patience": cfg.patience, "device": cfg.device})
+    device = check_device(cfg.device)  # the caller's device, also when resuming a run trained elsewhere
     data = data if data is not None else load_dataset(cfg.data or None, labels=cfg.labels)
-    x, y, vx, vy = select_splits(data, cfg)
+    x, y, vx, vy = (t.to(device) for t in select_splits(data, cfg))  # uint8 images: 74 MB for all of FER2013
     init = read_init(cfg) if ckpt is None and cfg.init else None
     source = ckpt or init
-    norm = Normalization(**source["norm"]) if source else Normalization.fit(x)
+    norm = Normalization(**source["norm"]) if source else Normalization.fit(x.cpu())
     model = build_model(cfg.model, width=cfg.width, drop_rate=cfg.drop_rate)
     if init is not None:
         model.load_state_dict(float_weights(init))
+    model = model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels once
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
@@ -234,7 +259,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
         start_epoch, best_acc, best_epoch = ckpt["epoch"] + 1, ckpt["best_acc"], ckpt["best_epoch"]
         history = [r for r in run.read_metrics() if r["epoch"] < start_epoch]
     atomic_write_json(run.file("config.json"), {**cfg.to_dict(), "num_params": count_params(model)})
-    weight = class_weights(y) if cfg.class_weights else None
+    weight = class_weights(y).to(device) if cfg.class_weights else None
     status: dict[str, Any] = {"state": "running", "epoch": start_epoch, "epochs": cfg.epochs, "best_acc": best_acc,
                               "best_epoch": best_epoch, "started": time.time()}
     run.write_status(**status)

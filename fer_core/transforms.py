@@ -94,11 +94,11 @@ def augment_batch(
         raise ValueError(f"augment must be one of {list(AUGMENT_LEVELS)}, not {level!r}")
     b, _, h, _ = x.shape
     _, _, shift_px, jitter = AUGMENT_LEVELS[level]
-    angle, scale, flip, shift = _affine_params(b, level, gen)
+    angle, scale, flip, shift = (t.to(x.device) for t in _affine_params(b, level, gen))  # drawn on the CPU generator
     s0 = crop_size / h
     max_shift = ((h - crop_size) / 2 + shift_px) * 2 / h  # in normalised [-1, 1] units
     if level == "none":
-        flip, shift = torch.ones(b), torch.zeros(b, 2)
+        flip, shift = torch.ones(b, device=x.device), torch.zeros(b, 2, device=x.device)
     cos, sin = torch.cos(angle) * s0 / scale, torch.sin(angle) * s0 / scale
     theta = torch.stack([
         torch.stack([cos * flip, -sin, shift[:, 0] * max_shift], 1),
@@ -107,8 +107,8 @@ def augment_batch(
     grid = F.affine_grid(theta, [b, 1, crop_size, crop_size], align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if jitter > 0:
-        contrast = 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * jitter
-        bright = (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * jitter
+        contrast = (1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * jitter).to(x.device)
+        bright = ((torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * jitter).to(x.device)
         out = out * contrast + bright
     if erasing > 0:
         out = random_erasing(out, erasing, gen)
@@ -125,8 +125,9 @@ def random_erasing(x: torch.Tensor, p: float, gen: torch.Generator, area: tuple[
     top = (torch.rand(b, generator=gen) * (h - eh + 1)).long()
     left = (torch.rand(b, generator=gen) * (w - ew + 1)).long()
     on = torch.rand(b, generator=gen) < p
-    rows = torch.arange(h).view(1, h, 1)
-    cols = torch.arange(w).view(1, 1, w)
+    top, left, eh, ew, on = (t.to(x.device) for t in (top, left, eh, ew, on))
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
     mask = ((rows >= top.view(b, 1, 1)) & (rows < (top + eh).view(b, 1, 1))
             & (cols >= left.view(b, 1, 1)) & (cols < (left + ew).view(b, 1, 1)) & on.view(b, 1, 1))
     return x.masked_fill(mask.unsqueeze(1), 0.0)
@@ -136,5 +137,5 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float,
           gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """Mix each image with a shuffled partner; returns (x_mixed, y, y_partner, lam)."""
     lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    perm = torch.randperm(x.shape[0], generator=gen)
+    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
     return lam * x + (1 - lam) * x[perm], y, y[perm], lam

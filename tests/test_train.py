@@ -73,6 +73,15 @@ def test_unknown_precision_is_refused_before_any_work(sample_data, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_unknown_or_missing_device_is_refused_before_any_work(sample_data, tmp_path):
+    with pytest.raises(ValueError, match="device must be one of"):
+        fit(TINY.replace(device="tpu"), tmp_path / "run", data=sample_data)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            fit(TINY.replace(device="cuda"), tmp_path / "run", data=sample_data)
+    assert not (tmp_path / "run").exists()
+
+
 def test_resume_reaches_the_same_state_as_an_uninterrupted_run(sample_data, tmp_path):
     fit(TINY, tmp_path / "straight", data=sample_data)
     fit(TINY.replace(epochs=1), tmp_path / "split", data=sample_data)

@@ -1,0 +1,179 @@
+"""Train several configs at once on one GPU (or the CPU) inside a fixed wall-clock budget; pack the data to travel.
+
+The device machine gets a copy of the work tree (64 MiB in all) and no ../shared, so the data travels packed:
+    python scripts/gpu_sweep.py pack --data ../shared/data/fer2013.csv.gz --out .devdata/fer.npz   # 53 MB, lossless
+Then, on the machine with the GPU:
+    python scripts/gpu_sweep.py run --data .devdata/fer.npz --out $OUT --budget-s 480 --device cuda \\
+        --spec '{"name": "vgg64", "model": "vgg", "width": 64}' --spec '{"name": "vgg48", "model": "vgg", "width": 48}'
+Every spec is a TrainConfig (plus `name` and `max_epochs`) run in its own process, all at once. Each first measures
+its own images/s while the others run, then sets `epochs` so that its whole cosine schedule fits the budget; a timer
+stops it cleanly at the hard deadline in any case. OUT gets NAME.pt (best epoch on the validation split, fp16) per
+spec and sweep.json: per spec its final config, state and every epoch's metrics (`unsweep` turns them back into run
+folders, for the model card). Few files come back from the device machine, hence one summary file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import lzma
+import multiprocessing as mp
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from fer_core.checkpoint import export_checkpoint  # noqa: E402
+from fer_core.config import TrainConfig, set_threads  # noqa: E402
+from fer_core.data import FERData, load_dataset  # noqa: E402
+from fer_core.models import build_model  # noqa: E402
+from fer_core.train import RunFolder, Stopper, check_device, fit, make_optimizer, select_splits, train_one_epoch  # noqa: E402
+from fer_core.transforms import Normalization  # noqa: E402
+
+_XZ_FILTERS = [{"id": lzma.FILTER_DELTA, "dist": 1}, {"id": lzma.FILTER_LZMA2, "preset": 9}]
+
+
+def pack(data: FERData, out: str | Path) -> int:
+    """Write every split's pixels (xz with a delta filter, lossless) and labels to one .npz; returns its size."""
+    splits = data.splits
+    pixels = np.concatenate([data.images[s].numpy() for s in splits])
+    blob = lzma.compress(pixels.tobytes(), format=lzma.FORMAT_XZ, filters=_XZ_FILTERS)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, pixels_xz=np.frombuffer(blob, np.uint8), labels=np.concatenate([data.labels[s].numpy() for s in splits]),
+             splits=np.array(splits), counts=np.array([len(data.labels[s]) for s in splits]))
+    return out.stat().st_size
+
+
+def unpack(path: str | Path) -> FERData:
+    """The FERData that pack() wrote."""
+    with np.load(path) as z:
+        pixels = np.frombuffer(lzma.decompress(z["pixels_xz"].tobytes()), np.uint8).reshape(-1, 48, 48)
+        labels, splits, counts = z["labels"].astype(np.int64), [str(s) for s in z["splits"]], z["counts"].tolist()
+    bounds = np.cumsum([0, *counts])
+    return FERData(images={s: torch.from_numpy(pixels[a:b].copy()) for s, a, b in zip(splits, bounds, bounds[1:])},
+                   labels={s: torch.from_numpy(labels[a:b].copy()) for s, a, b in zip(splits, bounds, bounds[1:])},
+                   source=str(path))
+
+
+def plan_epochs(budget_s: float, images_per_s: float, n_train: int, n_val: int, max_epochs: int,
+                overhead_s: float = 0.3, safety: float = 0.85) -> int:
+    """Epochs whose training, per-epoch validation (about a third of a training image each) and saving fit the budget."""
+    per_epoch = (n_train + n_val / 3) / max(images_per_s, 1e-9) + overhead_s
+    return max(1, min(max_epochs, int(budget_s * safety / per_epoch)))
+
+
+def measure_speed(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, images: int = 4096) -> float:
+    """Training images/s of cfg on this device (a throwaway model; the second of two passes, after warm-up)."""
+    device = check_device(cfg.device)
+    model = build_model(cfg.model, width=cfg.width, drop_rate=cfg.drop_rate).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(model, cfg)
+    xs, ys = x[:images].to(device), y[:images].to(device)
+    norm = Normalization.fit(x[:images])
+    train_one_epoch(model, opt, xs, ys, cfg, norm, epoch=0)
+    return train_one_epoch(model, opt, xs, ys, cfg, norm, epoch=1)["images_per_s"]
+
+
+def run_spec(spec: dict[str, Any], data_path: str, out: str, runs: str, deadline: float) -> dict[str, Any]:
+    """One spec, start to end, in its own process: measure, plan, fit until done or the deadline, export."""
+    spec = dict(spec)
+    name, max_epochs = spec.pop("name"), int(spec.pop("max_epochs", 300))
+    try:
+        data = unpack(data_path) if data_path.endswith(".npz") else load_dataset(data_path)
+        cfg = TrainConfig().replace(**spec)
+        set_threads(cfg.threads)
+        x, y, vx, _ = select_splits(data, cfg)
+        speed = measure_speed(cfg, x, y)
+        epochs = plan_epochs(deadline - time.time(), speed, len(x), len(vx), max_epochs)
+        cfg = cfg.replace(epochs=epochs, patience=0)
+        print(f"[{name}] {speed:.0f} img/s -> {epochs} epochs", flush=True)
+        stopper = Stopper()
+        timer = threading.Timer(max(0.0, deadline - time.time()), lambda: setattr(stopper, "stop", True))
+        timer.daemon = True
+        timer.start()
+        run = Path(runs) / name
+        t0 = time.time()
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            print(f"[{name}] epoch {row['epoch'] + 1}/{epochs} train_acc {row['train_acc']:.3f} val_acc {row['val_acc']:.4f} "
+                  f"{row['images_per_s']:.0f} img/s", flush=True)
+
+        status = fit(cfg, run, on_epoch_end=on_epoch, stopper=stopper, data=data)
+        timer.cancel()
+        result = {"name": name, "config": cfg.to_dict(), "probe_images_per_s": speed, "wall_s": time.time() - t0,
+                  **{k: status.get(k) for k in ("state", "epoch", "epochs", "best_acc", "best_epoch")}}
+        if (run / "best.pt").exists():
+            export_checkpoint(run / "best.pt", Path(out) / f"{name}.pt")
+        return result | {"metrics": RunFolder(run).read_metrics()}
+    except Exception as e:  # noqa: BLE001 - one failing spec must not take the others' results with it
+        print(f"[{name}] failed: {type(e).__name__}: {e}", flush=True)
+        return {"name": name, "state": "failed", "error": f"{type(e).__name__}: {e}"}
+
+
+def sweep(specs: list[dict[str, Any]], data_path: str, out: str, runs: str, budget_s: float) -> list[dict[str, Any]]:
+    """Run every spec at once (one process each) and write OUT/sweep.json."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    deadline = time.time() + budget_s
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(len(specs)) as pool:
+        results = pool.starmap(run_spec, [(s, data_path, out, runs, deadline) for s in specs])
+    info = {"budget_s": budget_s, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "torch": torch.__version__, "results": results}
+    (Path(out) / "sweep.json").write_text(json.dumps(info, indent=2) + "\n")
+    return results
+
+
+def unsweep(sweep_json: str | Path, runs: str | Path) -> list[Path]:
+    """Recreate RUNS/NAME/{config.json,metrics.jsonl} from sweep.json (what the model card reads)."""
+    made = []
+    for res in json.loads(Path(sweep_json).read_text())["results"]:
+        if "metrics" not in res:
+            continue
+        run = RunFolder(Path(runs) / res["name"])
+        run.write_metrics(res["metrics"])
+        (run.path / "config.json").write_text(json.dumps(res["config"], indent=2) + "\n")
+        made.append(run.path)
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pk = sub.add_parser("pack", help="write the dataset as one compact, lossless .npz")
+    pk.add_argument("--data", default=None, help="FER2013 CSV (default: the usual locations)")
+    pk.add_argument("--out", required=True)
+    r = sub.add_parser("run", help="train every --spec at once within --budget-s")
+    r.add_argument("--data", required=True, help="a packed .npz or any dataset path fer_core reads")
+    r.add_argument("--out", required=True, help="folder for the exported checkpoints and summaries")
+    r.add_argument("--runs", default="/tmp/fer_sweep_runs", help="folder for the run folders (checkpoints every epoch)")
+    r.add_argument("--budget-s", type=float, required=True, help="wall-clock seconds for the whole sweep")
+    r.add_argument("--device", default="cuda", help="device for every spec that does not name one")
+    r.add_argument("--spec", action="append", required=True, help="JSON: TrainConfig fields plus name and max_epochs")
+    u = sub.add_parser("unsweep", help="recreate run folders (config.json, metrics.jsonl) from a sweep.json")
+    u.add_argument("sweep_json")
+    u.add_argument("--runs", required=True)
+    args = p.parse_args(argv)
+    if args.cmd == "unsweep":
+        for path in unsweep(args.sweep_json, args.runs):
+            print(path)
+        return 0
+    if args.cmd == "pack":
+        size = pack(load_dataset(args.data), args.out)
+        print(f"{args.out}: {size / 1e6:.1f} MB")
+        return 0
+    specs = [{"device": args.device, **json.loads(s)} for s in args.spec]
+    results = sweep(specs, args.data, args.out, args.runs, args.budget_s)
+    for res in results:
+        print(json.dumps({k: res.get(k) for k in ("name", "state", "epoch", "epochs", "best_acc", "best_epoch", "error")}))
+    return 0 if all(res.get("state") != "failed" for res in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""scripts/gpu_sweep.py on the CPU: the packed data is lossless, epochs fit the budget, a sweep exports every spec."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fer_core.checkpoint import load_model
+from fer_core.train import RunFolder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sweep_mod():
+    # importable by name (not from a file spec), so the sweep's spawned worker processes can unpickle run_spec
+    # (spawned children inherit the parent's sys.path, so it stays there for this module's tests)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    yield importlib.import_module("gpu_sweep")
+    sys.path.remove(str(ROOT / "scripts"))
+
+
+def test_pack_round_trip_is_lossless_and_smaller(sweep_mod, sample_data, sample_path, tmp_path):
+    size = sweep_mod.pack(sample_data, tmp_path / "fer.npz")
+    back = sweep_mod.unpack(tmp_path / "fer.npz")
+    assert back.splits == sample_data.splits
+    for s in sample_data.splits:
+        assert torch.equal(back.images[s], sample_data.images[s])
+        assert torch.equal(back.labels[s], sample_data.labels[s])
+        assert back.labels[s].dtype == torch.int64
+    assert size < sample_path.stat().st_size  # smaller than the gzipped CSV
+
+
+def test_plan_epochs_fits_the_budget(sweep_mod):
+    # 1000 img/s, 10k training + 3k val images: ~11.3 s per epoch; 85% of 600 s -> 45 epochs
+    assert sweep_mod.plan_epochs(600, 1000, 10_000, 3_000, max_epochs=300) == 45
+    assert sweep_mod.plan_epochs(600, 1e6, 10_000, 3_000, max_epochs=300) == 300
+    assert sweep_mod.plan_epochs(1, 10, 10_000, 3_000, max_epochs=300) == 1
+
+
+def test_cpu_sweep_exports_every_spec_and_reports_failures(sweep_mod, sample_path, tmp_path):
+    data = tmp_path / "fer.npz"
+    sweep_mod.pack(sweep_mod.load_dataset(sample_path), data)
+    base = {"model": "small", "width": 8, "batch_size": 32, "threads": 1, "max_epochs": 3}
+    specs = [{"name": "a", **base}, {"name": "b", **base, "precision": "bf16", "seed": 1},
+             {"name": "bad", **base, "model": "nope"}]
+    rc = sweep_mod.main(["run", "--data", str(data), "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"),
+                         "--budget-s", "60", "--device", "cpu", *sum((["--spec", json.dumps(s)] for s in specs), [])])
+    assert rc == 1  # one spec failed
+    info = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    by = {r["name"]: r for r in info["results"]}
+    assert by["bad"]["state"] == "failed" and "nope" in by["bad"]["error"]
+    for name in ("a", "b"):
+        r = by[name]
+        assert r["state"] == "finished" and r["epochs"] == 3 and len(r["metrics"]) == 3
+        assert r["config"]["precision"] == ("bf16" if name == "b" else "fp32")
+        loaded = load_model(tmp_path / "out" / f"{name}.pt")
+        assert loaded.meta["best_epoch"] == r["best_epoch"]
+        assert abs(loaded.meta["best_acc"] - max(m["val_acc"] for m in r["metrics"])) < 1e-9
+    runs = sweep_mod.unsweep(tmp_path / "out" / "sweep.json", tmp_path / "again")
+    assert sorted(p.name for p in runs) == ["a", "b"]
+    assert RunFolder(runs[0]).read_metrics() == by["a"]["metrics"]
