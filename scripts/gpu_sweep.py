@@ -55,10 +55,10 @@ def unpack(path: str | Path) -> FERData:
     with np.load(path) as z:
         pixels = np.frombuffer(lzma.decompress(z["pixels_xz"].tobytes()), np.uint8).reshape(-1, 48, 48)
         labels, splits, counts = z["labels"].astype(np.int64), [str(s) for s in z["splits"]], z["counts"].tolist()
-    bounds = np.cumsum([0, *counts])
-    return FERData(images={s: torch.from_numpy(pixels[a:b].copy()) for s, a, b in zip(splits, bounds, bounds[1:])},
-                   labels={s: torch.from_numpy(labels[a:b].copy()) for s, a, b in zip(splits, bounds, bounds[1:])},
-                   source=str(path))
+    bounds = np.cumsum([0, *counts]).tolist()
+    spans = list(zip(splits, bounds[:-1], bounds[1:], strict=True))
+    return FERData(images={s: torch.from_numpy(pixels[a:b].copy()) for s, a, b in spans},
+                   labels={s: torch.from_numpy(labels[a:b].copy()) for s, a, b in spans}, source=str(path))
 
 
 def plan_epochs(budget_s: float, images_per_s: float, n_train: int, n_val: int, max_epochs: int,
