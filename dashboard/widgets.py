@@ -89,7 +89,7 @@ def model_or_error(checkpoint: Path) -> LoadedModel | None:
     except CheckpointError as e:
         st.error(f"Cannot load the model: {e}")
         st.info("Pick another model in the sidebar, train one on the Train page, or restore the shipped checkpoint "
-                "with `git checkout checkpoints/fer_vgg.pt`.")
+                "with `git checkout checkpoints/`.")
         return None
 
 

@@ -38,6 +38,11 @@ class LoadedModel:
     def num_params(self) -> int:
         return count_params(self.model)
 
+    @property
+    def temperature(self) -> float:
+        """Softmax temperature stored by `fer_core.calibrate` (1.0 = uncalibrated); probabilities use logits / T."""
+        return float(self.meta.get("temperature", 1.0))
+
     @cached_property
     def fast(self) -> nn.Module:
         """The eval-only copy used for predictions (oneDNN fp32 or int8); `model` stays for gradients and hooks."""

@@ -27,7 +27,7 @@ DEFAULT_DATA_CANDIDATES: tuple[Path, ...] = (
     REPO_ROOT / "data" / "fer2013.csv",
 )
 SAMPLE_DATA = REPO_ROOT / "tests" / "data" / "fer2013.csv.gz"  # 560 real images (benchmarks/make_sample.py)
-DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "fer_vgg.pt"
+DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "fer_resnet.pt"
 
 
 class DataNotFoundError(FileNotFoundError):

@@ -28,6 +28,13 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
     return _REGISTRY[name](**kwargs)
 
 
+def describe_model(name: str) -> str:
+    """The first line of a registered model's docstring (what the model card says about the architecture)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {list_models()}")
+    return (_REGISTRY[name].__doc__ or name).strip().splitlines()[0]
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -128,7 +135,7 @@ def vgg_deep(num_classes: int = NUM_CLASSES, in_chans: int = 1, width: int = 32,
 
 @register_model
 def resnet(num_classes: int = NUM_CLASSES, in_chans: int = 1, width: int = 32, drop_rate: float = 0.3) -> nn.Module:
-    """ResNet-18 layout for 48 px faces (~2.8M parameters at width 32, ~11M at 64)."""
+    """ResNet-18 layout for 48 px faces (~2.8M parameters at width 32, ~6.3M at 48, ~11M at 64)."""
     return ResNet(num_classes, in_chans, width, drop_rate=drop_rate)
 
 

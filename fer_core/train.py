@@ -101,6 +101,11 @@ def check_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def available_devices() -> list[str]:
+    """The DEVICES this machine can train on: always "cpu", then "cuda" where PyTorch sees a GPU."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
 def forward(model: nn.Module, xb: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
     """Training forward pass; "bf16" runs it under bfloat16 autocast (CPU or CUDA) and returns fp32 logits."""
     check_precision(precision)

@@ -2,18 +2,21 @@
 # Ship a run's best checkpoint: fp16 export, PublicTest reports (centre crop, ten-crop TTA, int8 inference), model card.
 #   bash scripts/ship_model.sh RUN_DIR "TRAINING COMMANDS" [NAME]
 # FER_PARENT_RUNS="RUN1 RUN2": earlier runs of a chain (RUN_DIR started from them with --init), for the card.
+# FER_HARDWARE="...": where it trained (default: this machine's CPU). FER_CARD_NOTES: free text for the card.
+# The exported checkpoint gets a softmax temperature fitted on PublicTest (fer_core.calibrate) before the reports.
 # Evaluates on PublicTest only (the selection split); PrivateTest is left for independent evaluation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${1:?usage: ship_model.sh RUN_DIR "TRAINING COMMANDS" [NAME]}
 command=${2:?the training command lines, for the model card}
-name=${3:-fer_vgg}
+name=${3:-fer_resnet}
 out=checkpoints
 python -c "from fer_core.checkpoint import export_checkpoint as e; e('$run/best.pt', '$out/$name.pt')"
+python -m fer_core.calibrate --checkpoint "$out/$name.pt" --split PublicTest --threads 2
 python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --threads 2 --out "$out/$name.report.json"
 python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --threads 2 --tta tencrop --out "$out/$name.tta.report.json"
 python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --threads 2 --precision int8 --out "$out/$name.int8.report.json"
 python -m fer_core.card --checkpoint "$out/$name.pt" --reports "$out/$name.report.json" "$out/$name.tta.report.json" "$out/$name.int8.report.json" \
-    --run ${FER_PARENT_RUNS:-} "$run" --command "$command" --hardware "$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, CPU only" \
+    --run ${FER_PARENT_RUNS:-} "$run" --command "$command" --hardware "${FER_HARDWARE:-$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, CPU only}" \
     --notes "${FER_CARD_NOTES:-}" --out "$out/$name.md"
 ls -la "$out"

@@ -37,11 +37,11 @@ def photos(tmp_path_factory):
 
 
 def _probs_by_hand(model, crop: np.ndarray) -> np.ndarray:
-    """Softmax of the model on the normalised centre crop, written out without fer_core.transforms."""
+    """Softmax of the model on the normalised centre crop at its stored temperature, written out without fer_core.transforms."""
     c, off = model.config.crop_size, (IMAGE_SIZE - model.config.crop_size) // 2
     x = (torch.from_numpy(crop.astype(np.float32)) - model.norm.mean) / model.norm.std
     with torch.no_grad():
-        return torch.softmax(model.model(x[off : off + c, off : off + c][None, None]), 1)[0].numpy()
+        return torch.softmax(model.model(x[off : off + c, off : off + c][None, None]) / model.temperature, 1)[0].numpy()
 
 
 def test_one_result_per_face_with_box_label_probs_confidence(model):
