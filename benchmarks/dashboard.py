@@ -82,7 +82,7 @@ def main() -> None:
     from fer_core.evaluate import evaluate_checkpoint  # a saved report, so Evaluate draws its tables, charts and gallery
 
     t0 = time.perf_counter()
-    atomic_write_json(runs / "reports" / "fer_vgg.PublicTest.none.report.json",
+    atomic_write_json(runs / "reports" / f"{DEFAULT_CHECKPOINT.stem}.PublicTest.none.report.json",
                       evaluate_checkpoint(DEFAULT_CHECKPOINT, data, "PublicTest"))
     print(f"data: {data}; torch threads: {threads}; load average: {os.getloadavg()[0]:.1f} (other work competes for the cores)")
     print(f"setup: evaluation report for the Evaluate page {time.perf_counter() - t0:.1f} s")

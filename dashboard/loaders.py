@@ -127,9 +127,10 @@ def model_reports(checkpoint: Path, runs_root: Path) -> list[dict[str, Any]]:
 
 
 def find_checkpoints(runs_root: Path) -> list[Path]:
-    """The shipped model first, then each run's best.pt, newest run first."""
+    """The default shipped model first, the other shipped ones (checkpoints/*.pt), then each run's best.pt, newest first."""
+    shipped = sorted(p for p in DEFAULT_CHECKPOINT.parent.glob("*.pt") if p != DEFAULT_CHECKPOINT)
     runs = sorted(runs_root.glob("*/best.pt"), key=mtime, reverse=True) if runs_root.is_dir() else []
-    return [DEFAULT_CHECKPOINT, *runs]
+    return [DEFAULT_CHECKPOINT, *shipped, *runs]
 
 
 def report_out(checkpoint: Path, runs_root: Path, split: str, tta: str) -> Path:

@@ -12,6 +12,7 @@ from typing import Any
 
 from .checkpoint import load_model
 from .config import EMOTIONS
+from .evaluate import headline_order
 from .models import describe_model
 from .train import RunFolder
 
@@ -122,7 +123,7 @@ def render(checkpoint: str | Path, reports: list[dict[str, Any]], runs: Sequence
            notes: str = "") -> str:
     loaded = load_model(checkpoint)
     cfg = loaded.config
-    main = next((r for r in reports if r["tta"] == "none" and r.get("precision", "fp32") == "fp32"), reports[0])
+    main = headline_order(reports)[0]
     cfg_rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.to_dict().items() if k != "data")
     return f"""# Model card: `{Path(checkpoint).name}`
 

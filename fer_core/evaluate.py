@@ -90,6 +90,13 @@ def evaluate_checkpoint(checkpoint: str | Path | None = None, data: str | Path |
                         seconds=time.perf_counter() - t0)
 
 
+def headline_order(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Reports, the headline one first: the largest evaluation, the withheld split on a tie, then validation;
+    the plain centre crop before TTA, float32 before int8 inference (the card and the dashboard's Home agree)."""
+    return sorted(reports, key=lambda r: (-r["n"], r["split"] != "PrivateTest", r["split"] != "PublicTest",
+                                          r["tta"] != "none", r.get("precision", "fp32") == "int8"))
+
+
 def format_report(r: dict[str, Any]) -> str:
     """A short human-readable summary of a report."""
     lines = [f"{r['split']}: n={r['n']} tta={r['tta']} precision={r.get('precision', 'fp32')} accuracy={r['accuracy']:.4f} "

@@ -322,13 +322,14 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then --config, then the --init checkpoint's recipe, then the run's own config when resuming, then flags."""
+    """Defaults, then --config, then the --init checkpoint's recipe (not its device or threads), then the run's own
+    config when resuming, then flags."""
     base = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else TrainConfig()
     last = Path(args.run) / "last.pt"
     if args.resume and last.exists():
         base = TrainConfig.from_dict(read_checkpoint(last)["config"])
-    elif args.init:
-        base = TrainConfig.from_dict(read_checkpoint(args.init)["config"])
+    elif args.init:  # the recipe, not where it ran: device and threads stay this machine's defaults
+        base = TrainConfig.from_dict(read_checkpoint(args.init)["config"]).replace(device=base.device, threads=base.threads)
     changes = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     return base.replace(**changes)
 

@@ -5,11 +5,12 @@ The device machine gets a copy of the work tree (64 MiB in all) and no ../shared
 Then, on the machine with the GPU:
     python scripts/gpu_sweep.py run --data .devdata/fer.npz --out $OUT --budget-s 480 --device cuda \\
         --spec '{"name": "vgg64", "model": "vgg", "width": 64}' --spec '{"name": "vgg48", "model": "vgg", "width": 48}'
-Every spec is a TrainConfig (plus `name` and `max_epochs`) run in its own process, all at once. Each first measures
-its own images/s while the others run, then sets `epochs` so that its whole cosine schedule fits the budget; a timer
-stops it cleanly at the hard deadline in any case. OUT gets NAME.pt (best epoch on the validation split, fp16) per
-spec and sweep.json: per spec its final config, state and every epoch's metrics (`unsweep` turns them back into run
-folders, for the model card). Few files come back from the device machine, hence one summary file.
+Every spec is a TrainConfig (plus `name` and `max_epochs`) run in its own process (`gpu_sweep.py one`), all at
+once. Each first measures its own images/s while the others run, then sets `epochs` so that its whole cosine
+schedule fits the budget; a timer stops it cleanly at the hard deadline in any case. OUT gets NAME.pt (best epoch
+on the validation split, fp16) per spec and sweep.json: per spec its final config, state and every epoch's metrics
+(`unsweep` turns them back into run folders, for the model card). Few files come back from the device machine,
+hence one summary file.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import lzma
-import multiprocessing as mp
+import subprocess
 import sys
 import threading
 import time
@@ -118,12 +119,28 @@ def run_spec(spec: dict[str, Any], data_path: str, out: str, runs: str, deadline
 
 
 def sweep(specs: list[dict[str, Any]], data_path: str, out: str, runs: str, budget_s: float) -> list[dict[str, Any]]:
-    """Run every spec at once (one process each) and write OUT/sweep.json."""
+    """Run every spec at once, each in its own `python gpu_sweep.py one` process, and write OUT/sweep.json.
+
+    Plain subprocesses rather than multiprocessing: nothing is pickled, a crashing spec cannot hang the pool, and
+    the caller's __main__ (a test runner, a Streamlit script) is never re-imported in the workers.
+    """
     Path(out).mkdir(parents=True, exist_ok=True)
+    Path(runs).mkdir(parents=True, exist_ok=True)
     deadline = time.time() + budget_s
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(len(specs)) as pool:
-        results = pool.starmap(run_spec, [(s, data_path, out, runs, deadline) for s in specs])
+    procs = []
+    for spec in specs:
+        result = Path(runs) / f"{spec['name']}.result.json"
+        result.unlink(missing_ok=True)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "one", "--spec", json.dumps(spec), "--data", data_path,
+               "--out", out, "--runs", runs, "--deadline", repr(deadline), "--result", str(result)]
+        procs.append((spec["name"], result, subprocess.Popen(cmd)))
+    results = []
+    for name, result, proc in procs:
+        rc = proc.wait()
+        if result.exists():
+            results.append(json.loads(result.read_text()))
+        else:
+            results.append({"name": name, "state": "failed", "error": f"worker exited with status {rc} and no result"})
     info = {"budget_s": budget_s, "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
             "torch": torch.__version__, "results": results}
     (Path(out) / "sweep.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -156,10 +173,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--budget-s", type=float, required=True, help="wall-clock seconds for the whole sweep")
     r.add_argument("--device", default="cuda", help="device for every spec that does not name one")
     r.add_argument("--spec", action="append", required=True, help="JSON: TrainConfig fields plus name and max_epochs")
+    o = sub.add_parser("one", help="(internal) one spec of a sweep, in its own process")
+    for flag in ("--spec", "--data", "--out", "--runs", "--result"):
+        o.add_argument(flag, required=True)
+    o.add_argument("--deadline", type=float, required=True)
     u = sub.add_parser("unsweep", help="recreate run folders (config.json, metrics.jsonl) from a sweep.json")
     u.add_argument("sweep_json")
     u.add_argument("--runs", required=True)
     args = p.parse_args(argv)
+    if args.cmd == "one":
+        res = run_spec(json.loads(args.spec), args.data, args.out, args.runs, args.deadline)
+        Path(args.result).write_text(json.dumps(res) + "\n")
+        return 0 if res.get("state") != "failed" else 1
     if args.cmd == "unsweep":
         for path in unsweep(args.sweep_json, args.runs):
             print(path)

@@ -47,7 +47,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     made = {}
     for split in ("PublicTest", "PrivateTest"):
         made[split] = evaluate_checkpoint(DEFAULT_CHECKPOINT, SAMPLE_DATA, split)
-        atomic_write_json(runs / "reports" / f"fer_vgg.{split}.none.report.json", made[split])
+        atomic_write_json(runs / "reports" / f"{DEFAULT_CHECKPOINT.stem}.{split}.none.report.json", made[split])
     return {"runs": runs, **made}
 
 
@@ -226,10 +226,11 @@ def test_evaluate_shows_and_compares_saved_reports(page, server: str, reports: d
     chosen = page.get_by_role("combobox", name="Report", exact=True).input_value()
     split, other = ("PrivateTest", "PublicTest") if "· PrivateTest" in chosen else ("PublicTest", "PrivateTest")
     page.get_by_test_id("stSelectbox").filter(has_text="Compare with").click()
-    rerun_after(page, page.get_by_role("option").filter(has_text=f"fer_vgg.{other}").click)
+    rerun_after(page, page.get_by_role("option").filter(has_text=f"{DEFAULT_CHECKPOINT.stem}.{other}").click)
     page.get_by_role("tab", name="Compare").click()
     for side, shown in (("A", split), ("B", other)):  # the headings over the two confusion matrices
-        heading = page.get_by_role("strong").filter(has_text=f"{side}: fer_vgg.{shown}.none [reports] · {shown} · TTA none")
+        label = f"{side}: {DEFAULT_CHECKPOINT.stem}.{shown}.none [reports] · {shown} · TTA none"
+        heading = page.get_by_role("strong").filter(has_text=label)
         expect(heading).to_be_visible(timeout=30_000)
     expect(page.locator("[data-testid=stPlotlyChart]:visible")).to_have_count(3)  # per-class F1 and the two confusion matrices
     screenshot(page, "evaluate-compare")

@@ -132,7 +132,7 @@ def test_home_shows_the_shipped_report_and_model_card(runs, shipped):
 def test_home_headline_is_the_float32_report_when_an_int8_one_exists(runs, shipped_bare):
     fp32 = make_report("PublicTest")
     int8 = {**fp32, "precision": "int8", "accuracy": fp32["accuracy"] + 0.05}  # even a better int8 figure is not the headline
-    atomic_write_json(runs / "reports" / "fer_vgg.PublicTest.none.int8.report.json", int8)
+    atomic_write_json(runs / "reports" / f"{DEFAULT_CHECKPOINT.stem}.PublicTest.none.int8.report.json", int8)
     save_report(runs, "PublicTest")
     at = open_page()
     assert by_label(at.metric, "accuracy").value == f"{fp32['accuracy']:.1%}"
@@ -328,7 +328,7 @@ def test_train_page_one_job_at_a_time_cancel_and_resume(runs):
 
 
 def save_report(runs: Path, split: str) -> Path:
-    out = runs / "reports" / f"fer_vgg.{split}.none.report.json"
+    out = runs / "reports" / f"{DEFAULT_CHECKPOINT.stem}.{split}.none.report.json"
     atomic_write_json(out, make_report(split))
     return out
 
@@ -358,7 +358,8 @@ def test_evaluate_shows_and_compares_the_reports_of_the_shipped_file(runs, shipp
     at.selectbox(key="report_b").set_value(keys[1]).run()
     assert not at.exception
     compared = next(d.value for d in at.dataframe if "difference" in d.value).set_index("metric")  # the Compare tab's table
-    a, b = (f"{x}: fer_vgg [checkpoints] · {split} · TTA none" for x, split in (("A", "PublicTest"), ("B", "PrivateTest")))
+    stem = DEFAULT_CHECKPOINT.stem
+    a, b = (f"{x}: {stem} [checkpoints] · {split} · TTA none" for x, split in (("A", "PublicTest"), ("B", "PrivateTest")))
     assert compared.loc["accuracy", a] == make_report("PublicTest")["accuracy"]
     assert compared.loc["accuracy", b] == make_report("PrivateTest")["accuracy"]
     assert compared.loc["macro F1", "difference"] == pytest.approx(
@@ -385,7 +386,7 @@ def test_evaluate_form_runs_the_cli_and_shows_the_new_report(runs, shipped_bare,
     by_label(at.selectbox, "Split").set_value("PrivateTest")
     by_label(at.selectbox, "Inference").set_value(precision)
     by_label(at.button, "Evaluate").click().run()
-    out = runs / "reports" / f"fer_vgg.PrivateTest.none{'.int8' if precision == 'int8' else ''}.report.json"
+    out = runs / "reports" / f"{DEFAULT_CHECKPOINT.stem}.PrivateTest.none{'.int8' if precision == 'int8' else ''}.report.json"
     deadline = time.monotonic() + 120
     while "eval_job" in at.session_state:
         assert not at.exception and time.monotonic() < deadline

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def sweep_mod():
-    # importable by name (not from a file spec), so the sweep's spawned worker processes can unpickle run_spec
-    # (spawned children inherit the parent's sys.path, so it stays there for this module's tests)
-    sys.path.insert(0, str(ROOT / "scripts"))
-    yield importlib.import_module("gpu_sweep")
-    sys.path.remove(str(ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location("gpu_sweep", ROOT / "scripts" / "gpu_sweep.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def test_pack_round_trip_is_lossless_and_smaller(sweep_mod, sample_data, sample_path, tmp_path):

@@ -179,3 +179,14 @@ def test_learns_on_the_full_data(full_data_path, tmp_path):
     cfg = TINY.replace(width=16, epochs=3, batch_size=64, limit=8000, augment="light", erasing=0.0)
     status = fit(cfg, tmp_path / "run", data=load_dataset(full_data_path))
     assert status["best_acc"] > 0.32  # PublicTest (0.35 measured); always answering happy scores 0.25
+
+
+def test_init_inherits_the_recipe_but_not_the_machine():
+    from fer_core.config import DEFAULT_CHECKPOINT
+    from fer_core.train import config_from_args, get_args_parser
+
+    shipped = read_checkpoint(DEFAULT_CHECKPOINT)["config"]
+    cfg = config_from_args(get_args_parser().parse_args(["--init", str(DEFAULT_CHECKPOINT)]))
+    assert (cfg.model, cfg.width, cfg.lr, cfg.epochs) == (shipped["model"], shipped["width"], shipped["lr"], shipped["epochs"])
+    assert shipped["device"] == "cuda" and cfg.device == "cpu" and cfg.threads == TrainConfig().threads  # trained on a GPU
+    assert config_from_args(get_args_parser().parse_args(["--init", str(DEFAULT_CHECKPOINT), "--threads", "1"])).threads == 1

@@ -7,23 +7,20 @@ import streamlit as st
 import loaders
 import widgets
 from fer_core.data import find_ferplus
+from fer_core.evaluate import headline_order
 
 s = widgets.settings()
 st.title("Facial expression recognition workbench")
 st.markdown("Seven expressions (angry, disgust, fear, happy, sad, surprise, neutral) from 48x48 greyscale faces, "
-            "trained from scratch on FER2013 on a plain CPU. Explore the data, train and compare models, evaluate them "
-            "against published results, and try them on your own photos with saliency maps.")
+            "trained from scratch on FER2013 (on a plain CPU, or a GPU where there is one). Explore the data, train and "
+            "compare models, evaluate them against published results, and try them on your own photos with saliency maps.")
 
 model_col, data_col = st.columns(2)
 with model_col:
     st.subheader(f"Model: {widgets.checkpoint_label(str(s.checkpoint))}")
     model = widgets.model_or_error(s.checkpoint)
     if model is not None:
-        # The headline accuracy: the largest evaluation (not one on the 560-image sample), the withheld split on a tie,
-        # then validation; the plain centre crop before TTA, float32 before int8 inference.
-        reports = sorted(loaders.model_reports(s.checkpoint, s.runs_root),
-                         key=lambda r: (-r["n"], r["split"] != "PrivateTest", r["split"] != "PublicTest", r["tta"] != "none",
-                                        r.get("precision") == "int8"))
+        reports = headline_order(loaders.model_reports(s.checkpoint, s.runs_root))  # headline (as the card's) first
         n = model.num_params
         cols = st.columns(4)
         cols[0].metric("architecture", model.config.model, help=f"width {model.config.width} (channels of the first stage)")
