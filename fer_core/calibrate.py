@@ -60,7 +60,7 @@ def calibrate_checkpoint(checkpoint: str | Path, data: str | Path | None = None,
                          out: str | Path | None = None) -> dict[str, Any]:
     """Fit the temperature on `split` and store it (with the fit's before/after figures) in the checkpoint.
 
-    Accuracy and every argmax stay the same; only the probabilities change. Writes `out` (default: in place).
+    Every centre-crop answer stays the same (TTA averages can rarely flip one). Writes `out` (default: in place).
     """
     loaded = load_model(checkpoint)
     x, y = load_dataset(data).split(split)

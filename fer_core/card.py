@@ -115,8 +115,8 @@ def temperature_note(meta: dict[str, Any]) -> str:
     b, a = fit["before"], fit["after"]
     return (f"Probabilities divide the logits by a temperature of {fit['temperature']:.3f} (`python -m fer_core.calibrate`), "
             f"fitted on {fit['split']} (n={fit['n']}, centre crop): NLL {b['nll']:.4f} -> {a['nll']:.4f}, ECE {b['ece']:.4f} -> "
-            f"{a['ece']:.4f}. Those after-figures, and the ECE in the tables, are in-sample for this one parameter; "
-            "accuracy and every predicted class are unchanged by it.")
+            f"{a['ece']:.4f}. Those after-figures, and the ECE in the tables, are in-sample for this one parameter. "
+            "It changes no centre-crop answer; averaged over TTA views a rare answer can change.")
 
 
 def render(checkpoint: str | Path, reports: list[dict[str, Any]], runs: Sequence[Path], command: str, hardware: str,
