@@ -1,4 +1,4 @@
-"""Temperature scaling (Guo et al. 2017): one scalar fitted on the selection split; CLI `python -m fer_core.calibrate`."""
+"""Temperature scaling (Guo et al. 2017): one scalar per TTA mode fitted on the selection split; CLI `fer_core.calibrate`."""
 
 from __future__ import annotations
 
@@ -14,20 +14,34 @@ from .checkpoint import CheckpointError, LoadedModel, load_model, read_checkpoin
 from .config import DataNotFoundError, atomic_torch_save, set_threads
 from .data import DataError, load_dataset
 from .metrics import reliability
-from .transforms import preprocess
+from .transforms import eval_views, to_float
+
+CALIBRATED_TTA = ("none", "tencrop")  # each gets its own temperature; "flip" uses the centre crop's
 
 
 @torch.inference_mode()
-def centre_logits(loaded: LoadedModel, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Float32 logits (N, 7) of the centre crop, before any temperature."""
-    out = [loaded.fast(preprocess(images[i : i + batch_size], loaded.norm, loaded.config.crop_size)
-                       .contiguous(memory_format=torch.channels_last)) for i in range(0, len(images), batch_size)]
-    return torch.cat(out).float() if out else torch.zeros(0, 7)
+def view_logits(loaded: LoadedModel, images: torch.Tensor, tta: str = "none", batch_size: int = 256) -> torch.Tensor:
+    """Float32 logits (V, N, 7) of every TTA view (V = 1 for the centre crop), before any temperature."""
+    per = max(1, batch_size // len(eval_views(torch.zeros(1, 1, 48, 48), loaded.config.crop_size, tta)))
+    out = []
+    for i in range(0, len(images), per):
+        views = eval_views(to_float(images[i : i + per], loaded.norm), loaded.config.crop_size, tta)
+        v, b = views.shape[:2]
+        out.append(loaded.fast(views.reshape(v * b, *views.shape[2:]).contiguous(memory_format=torch.channels_last))
+                   .float().reshape(v, b, -1))
+    return torch.cat(out, 1) if out else torch.zeros(1, 0, 7)
+
+
+def probs_at(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Softmax of logits / temperature, averaged over the views of (V, N, 7) logits ((N, 7) is one view)."""
+    logits = logits if logits.dim() == 3 else logits.unsqueeze(0)
+    return torch.softmax(logits / temperature, -1).mean(0)
 
 
 def nll(logits: torch.Tensor, y: torch.Tensor, temperature: float) -> float:
-    """Mean negative log-likelihood of labels y under softmax(logits / temperature)."""
-    return float(torch.nn.functional.cross_entropy(logits / temperature, y))
+    """Mean negative log-likelihood of labels y under the (view-averaged) probabilities at a temperature."""
+    p = probs_at(logits, temperature)[torch.arange(len(y)), y]
+    return float(-torch.log(p.clamp_min(1e-12)).mean())
 
 
 def fit_temperature(logits: torch.Tensor, y: torch.Tensor, lo: float = 0.05, hi: float = 20.0, iters: int = 60) -> float:
@@ -52,24 +66,29 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor, lo: float = 0.05, hi:
 
 def calibration_summary(logits: torch.Tensor, y: torch.Tensor, temperature: float) -> dict[str, float]:
     """NLL and ECE at a temperature."""
-    probs = torch.softmax(logits / temperature, 1).numpy()
+    probs = probs_at(logits, temperature).numpy()
     return {"nll": nll(logits, y, temperature), "ece": float(reliability(probs, y.numpy())["ece"])}
 
 
 def calibrate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, split: str = "PublicTest",
                          out: str | Path | None = None) -> dict[str, Any]:
-    """Fit the temperature on `split` and store it (with the fit's before/after figures) in the checkpoint.
+    """Fit one temperature per CALIBRATED_TTA mode on `split` and store them (with before/after figures) in the checkpoint.
 
-    Every centre-crop answer stays the same (TTA averages can rarely flip one). Writes `out` (default: in place).
+    Every centre-crop answer stays the same (a TTA average can rarely flip one). Writes `out` (default: in place).
     """
     loaded = load_model(checkpoint)
     x, y = load_dataset(data).split(split)
-    logits = centre_logits(loaded, x)
-    t = fit_temperature(logits, y)
-    fit = {"temperature": t, "split": split, "n": len(y), "before": calibration_summary(logits, y, 1.0),
-           "after": calibration_summary(logits, y, t)}
+    by_tta = {}
+    for tta in CALIBRATED_TTA:
+        logits = view_logits(loaded, x, tta)
+        t = fit_temperature(logits, y)
+        by_tta[tta] = {"temperature": t, "before": calibration_summary(logits, y, 1.0),
+                       "after": calibration_summary(logits, y, t)}
+    fit = {"split": split, "n": len(y), "by_tta": by_tta}
     ckpt = read_checkpoint(checkpoint)
-    atomic_torch_save({**ckpt, "temperature": t, "temperature_fit": fit}, out or checkpoint)
+    temps = {tta: f["temperature"] for tta, f in by_tta.items()}
+    atomic_torch_save({**ckpt, "temperature": temps["none"], "temperature_tta": temps, "temperature_fit": fit},
+                      out or checkpoint)
     return fit
 
 
@@ -87,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DataNotFoundError, DataError, KeyError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    b, a = fit["before"], fit["after"]
-    print(f"{args.split} (n={fit['n']}): temperature {fit['temperature']:.3f}; NLL {b['nll']:.4f} -> {a['nll']:.4f}, "
-          f"ECE {b['ece']:.4f} -> {a['ece']:.4f} (fitted on this split: an in-sample figure)")
+    for tta, f in fit["by_tta"].items():
+        b, a = f["before"], f["after"]
+        print(f"{args.split} (n={fit['n']}), TTA {tta}: temperature {f['temperature']:.3f}; NLL {b['nll']:.4f} -> "
+              f"{a['nll']:.4f}, ECE {b['ece']:.4f} -> {a['ece']:.4f} (fitted on this split: an in-sample figure)")
     return 0
 
 

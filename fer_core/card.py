@@ -108,15 +108,15 @@ def training_summary(runs: Sequence[Path]) -> str:
 
 
 def temperature_note(meta: dict[str, Any]) -> str:
-    """What the stored softmax temperature is and how it was fitted (empty without one)."""
+    """What the stored softmax temperatures are and how they were fitted (empty without any)."""
     fit = meta.get("temperature_fit")
-    if not fit:
+    if not fit or "by_tta" not in fit:
         return ""
-    b, a = fit["before"], fit["after"]
-    return (f"Probabilities divide the logits by a temperature of {fit['temperature']:.3f} (`python -m fer_core.calibrate`), "
-            f"fitted on {fit['split']} (n={fit['n']}, centre crop): NLL {b['nll']:.4f} -> {a['nll']:.4f}, ECE {b['ece']:.4f} -> "
-            f"{a['ece']:.4f}. Those after-figures, and the ECE in the tables, are in-sample for this one parameter. "
-            "It changes no centre-crop answer; averaged over TTA views a rare answer can change.")
+    parts = [f"TTA {tta}: T = {f['temperature']:.3f}, NLL {f['before']['nll']:.4f} -> {f['after']['nll']:.4f}, "
+             f"ECE {f['before']['ece']:.4f} -> {f['after']['ece']:.4f}" for tta, f in fit["by_tta"].items()]
+    return (f"Probabilities divide the logits by a temperature (`python -m fer_core.calibrate`), one per TTA mode, fitted "
+            f"on {fit['split']} (n={fit['n']}): {'; '.join(parts)}. Those after-figures, and the ECE in the tables, are "
+            "in-sample for these parameters. They change no centre-crop answer; a TTA average can rarely flip one.")
 
 
 def render(checkpoint: str | Path, reports: list[dict[str, Any]], runs: Sequence[Path], command: str, hardware: str,

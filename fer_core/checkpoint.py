@@ -43,6 +43,10 @@ class LoadedModel:
         """Softmax temperature stored by `fer_core.calibrate` (1.0 = uncalibrated); probabilities use logits / T."""
         return float(self.meta.get("temperature", 1.0))
 
+    def temperature_for(self, tta: str = "none") -> float:
+        """The temperature fitted for a TTA mode (`fer_core.calibrate`), else the centre crop's, else 1.0."""
+        return float(self.meta.get("temperature_tta", {}).get(tta, self.temperature))
+
     @cached_property
     def fast(self) -> nn.Module:
         """The eval-only copy used for predictions (oneDNN fp32 or int8); `model` stays for gradients and hooks."""

@@ -43,17 +43,17 @@ REFERENCE: list[dict[str, Any]] = [
 def predict_probs(loaded: LoadedModel, images: torch.Tensor, tta: str = "none", batch_size: int = 256) -> np.ndarray:
     """Softmax probabilities (N, 7) for uint8 images (N, 48, 48), averaged over the TTA views.
 
-    The logits are divided by the checkpoint's temperature (`fer_core.calibrate`; 1.0 when it has none)."""
+    The logits are divided by the checkpoint's temperature for this TTA mode (`fer_core.calibrate`; 1.0 if none)."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
-    model, crop = loaded.fast, loaded.config.crop_size
+    model, crop, temperature = loaded.fast, loaded.config.crop_size, loaded.temperature_for(tta)
     batch_size = max(1, batch_size // {"none": 1, "flip": 2, "tencrop": 10}[tta])  # at most batch_size views per forward
     out = []
     for i in range(0, len(images), batch_size):
         views = eval_views(to_float(images[i : i + batch_size], loaded.norm), crop, tta)  # (V, B, 1, c, c)
         v, b = views.shape[:2]
         logits = model(views.reshape(v * b, *views.shape[2:]).contiguous(memory_format=torch.channels_last))
-        out.append(torch.softmax(logits.float() / loaded.temperature, 1).reshape(v, b, -1).mean(0))
+        out.append(torch.softmax(logits.float() / temperature, 1).reshape(v, b, -1).mean(0))
     if not out:
         return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
     return torch.cat(out).numpy()
@@ -70,7 +70,7 @@ def build_report(probs: np.ndarray, y_true: np.ndarray, *, split: str, tta: str,
         report["model"] = {"name": loaded.config.model, "width": loaded.config.width, "params": count_params(loaded.model),
                            "crop_size": loaded.config.crop_size, "epoch": loaded.meta.get("epoch")}
         report["precision"] = loaded.precision
-        report["temperature"] = loaded.temperature
+        report["temperature"] = loaded.temperature_for(tta)
     report |= {"data": data_source, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": seconds,
                "predictions": {"y_true": [int(v) for v in y_true], "y_pred": [int(v) for v in y_pred],
                                "confidence": [round(float(c), 4) for c in probs.max(1)]},
