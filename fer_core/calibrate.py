@@ -10,32 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, LoadedModel, load_model, read_checkpoint
+from .checkpoint import CheckpointError, load_model, read_checkpoint
 from .config import DataNotFoundError, atomic_torch_save, set_threads
 from .data import DataError, load_dataset
+from .evaluate import probs_at, view_logits
 from .metrics import reliability
-from .transforms import eval_views, to_float
 
 CALIBRATED_TTA = ("none", "tencrop")  # each gets its own temperature; "flip" uses the centre crop's
-
-
-@torch.inference_mode()
-def view_logits(loaded: LoadedModel, images: torch.Tensor, tta: str = "none", batch_size: int = 256) -> torch.Tensor:
-    """Float32 logits (V, N, 7) of every TTA view (V = 1 for the centre crop), before any temperature."""
-    per = max(1, batch_size // len(eval_views(torch.zeros(1, 1, 48, 48), loaded.config.crop_size, tta)))
-    out = []
-    for i in range(0, len(images), per):
-        views = eval_views(to_float(images[i : i + per], loaded.norm), loaded.config.crop_size, tta)
-        v, b = views.shape[:2]
-        out.append(loaded.fast(views.reshape(v * b, *views.shape[2:]).contiguous(memory_format=torch.channels_last))
-                   .float().reshape(v, b, -1))
-    return torch.cat(out, 1) if out else torch.zeros(1, 0, 7)
-
-
-def probs_at(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Softmax of logits / temperature, averaged over the views of (V, N, 7) logits ((N, 7) is one view)."""
-    logits = logits if logits.dim() == 3 else logits.unsqueeze(0)
-    return torch.softmax(logits / temperature, -1).mean(0)
 
 
 def nll(logits: torch.Tensor, y: torch.Tensor, temperature: float) -> float:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import EMOTIONS, DataNotFoundError, atomic_write_json, set_threads
+from .config import EMOTIONS, IMAGE_SIZE, DataNotFoundError, atomic_write_json, set_threads
 from .data import DataError, load_dataset
 from .metrics import summarize
 from .models import count_params
@@ -40,23 +40,35 @@ REFERENCE: list[dict[str, Any]] = [
 
 
 @torch.inference_mode()
+def view_logits(loaded: LoadedModel, images: torch.Tensor, tta: str = "none", batch_size: int = 256) -> torch.Tensor:
+    """Float32 logits (V, N, 7) of every TTA view of uint8 images (N, 48, 48), before any temperature.
+
+    At most `batch_size` views go through the model at a time (V = 1 centre crop, 2 with flip, 10 for ten-crop)."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
+    crop = loaded.config.crop_size
+    per = max(1, batch_size // len(eval_views(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE), crop, tta)))
+    out = []
+    for i in range(0, len(images), per):
+        views = eval_views(to_float(images[i : i + per], loaded.norm), crop, tta)  # (V, B, 1, c, c)
+        v, b = views.shape[:2]
+        logits = loaded.fast(views.reshape(v * b, *views.shape[2:]).contiguous(memory_format=torch.channels_last))
+        out.append(logits.float().reshape(v, b, -1))
+    return torch.cat(out, 1) if out else torch.zeros(1, 0, len(EMOTIONS))
+
+
+def probs_at(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Softmax of logits / temperature, averaged over the views of (V, N, 7) logits ((N, 7) is one view)."""
+    logits = logits if logits.dim() == 3 else logits.unsqueeze(0)
+    return torch.softmax(logits / temperature, -1).mean(0)
+
+
+@torch.inference_mode()
 def predict_probs(loaded: LoadedModel, images: torch.Tensor, tta: str = "none", batch_size: int = 256) -> np.ndarray:
     """Softmax probabilities (N, 7) for uint8 images (N, 48, 48), averaged over the TTA views.
 
     The logits are divided by the checkpoint's temperature for this TTA mode (`fer_core.calibrate`; 1.0 if none)."""
-    if tta not in TTA_MODES:
-        raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
-    model, crop, temperature = loaded.fast, loaded.config.crop_size, loaded.temperature_for(tta)
-    batch_size = max(1, batch_size // {"none": 1, "flip": 2, "tencrop": 10}[tta])  # at most batch_size views per forward
-    out = []
-    for i in range(0, len(images), batch_size):
-        views = eval_views(to_float(images[i : i + batch_size], loaded.norm), crop, tta)  # (V, B, 1, c, c)
-        v, b = views.shape[:2]
-        logits = model(views.reshape(v * b, *views.shape[2:]).contiguous(memory_format=torch.channels_last))
-        out.append(torch.softmax(logits.float() / temperature, 1).reshape(v, b, -1).mean(0))
-    if not out:
-        return np.zeros((0, len(EMOTIONS)), dtype=np.float32)
-    return torch.cat(out).numpy()
+    return probs_at(view_logits(loaded, images, tta, batch_size), loaded.temperature_for(tta)).numpy()
 
 
 def build_report(probs: np.ndarray, y_true: np.ndarray, *, split: str, tta: str, loaded: LoadedModel | None = None,

@@ -234,7 +234,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
         on_step: StepCallback | None = None, stopper: Stopper | None = None, data: FERData | None = None) -> dict[str, Any]:
     """Train per cfg into run_dir; resume continues from last.pt. Returns the final status dict."""
     check_precision(cfg.precision)  # before any file is written
-    check_device(cfg.device)
+    device = check_device(cfg.device)  # likewise; resuming keeps this device, whatever the run trained on
     run = RunFolder(run_dir)
     set_threads(cfg.threads)
     set_seed(cfg.seed)
@@ -243,7 +243,6 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     if resume and run.file("last.pt").exists():
         ckpt = read_checkpoint(run.file("last.pt"))
         cfg = TrainConfig.from_dict({**ckpt["config"], "epochs": cfg.epochs, "patience": cfg.patience, "device": cfg.device})
-    device = check_device(cfg.device)  # the caller's device, also when resuming a run trained elsewhere
     data = data if data is not None else load_dataset(cfg.data or None, labels=cfg.labels)
     x, y, vx, vy = (t.to(device) for t in select_splits(data, cfg))  # uint8 images: 74 MB for all of FER2013
     init = read_init(cfg) if ckpt is None and cfg.init else None

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from fer_core.calibrate import CALIBRATED_TTA, calibrate_checkpoint, fit_temperature, main, nll, probs_at, view_logits
+from fer_core.calibrate import CALIBRATED_TTA, calibrate_checkpoint, fit_temperature, main, nll
 from fer_core.checkpoint import load_model
 from fer_core.config import DEFAULT_CHECKPOINT
-from fer_core.evaluate import predict_probs
+from fer_core.evaluate import predict_probs, probs_at, view_logits
 
 
 @pytest.mark.parametrize("tta", ["none", "tencrop"])
