@@ -92,6 +92,7 @@ class TrainConfig:
     augment: str = "standard"  # "none", "light" or "standard"
     erasing: float = 0.5  # probability of random erasing per image
     mixup: float = 0.0  # mixup alpha (0 = off)
+    soft_labels: float = 0.0  # weight of each image's FER+ vote shares in its training target (needs fer2013new.csv)
     val_split: str = "PublicTest"  # split used for model selection and early stopping
     limit: int = 0  # use only the first N training images (0 = all; for smoke runs)
     seed: int = 0  # seeds the model init, batch order and augmentation

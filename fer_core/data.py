@@ -287,6 +287,31 @@ def apply_ferplus(data: FERData, votes: FERPlusVotes) -> FERData:
     return FERData(images=out_x, labels=out_y, source=data.source + " (FER+ labels)", extra=out_d)
 
 
+def attach_vote_shares(data: FERData, votes: FERPlusVotes) -> FERData:
+    """The same rows and FER2013 labels, plus extra["dist_<split>"]: each row's FER+ vote shares (zeros where FER+
+    has no majority or no face), for soft training targets."""
+    usage = np.asarray(votes.usage)
+    extra = dict(data.extra)
+    for s in data.splits:
+        rows = np.flatnonzero(usage == s)
+        if len(rows) != len(data.labels[s]):
+            raise DataError(f"FER+ votes have {len(rows)} {s} rows but the data has {len(data.labels[s])}; files are not aligned")
+        extra[f"dist_{s}"] = votes.dist[rows]
+    return FERData(images=data.images, labels=data.labels, source=data.source, extra=extra)
+
+
+def with_vote_shares(data: FERData) -> FERData:
+    """data with FER+ vote shares per split, read from the fer2013new.csv beside data.source (DataError if none)."""
+    if all(f"dist_{s}" in data.extra for s in data.splits):
+        return data
+    if data.source and Path(data.source).is_dir():
+        raise DataError(f"FER+ vote shares (soft labels) align with the CSV's rows; {data.source} is an image folder")
+    votes_path = find_ferplus(Path(data.source)) if data.source else None
+    if votes_path is None:
+        raise DataError(f"FER+ vote shares (soft labels) need fer2013new.csv beside {data.source or 'the data'}")
+    return attach_vote_shares(data, load_ferplus(votes_path))
+
+
 def find_ferplus(data_path: Path) -> Path | None:
     """The FER+ vote file beside a CSV, if there is one."""
     p = data_path.parent / "fer2013new.csv"

@@ -20,7 +20,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, float_weights, read_checkpoint, save_checkpoint
 from .config import NUM_CLASSES, DataNotFoundError, TrainConfig, atomic_write_json, set_seed, set_threads
-from .data import DataError, FERData, load_dataset
+from .data import DataError, FERData, load_dataset, with_vote_shares
 from .models import build_model, count_params, list_models
 from .transforms import Normalization, augment_batch, mixup, preprocess
 
@@ -116,15 +116,19 @@ def forward(model: nn.Module, xb: torch.Tensor, precision: str = "fp32") -> torc
 
 def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
                     norm: Normalization, epoch: int, weight: torch.Tensor | None = None,
-                    on_step: StepCallback | None = None, stopper: Stopper | None = None) -> dict[str, float]:
+                    on_step: StepCallback | None = None, stopper: Stopper | None = None,
+                    targets: torch.Tensor | None = None) -> dict[str, float]:
     """One pass over uint8 images x (N, 48, 48) on the model's device; returns loss, accuracy, images/s (or `stopped`).
 
-    Loss and accuracy accumulate on the device; on a GPU `on_step` is called every 25 steps, not every step,
-    so the loop does not wait for the GPU after each batch.
+    `targets` (N, 7), when given, are the training targets (soft labels) instead of the class indices y; accuracy
+    is still against y. Loss and accuracy accumulate on the device, augmentation draws its random numbers there,
+    and on a GPU `on_step` is called every 25 steps: nothing makes the loop wait for the GPU after each batch.
     """
     model.train()
-    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)  # fixed per epoch: resume is exact
-    torch.manual_seed(cfg.seed * 100_003 + epoch)
+    seed = cfg.seed * 100_003 + epoch  # fixed per epoch: resume is exact
+    gen = torch.Generator().manual_seed(seed)
+    aug_gen = gen if x.device.type == "cpu" else torch.Generator(device=x.device).manual_seed(seed)
+    torch.manual_seed(seed)
     perm = torch.randperm(len(x), generator=gen).to(x.device)
     steps = len(x) // cfg.batch_size  # drop the last partial batch (batch norm dislikes tiny batches)
     level = cfg.augment
@@ -138,20 +142,21 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
             return {"stopped": True}
         idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
         xb = ((x[idx].float() - norm.mean) / norm.std).unsqueeze(1)  # (B, 1, 48, 48)
-        xb = augment_batch(xb, cfg.crop_size, gen, level, cfg.erasing)
+        xb = augment_batch(xb, cfg.crop_size, aug_gen, level, cfg.erasing)
         yb = y[idx]
+        tb = yb if targets is None else targets[idx]  # class indices or (B, 7) probabilities
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         for g in opt.param_groups:
             g["lr"] = lr_at(cfg, epoch * steps + i, steps)
         if cfg.mixup > 0:
-            xb, ya, yb2, lam = mixup(xb, yb, cfg.mixup, gen)
+            xb, ta, tb2, lam = mixup(xb, tb, cfg.mixup, aug_gen)
             out = forward(model, xb, cfg.precision)
-            loss = lam * F.cross_entropy(out, ya, weight, label_smoothing=cfg.label_smoothing) + (1 - lam) * F.cross_entropy(
-                out, yb2, weight, label_smoothing=cfg.label_smoothing)
+            loss = lam * F.cross_entropy(out, ta, weight, label_smoothing=cfg.label_smoothing) + (1 - lam) * F.cross_entropy(
+                out, tb2, weight, label_smoothing=cfg.label_smoothing)
         else:
             out = forward(model, xb, cfg.precision)
-            loss = F.cross_entropy(out, yb, weight, label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(out, tb, weight, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -182,17 +187,44 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Normaliza
     return {"val_loss": loss / max(len(x), 1), "val_acc": correct / max(len(x), 1)}
 
 
+def training_rows(data: FERData, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices into the Training split: the rows trained on, and those held out for validation (every 10th, only
+    when the data has no cfg.val_split); cfg.limit keeps the first N rows trained on."""
+    rows = torch.arange(len(data.split("Training")[1]))
+    if cfg.val_split in data.images:
+        train, held = rows, rows[:0]
+    else:
+        hold = rows % 10 == 0
+        train, held = rows[~hold], rows[hold]
+    return (train[: cfg.limit] if cfg.limit > 0 else train), held
+
+
 def select_splits(data: FERData, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training and validation tensors; without the val split, hold out every 10th training image."""
     x, y = data.split("Training")
-    if cfg.val_split in data.images:
-        vx, vy = data.split(cfg.val_split)
-    else:
-        hold = torch.arange(len(x)) % 10 == 0
-        x, y, vx, vy = x[~hold], y[~hold], x[hold], y[hold]
-    if cfg.limit > 0:
-        x, y = x[: cfg.limit], y[: cfg.limit]
-    return x, y, vx, vy
+    train, held = training_rows(data, cfg)
+    vx, vy = data.split(cfg.val_split) if cfg.val_split in data.images else (x[held], y[held])
+    return x[train], y[train], vx, vy
+
+
+def check_soft_labels(weight: float) -> None:
+    """ValueError unless 0 <= weight <= 1."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"soft_labels is the weight of the FER+ vote shares in each target, 0 to 1, not {weight}")
+
+
+def soft_targets(data: FERData, cfg: TrainConfig) -> torch.Tensor | None:
+    """(N, 7) targets for the rows select_splits trains on: the one-hot FER2013 label moved towards the image's FER+
+    vote shares by cfg.soft_labels (the one-hot alone where FER+ has no majority); None when soft_labels is 0."""
+    check_soft_labels(cfg.soft_labels)
+    if cfg.soft_labels == 0:
+        return None
+    data = with_vote_shares(data)
+    train, _ = training_rows(data, cfg)
+    onehot = F.one_hot(data.labels["Training"][train], NUM_CLASSES).float()
+    shares = data.extra["dist_Training"][train].float()
+    voted = (shares.sum(1, keepdim=True) > 0).float()
+    return onehot + cfg.soft_labels * voted * (shares - onehot)
 
 
 class RunFolder:
@@ -234,6 +266,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
         on_step: StepCallback | None = None, stopper: Stopper | None = None, data: FERData | None = None) -> dict[str, Any]:
     """Train per cfg into run_dir; resume continues from last.pt. Returns the final status dict."""
     check_precision(cfg.precision)  # before any file is written
+    check_soft_labels(cfg.soft_labels)
     device = check_device(cfg.device)  # likewise; resuming keeps this device, whatever the run trained on
     run = RunFolder(run_dir)
     set_threads(cfg.threads)
@@ -245,6 +278,8 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
         cfg = TrainConfig.from_dict({**ckpt["config"], "epochs": cfg.epochs, "patience": cfg.patience, "device": cfg.device})
     data = data if data is not None else load_dataset(cfg.data or None, labels=cfg.labels)
     x, y, vx, vy = (t.to(device) for t in select_splits(data, cfg))  # uint8 images: 74 MB for all of FER2013
+    targets = soft_targets(data, cfg)
+    targets = targets.to(device) if targets is not None else None
     init = read_init(cfg) if ckpt is None and cfg.init else None
     source = ckpt or init
     norm = Normalization(**source["norm"]) if source else Normalization.fit(x.cpu())
@@ -269,7 +304,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     run.write_status(**status)
     epoch = start_epoch
     for epoch in range(start_epoch, cfg.epochs):
-        tr = train_one_epoch(model, opt, x, y, cfg, norm, epoch, weight, on_step, stopper)
+        tr = train_one_epoch(model, opt, x, y, cfg, norm, epoch, weight, on_step, stopper, targets)
         if tr.get("stopped"):
             status["state"] = "stopped"
             break

@@ -75,10 +75,11 @@ def preprocess(images: torch.Tensor, norm: Normalization, crop_size: int) -> tor
 
 def _affine_params(b: int, level: str, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     rot, zoom, _, _ = AUGMENT_LEVELS[level]
-    angle = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(rot)
-    scale = 1 + (torch.rand(b, generator=gen) * 2 - 1) * zoom
-    flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
-    return angle, scale, flip, torch.rand(b, 2, generator=gen) * 2 - 1
+    dev = gen.device
+    angle = (torch.rand(b, generator=gen, device=dev) * 2 - 1) * math.radians(rot)
+    scale = 1 + (torch.rand(b, generator=gen, device=dev) * 2 - 1) * zoom
+    flip = torch.where(torch.rand(b, generator=gen, device=dev) < 0.5, -1.0, 1.0)
+    return angle, scale, flip, torch.rand(b, 2, generator=gen, device=dev) * 2 - 1
 
 
 def augment_batch(
@@ -88,13 +89,14 @@ def augment_batch(
 
     One affine grid_sample call does crop + flip + rotation + zoom for the whole batch, with
     independent parameters per image (torchvision v2 transforms draw one set per call).
-    (B, 1, H, W) -> (B, 1, crop, crop).
+    Random numbers come from `gen` on gen's device: a generator on x's GPU keeps the whole step on the GPU
+    (a CPU draw copied over would make every batch wait for the previous one). (B, 1, H, W) -> (B, 1, crop, crop).
     """
     if level not in AUGMENT_LEVELS:
         raise ValueError(f"augment must be one of {list(AUGMENT_LEVELS)}, not {level!r}")
     b, _, h, _ = x.shape
     _, _, shift_px, jitter = AUGMENT_LEVELS[level]
-    angle, scale, flip, shift = (t.to(x.device) for t in _affine_params(b, level, gen))  # drawn on the CPU generator
+    angle, scale, flip, shift = (t.to(x.device) for t in _affine_params(b, level, gen))  # no-op when gen is on x's device
     s0 = crop_size / h
     max_shift = ((h - crop_size) / 2 + shift_px) * 2 / h  # in normalised [-1, 1] units
     if level == "none":
@@ -107,8 +109,8 @@ def augment_batch(
     grid = F.affine_grid(theta, [b, 1, crop_size, crop_size], align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if jitter > 0:
-        contrast = (1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * jitter).to(x.device)
-        bright = ((torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * jitter).to(x.device)
+        contrast = (1 + (torch.rand(b, 1, 1, 1, generator=gen, device=gen.device) * 2 - 1) * jitter).to(x.device)
+        bright = ((torch.rand(b, 1, 1, 1, generator=gen, device=gen.device) * 2 - 1) * jitter).to(x.device)
         out = out * contrast + bright
     if erasing > 0:
         out = random_erasing(out, erasing, gen)
@@ -118,13 +120,14 @@ def augment_batch(
 def random_erasing(x: torch.Tensor, p: float, gen: torch.Generator, area: tuple[float, float] = (0.02, 0.2)) -> torch.Tensor:
     """Zero (= the mean) one random rectangle per image with probability p, vectorised over the batch."""
     b, _, h, w = x.shape
-    frac = area[0] + torch.rand(b, generator=gen) * (area[1] - area[0])
-    aspect = torch.exp((torch.rand(b, generator=gen) * 2 - 1) * math.log(3.0))
+    dev = gen.device
+    frac = area[0] + torch.rand(b, generator=gen, device=dev) * (area[1] - area[0])
+    aspect = torch.exp((torch.rand(b, generator=gen, device=dev) * 2 - 1) * math.log(3.0))
     eh = (torch.sqrt(frac * h * w * aspect)).clamp(1, h).long()
     ew = (torch.sqrt(frac * h * w / aspect)).clamp(1, w).long()
-    top = (torch.rand(b, generator=gen) * (h - eh + 1)).long()
-    left = (torch.rand(b, generator=gen) * (w - ew + 1)).long()
-    on = torch.rand(b, generator=gen) < p
+    top = (torch.rand(b, generator=gen, device=dev) * (h - eh + 1)).long()
+    left = (torch.rand(b, generator=gen, device=dev) * (w - ew + 1)).long()
+    on = torch.rand(b, generator=gen, device=dev) < p
     top, left, eh, ew, on = (t.to(x.device) for t in (top, left, eh, ew, on))
     rows = torch.arange(h, device=x.device).view(1, h, 1)
     cols = torch.arange(w, device=x.device).view(1, 1, w)
@@ -137,5 +140,5 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float,
           gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """Mix each image with a shuffled partner; returns (x_mixed, y, y_partner, lam)."""
     lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
+    perm = torch.randperm(x.shape[0], generator=gen, device=gen.device).to(x.device)
     return lam * x + (1 - lam) * x[perm], y, y[perm], lam

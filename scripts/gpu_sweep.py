@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fer_core.checkpoint import export_checkpoint  # noqa: E402
 from fer_core.config import TrainConfig, set_threads  # noqa: E402
-from fer_core.data import FERData, load_dataset  # noqa: E402
+from fer_core.data import FERData, find_ferplus, load_dataset, with_vote_shares  # noqa: E402
 from fer_core.models import build_model  # noqa: E402
 from fer_core.train import RunFolder, Stopper, check_device, fit, make_optimizer, select_splits, train_one_epoch  # noqa: E402
 from fer_core.transforms import Normalization  # noqa: E402
@@ -40,14 +40,18 @@ _XZ_FILTERS = [{"id": lzma.FILTER_DELTA, "dist": 1}, {"id": lzma.FILTER_LZMA2, "
 
 
 def pack(data: FERData, out: str | Path) -> int:
-    """Write every split's pixels (xz with a delta filter, lossless) and labels to one .npz; returns its size."""
+    """Write every split's pixels (xz with a delta filter, lossless), labels and, where data has them, FER+ vote
+    shares to one .npz; returns its size."""
     splits = data.splits
     pixels = np.concatenate([data.images[s].numpy() for s in splits])
     blob = lzma.compress(pixels.tobytes(), format=lzma.FORMAT_XZ, filters=_XZ_FILTERS)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, pixels_xz=np.frombuffer(blob, np.uint8), labels=np.concatenate([data.labels[s].numpy() for s in splits]),
-             splits=np.array(splits), counts=np.array([len(data.labels[s]) for s in splits]))
+    arrays = {"pixels_xz": np.frombuffer(blob, np.uint8), "labels": np.concatenate([data.labels[s].numpy() for s in splits]),
+              "splits": np.array(splits), "counts": np.array([len(data.labels[s]) for s in splits])}
+    if all(f"dist_{s}" in data.extra for s in splits):
+        arrays["dist"] = np.concatenate([data.extra[f"dist_{s}"].numpy() for s in splits])
+    np.savez_compressed(out, **arrays)
     return out.stat().st_size
 
 
@@ -56,10 +60,12 @@ def unpack(path: str | Path) -> FERData:
     with np.load(path) as z:
         pixels = np.frombuffer(lzma.decompress(z["pixels_xz"].tobytes()), np.uint8).reshape(-1, 48, 48)
         labels, splits, counts = z["labels"].astype(np.int64), [str(s) for s in z["splits"]], z["counts"].tolist()
+        dist = z["dist"] if "dist" in z.files else None
     bounds = np.cumsum([0, *counts]).tolist()
     spans = list(zip(splits, bounds[:-1], bounds[1:], strict=True))
+    extra = {} if dist is None else {f"dist_{s}": torch.from_numpy(dist[a:b].copy()) for s, a, b in spans}
     return FERData(images={s: torch.from_numpy(pixels[a:b].copy()) for s, a, b in spans},
-                   labels={s: torch.from_numpy(labels[a:b].copy()) for s, a, b in spans}, source=str(path))
+                   labels={s: torch.from_numpy(labels[a:b].copy()) for s, a, b in spans}, source=str(path), extra=extra)
 
 
 def plan_epochs(budget_s: float, images_per_s: float, n_train: int, n_val: int, max_epochs: int,
@@ -190,7 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             print(path)
         return 0
     if args.cmd == "pack":
-        size = pack(load_dataset(args.data), args.out)
+        data = load_dataset(args.data)
+        if find_ferplus(Path(data.source)) is not None:
+            data = with_vote_shares(data)  # soft-label runs need them; the file beside the CSV does not travel
+        size = pack(data, args.out)
         print(f"{args.out}: {size / 1e6:.1f} MB")
         return 0
     specs = [{"device": args.device, **json.loads(s)} for s in args.spec]

@@ -32,6 +32,19 @@ def test_pack_round_trip_is_lossless_and_smaller(sweep_mod, sample_data, sample_
         assert torch.equal(back.labels[s], sample_data.labels[s])
         assert back.labels[s].dtype == torch.int64
     assert size < sample_path.stat().st_size  # smaller than the gzipped CSV
+    assert back.extra == {}
+
+
+def test_pack_carries_the_ferplus_vote_shares(sweep_mod, sample_data, tmp_path):
+    from fer_core.data import with_vote_shares
+
+    voted = with_vote_shares(sample_data)
+    sweep_mod.pack(voted, tmp_path / "fer.npz")
+    back = sweep_mod.unpack(tmp_path / "fer.npz")
+    assert set(back.extra) == {f"dist_{s}" for s in sample_data.splits}
+    for k, v in voted.extra.items():
+        assert torch.equal(back.extra[k], v)
+    assert with_vote_shares(back) is back  # a soft-label run on the device needs no vote file beside the .npz
 
 
 def test_plan_epochs_fits_the_budget(sweep_mod):

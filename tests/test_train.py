@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from fer_core.checkpoint import read_checkpoint
-from fer_core.config import TrainConfig
-from fer_core.train import RunFolder, fit, lr_at
+from fer_core.config import SAMPLE_DATA, TrainConfig
+from fer_core.data import DataError, load_ferplus
+from fer_core.train import RunFolder, fit, lr_at, soft_targets
 
 TINY = TrainConfig(model="small", width=8, batch_size=32, epochs=2, lr=0.05, warmup_epochs=1, crop_size=44, threads=1,
                    patience=0)
@@ -102,6 +103,38 @@ def test_early_stopping_stops_before_the_last_epoch(sample_data, tmp_path):
 def test_class_weights_and_mixup_run(sample_data, tmp_path):
     status = fit(TINY.replace(epochs=1, class_weights=True, mixup=0.2, schedule="constant"), tmp_path / "run", data=sample_data)
     assert status["state"] == "finished"
+
+
+def test_soft_targets_mix_the_label_with_the_ferplus_votes(sample_data, sample_path):
+    votes = load_ferplus(sample_path.parent / "fer2013new.csv")
+    t = soft_targets(sample_data, TINY.replace(soft_labels=0.3))
+    y, shares = sample_data.labels["Training"], votes.dist[torch.tensor([u == "Training" for u in votes.usage])]
+    voted = shares.sum(1) > 0
+    assert 0 < voted.sum() < len(y)  # the sample has images FER+ rejected: those keep their one-hot target
+    assert torch.allclose(t.sum(1), torch.ones(len(y)))
+    assert torch.equal(t[~voted], torch.nn.functional.one_hot(y[~voted], 7).float())
+    i = int(torch.nonzero(voted & (shares.argmax(1) != y))[0])  # an image FER+ voters read differently
+    expected = 0.3 * shares[i]
+    expected[y[i]] += 0.7
+    assert torch.allclose(t[i], expected)
+    assert torch.equal(t.argmax(1), y)  # a weight under one half never overturns the FER2013 label
+    assert soft_targets(sample_data, TINY) is None
+    held_out = sample_data.splits[:1]  # no PublicTest: every 10th Training image is held out, and targets follow
+    only_train = type(sample_data)(images={s: sample_data.images[s] for s in held_out},
+                                   labels={s: sample_data.labels[s] for s in held_out}, source=sample_data.source)
+    assert torch.equal(soft_targets(only_train, TINY.replace(soft_labels=0.3)), t[torch.arange(len(y)) % 10 != 0])
+
+
+def test_soft_labels_train_and_bad_settings_are_clear(sample_data, tmp_path):
+    status = fit(TINY.replace(epochs=1, soft_labels=0.3, mixup=0.2), tmp_path / "run", data=sample_data)
+    assert status["state"] == "finished"
+    with pytest.raises(ValueError, match="soft_labels"):
+        fit(TINY.replace(soft_labels=1.5), tmp_path / "bad", data=sample_data)
+    assert not (tmp_path / "bad").exists()
+    alone = tmp_path / "alone.csv.gz"  # the CSV without its vote file beside it
+    alone.write_bytes(SAMPLE_DATA.read_bytes())
+    with pytest.raises(DataError, match="fer2013new.csv"):
+        fit(TINY.replace(soft_labels=0.3, data=str(alone)), tmp_path / "novotes")
 
 
 def test_init_starts_from_the_given_weights_and_normalisation(sample_data, tmp_path):
