@@ -33,7 +33,8 @@ from fer_core.checkpoint import export_checkpoint  # noqa: E402
 from fer_core.config import TrainConfig, set_threads  # noqa: E402
 from fer_core.data import FERData, find_ferplus, load_dataset, with_vote_shares  # noqa: E402
 from fer_core.models import build_model  # noqa: E402
-from fer_core.train import RunFolder, Stopper, check_device, fit, make_optimizer, select_splits, train_one_epoch  # noqa: E402
+from fer_core.targets import select_splits  # noqa: E402
+from fer_core.train import RunFolder, Stopper, check_device, fit, make_optimizer, train_one_epoch  # noqa: E402
 from fer_core.transforms import Normalization  # noqa: E402
 
 _XZ_FILTERS = [{"id": lzma.FILTER_DELTA, "dist": 1}, {"id": lzma.FILTER_LZMA2, "preset": 9}]

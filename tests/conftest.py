@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fer_core.config import DEFAULT_DATA_CANDIDATES, SAMPLE_DATA
+from fer_core.config import DEFAULT_DATA_CANDIDATES, REPO_ROOT, SAMPLE_DATA
 
 torch.set_num_threads(1)  # tests share 2 cores with whatever else runs; results don't depend on it
 
@@ -38,3 +38,10 @@ def full_data_path() -> Path:
     if FULL_DATA is None and not os.environ.get("FER_DATA"):
         pytest.skip("full FER2013 data not present (../shared/data/fer2013.csv.gz or $FER_DATA)")
     return Path(os.environ.get("FER_DATA") or FULL_DATA)
+
+
+@pytest.fixture(scope="session")
+def fast_checkpoint() -> Path:
+    """The small shipped model (fer_vgg.pt): tests of a mechanism (calibration, TTA, threads, CLI flags) run ~3x
+    faster on it than on the default ResNet; tests about the default model itself load the default."""
+    return REPO_ROOT / "checkpoints" / "fer_vgg.pt"

@@ -41,9 +41,10 @@ def test_cli_writes_a_complete_report_for_every_split(sample_path, tmp_path, spl
     assert f"accuracy={rep['accuracy']:.4f}" in r.stdout
 
 
-def test_cli_tta_and_errors(sample_path, tmp_path):
+def test_cli_tta_and_errors(sample_path, tmp_path, fast_checkpoint):
     out = tmp_path / "r.json"
-    r = _cli("--data", str(sample_path), "--split", "PrivateTest", "--tta", "--out", str(out))
+    r = _cli("--data", str(sample_path), "--checkpoint", str(fast_checkpoint), "--split", "PrivateTest", "--tta",
+             "--out", str(out))
     assert r.returncode == 0 and json.loads(out.read_text())["tta"] == "tencrop"
     r = _cli("--data", str(sample_path), "--split", "Validation")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "it has ['Training', 'PublicTest', 'PrivateTest']" in r.stderr
@@ -53,8 +54,8 @@ def test_cli_tta_and_errors(sample_path, tmp_path):
     assert r.returncode == 2 and "checkpoint not found" in r.stderr
 
 
-def test_tta_probabilities(sample_data):
-    loaded = load_model()
+def test_tta_probabilities(sample_data, fast_checkpoint):
+    loaded = load_model(fast_checkpoint)
     x, _ = sample_data.split("PublicTest")
     for tta in ("none", "flip", "tencrop"):
         p = predict_probs(loaded, x, tta, batch_size=64)

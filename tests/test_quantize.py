@@ -98,18 +98,20 @@ def test_a_too_lossy_copy_is_refused(fp32):
         int8_copy(fp32.model, calib, min_agreement=1.01)
 
 
-def test_evaluate_and_predict_clis_take_precision(sample_path, tmp_path):
+def test_evaluate_and_predict_clis_take_precision(sample_path, tmp_path, fast_checkpoint):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "r.json"
     r = subprocess.run([sys.executable, "-m", "fer_core.evaluate", "--threads", "1", "--data", str(sample_path),
-                        "--precision", "int8", "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
+                        "--checkpoint", str(fast_checkpoint), "--precision", "int8", "--out", str(out)],
+                       capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     rep = json.loads(out.read_text())
     assert rep["precision"] == "int8" and "precision=int8" in r.stdout and rep["n"] == 140
     assert "| PublicTest | none | int8 | 140 |" in results_table([rep])
     photo = tmp_path / "a.jpg"
     astronaut().save(photo)
-    r = subprocess.run([sys.executable, "-m", "fer_core.predict", "--threads", "1", "--precision", "int8", "--json", str(photo)],
+    r = subprocess.run([sys.executable, "-m", "fer_core.predict", "--threads", "1", "--precision", "int8", "--json",
+                        "--checkpoint", str(fast_checkpoint), str(photo)],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     (face,) = json.loads(r.stdout)["faces"]

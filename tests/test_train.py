@@ -15,7 +15,8 @@ import torch
 from fer_core.checkpoint import read_checkpoint
 from fer_core.config import SAMPLE_DATA, TrainConfig
 from fer_core.data import DataError, load_ferplus
-from fer_core.train import RunFolder, fit, lr_at, soft_targets
+from fer_core.targets import soft_targets
+from fer_core.train import RunFolder, fit, lr_at
 
 TINY = TrainConfig(model="small", width=8, batch_size=32, epochs=2, lr=0.05, warmup_epochs=1, crop_size=44, threads=1,
                    patience=0)

@@ -1,0 +1,49 @@
+"""Which rows a run trains and validates on, and their training targets: class indices or FER+ soft labels."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .config import NUM_CLASSES, TrainConfig
+from .data import FERData, with_vote_shares
+
+
+def training_rows(data: FERData, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices into the Training split: the rows trained on, and those held out for validation (every 10th, only
+    when the data has no cfg.val_split); cfg.limit keeps the first N rows trained on."""
+    rows = torch.arange(len(data.split("Training")[1]))
+    if cfg.val_split in data.images:
+        train, held = rows, rows[:0]
+    else:
+        hold = rows % 10 == 0
+        train, held = rows[~hold], rows[hold]
+    return (train[: cfg.limit] if cfg.limit > 0 else train), held
+
+
+def select_splits(data: FERData, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training and validation tensors; without the val split, hold out every 10th training image."""
+    x, y = data.split("Training")
+    train, held = training_rows(data, cfg)
+    vx, vy = data.split(cfg.val_split) if cfg.val_split in data.images else (x[held], y[held])
+    return x[train], y[train], vx, vy
+
+
+def check_soft_labels(weight: float) -> None:
+    """ValueError unless 0 <= weight <= 1."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"soft_labels is the weight of the FER+ vote shares in each target, 0 to 1, not {weight}")
+
+
+def soft_targets(data: FERData, cfg: TrainConfig) -> torch.Tensor | None:
+    """(N, 7) targets for the rows select_splits trains on: the one-hot FER2013 label moved towards the image's FER+
+    vote shares by cfg.soft_labels (the one-hot alone where FER+ has no majority); None when soft_labels is 0."""
+    check_soft_labels(cfg.soft_labels)
+    if cfg.soft_labels == 0:
+        return None
+    data = with_vote_shares(data)
+    train, _ = training_rows(data, cfg)
+    onehot = F.one_hot(data.labels["Training"][train], NUM_CLASSES).float()
+    shares = data.extra["dist_Training"][train].float()
+    voted = (shares.sum(1, keepdim=True) > 0).float()
+    return onehot + cfg.soft_labels * voted * (shares - onehot)
