@@ -66,6 +66,20 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
 
 
+def build_for_training(cfg: TrainConfig, device: torch.device,
+                       weights: dict[str, torch.Tensor] | None = None) -> tuple[nn.Module, torch.optim.SGD]:
+    """cfg's model (with `weights` loaded, else freshly initialised) on device, channels_last if asked, and its SGD."""
+    model = build_model(cfg.model, width=cfg.width, drop_rate=cfg.drop_rate)
+    if weights is not None:
+        model.load_state_dict(weights)
+    model = model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels once
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, make_optimizer(model, cfg)
+
+
 def class_weights(labels: torch.Tensor) -> torch.Tensor:
     """Inverse-frequency weights normalised to mean 1."""
     counts = torch.bincount(labels, minlength=NUM_CLASSES).float().clamp(min=1)
@@ -244,15 +258,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     init = read_init(cfg) if ckpt is None and cfg.init else None
     source = ckpt or init
     norm = Normalization(**source["norm"]) if source else Normalization.fit(x.cpu())
-    model = build_model(cfg.model, width=cfg.width, drop_rate=cfg.drop_rate)
-    if init is not None:
-        model.load_state_dict(float_weights(init))
-    model = model.to(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels once
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, cfg)
+    model, opt = build_for_training(cfg, device, float_weights(init) if init is not None else None)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])

@@ -32,9 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fer_core.checkpoint import export_checkpoint  # noqa: E402
 from fer_core.config import TrainConfig, set_threads  # noqa: E402
 from fer_core.data import FERData, find_ferplus, load_dataset, with_vote_shares  # noqa: E402
-from fer_core.models import build_model  # noqa: E402
 from fer_core.targets import select_splits  # noqa: E402
-from fer_core.train import RunFolder, Stopper, check_device, fit, make_optimizer, train_one_epoch  # noqa: E402
+from fer_core.train import RunFolder, Stopper, build_for_training, check_device, fit, train_one_epoch  # noqa: E402
 from fer_core.transforms import Normalization  # noqa: E402
 
 _XZ_FILTERS = [{"id": lzma.FILTER_DELTA, "dist": 1}, {"id": lzma.FILTER_LZMA2, "preset": 9}]
@@ -79,10 +78,7 @@ def plan_epochs(budget_s: float, images_per_s: float, n_train: int, n_val: int, 
 def measure_speed(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, images: int = 4096) -> float:
     """Training images/s of cfg on this device (a throwaway model; the second of two passes, after warm-up)."""
     device = check_device(cfg.device)
-    model = build_model(cfg.model, width=cfg.width, drop_rate=cfg.drop_rate).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, cfg)
+    model, opt = build_for_training(cfg, device)
     xs, ys = x[:images].to(device), y[:images].to(device)
     norm = Normalization.fit(x[:images])
     train_one_epoch(model, opt, xs, ys, cfg, norm, epoch=0)
