@@ -13,7 +13,18 @@ import torch
 from PIL import Image
 
 from fer_core.config import EMOTIONS, DataNotFoundError, resolve_data_path
-from fer_core.data import DataError, apply_ferplus, cache_dir, load_csv, load_dataset, load_ferplus, load_folder, parse_csv
+from fer_core.data import (
+    DataError,
+    apply_ferplus,
+    attach_vote_shares,
+    cache_dir,
+    load_csv,
+    load_dataset,
+    load_ferplus,
+    load_folder,
+    parse_csv,
+    with_vote_shares,
+)
 
 HEADER = "emotion,pixels,Usage\n"
 GOOD_PIXELS = " ".join(["7"] * 2304)
@@ -199,6 +210,22 @@ def test_ferplus_relabels_and_rejects_misaligned_files(sample_data, sample_path,
     with pytest.raises(DataError, match="missing FER\\+ column"):
         short.write_text("Usage,Image name,neutral\nTraining,a.png,10\n")
         load_ferplus(short)
+
+
+def test_vote_shares_keep_every_row_and_need_an_aligned_csv(sample_data, sample_path, tmp_path):
+    votes = load_ferplus(sample_path.parent / "fer2013new.csv")
+    shared = with_vote_shares(sample_data)  # found beside the sample CSV
+    for s in sample_data.splits:
+        assert torch.equal(shared.images[s], sample_data.images[s]) and torch.equal(shared.labels[s], sample_data.labels[s])
+        rows = torch.tensor([u == s for u in votes.usage])
+        assert torch.equal(shared.extra[f"dist_{s}"], votes.dist[rows])
+    short = tmp_path / "fer2013new.csv"
+    short.write_text("\n".join((sample_path.parent / "fer2013new.csv").read_text().splitlines()[:100]))
+    with pytest.raises(DataError, match="not aligned"):
+        attach_vote_shares(sample_data, load_ferplus(short))
+    folder = type(sample_data)(images=sample_data.images, labels=sample_data.labels, source=str(tmp_path))
+    with pytest.raises(DataError, match="image folder"):
+        with_vote_shares(folder)
 
 
 def test_load_dataset_with_ferplus_labels(sample_path):
