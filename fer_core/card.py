@@ -19,8 +19,9 @@ from .train import RunFolder
 LIMITS = """\
 - **Class imbalance.** Disgust is 1.5% of Training (436 images): its recall is the lowest and the most variable.
   Fear and sad are confused with each other and with neutral; happy and surprise are the easiest classes.
-- **Label noise.** FER2013 labels are single-annotator web labels; FER+ re-annotation disagrees with about
-  a quarter of them, and the data holds duplicates (some across splits) and a few non-faces.
+- **Label noise.** FER2013 labels are single-annotator web labels; the FER+ majority of ten annotators picks
+  another class for 32% of the Training images it keeps, and the data holds duplicates (some across splits)
+  and a few non-faces.
 - **Input assumptions.** 48x48 greyscale, roughly frontal, face-centred crops. Strong pose (> ~30 degrees),
   occlusion (hands, masks, sunglasses), extreme lighting, and very low resolution degrade predictions; in
   photos the Haar detector misses rotated faces before the classifier is even asked.
