@@ -272,14 +272,21 @@ def load_ferplus(path: str | os.PathLike[str]) -> FERPlusVotes:
     return FERPlusVotes(usage=usage, labels=torch.from_numpy(labels.astype(np.int64)), dist=torch.from_numpy(dist))
 
 
+def _vote_rows(data: FERData, votes: FERPlusVotes) -> dict[str, np.ndarray]:
+    """Per split of data, the vote rows that describe its images (DataError when the two files are not aligned)."""
+    usage = np.asarray(votes.usage)
+    out = {}
+    for s in data.splits:
+        rows = out[s] = np.flatnonzero(usage == s)
+        if len(rows) != len(data.labels[s]):
+            raise DataError(f"FER+ votes have {len(rows)} {s} rows but the data has {len(data.labels[s])}; files are not aligned")
+    return out
+
+
 def apply_ferplus(data: FERData, votes: FERPlusVotes) -> FERData:
     """Relabel a CSV dataset with FER+ majority labels, dropping rows FER+ rejects."""
     out_x, out_y, out_d = {}, {}, {}
-    usage = np.asarray(votes.usage)
-    for s in data.splits:
-        rows = np.flatnonzero(usage == s)
-        if len(rows) != len(data.labels[s]):
-            raise DataError(f"FER+ votes have {len(rows)} {s} rows but the data has {len(data.labels[s])}; files are not aligned")
+    for s, rows in _vote_rows(data, votes).items():
         lab = votes.labels[rows]
         keep = lab >= 0
         out_x[s], out_y[s] = data.images[s][keep], lab[keep]
@@ -290,13 +297,7 @@ def apply_ferplus(data: FERData, votes: FERPlusVotes) -> FERData:
 def attach_vote_shares(data: FERData, votes: FERPlusVotes) -> FERData:
     """The same rows and FER2013 labels, plus extra["dist_<split>"]: each row's FER+ vote shares (zeros where FER+
     has no majority or no face), for soft training targets."""
-    usage = np.asarray(votes.usage)
-    extra = dict(data.extra)
-    for s in data.splits:
-        rows = np.flatnonzero(usage == s)
-        if len(rows) != len(data.labels[s]):
-            raise DataError(f"FER+ votes have {len(rows)} {s} rows but the data has {len(data.labels[s])}; files are not aligned")
-        extra[f"dist_{s}"] = votes.dist[rows]
+    extra = dict(data.extra) | {f"dist_{s}": votes.dist[rows] for s, rows in _vote_rows(data, votes).items()}
     return FERData(images=data.images, labels=data.labels, source=data.source, extra=extra)
 
 
