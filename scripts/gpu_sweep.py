@@ -11,6 +11,10 @@ schedule fits the budget; a timer stops it cleanly at the hard deadline in any c
 on the validation split, fp16) per spec and sweep.json: per spec its final config, state and every epoch's metrics
 (`unsweep` turns them back into run folders, for the model card). Few files come back from the device machine,
 hence one summary file.
+A schedule longer than one call (the device tool allows 600 s a command): plan it in the first call and go on in the
+next with --resume, keeping --runs on the machine between calls (an ignored folder of the work tree, e.g. runs/):
+    python scripts/gpu_sweep.py run ... --runs runs/dev --budget-s 520 --plan-s 720 --spec ...
+    python scripts/gpu_sweep.py run ... --runs runs/dev --budget-s 200 --resume --spec ...   # same specs
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from fer_core.checkpoint import export_checkpoint  # noqa: E402
+from fer_core.checkpoint import export_checkpoint, read_checkpoint  # noqa: E402
 from fer_core.config import TrainConfig, set_threads  # noqa: E402
 from fer_core.data import FERData, find_ferplus, load_dataset, with_vote_shares  # noqa: E402
 from fer_core.targets import select_splits  # noqa: E402
@@ -85,31 +89,41 @@ def measure_speed(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, images: in
     return train_one_epoch(model, opt, xs, ys, cfg, norm, epoch=1)["images_per_s"]
 
 
-def run_spec(spec: dict[str, Any], data_path: str, out: str, runs: str, deadline: float) -> dict[str, Any]:
-    """One spec, start to end, in its own process: measure, plan, fit until done or the deadline, export."""
+def run_spec(spec: dict[str, Any], data_path: str, out: str, runs: str, deadline: float,
+             plan_s: float | None = None, resume: bool = False) -> dict[str, Any]:
+    """One spec in its own process: measure, plan epochs for plan_s seconds (default: until the deadline), fit until
+    done or the deadline, export. With resume, a run folder left by an earlier call goes on with its planned epochs."""
     spec = dict(spec)
     name, max_epochs = spec.pop("name"), int(spec.pop("max_epochs", 300))
+    run = Path(runs) / name
     try:
         data = unpack(data_path) if data_path.endswith(".npz") else load_dataset(data_path)
         cfg = TrainConfig().replace(**spec)
         set_threads(cfg.threads)
-        x, y, vx, _ = select_splits(data, cfg)
-        speed = measure_speed(cfg, x, y)
-        epochs = plan_epochs(deadline - time.time(), speed, len(x), len(vx), max_epochs)
-        cfg = cfg.replace(epochs=epochs, patience=0)
-        print(f"[{name}] {speed:.0f} img/s -> {epochs} epochs", flush=True)
+        resume = resume and (run / "last.pt").exists()
+        if resume:  # the earlier call's plan stands: its config (epochs included) is inside last.pt
+            speed = 0.0
+            saved = TrainConfig.from_dict(read_checkpoint(run / "last.pt")["config"])
+            cfg = saved.replace(device=cfg.device, threads=cfg.threads)
+            print(f"[{name}] resuming at the epoch after last.pt's, {cfg.epochs} epochs planned", flush=True)
+        else:
+            x, y, vx, _ = select_splits(data, cfg)
+            speed = measure_speed(cfg, x, y)
+            budget = plan_s if plan_s is not None else deadline - time.time()
+            epochs = plan_epochs(budget, speed, len(x), len(vx), max_epochs)
+            cfg = cfg.replace(epochs=epochs, patience=0)
+            print(f"[{name}] {speed:.0f} img/s -> {epochs} epochs", flush=True)
         stopper = Stopper()
         timer = threading.Timer(max(0.0, deadline - time.time()), lambda: setattr(stopper, "stop", True))
         timer.daemon = True
         timer.start()
-        run = Path(runs) / name
         t0 = time.time()
 
         def on_epoch(row: dict[str, Any]) -> None:
-            print(f"[{name}] epoch {row['epoch'] + 1}/{epochs} train_acc {row['train_acc']:.3f} val_acc {row['val_acc']:.4f} "
+            print(f"[{name}] epoch {row['epoch'] + 1}/{cfg.epochs} train_acc {row['train_acc']:.3f} val_acc {row['val_acc']:.4f} "
                   f"{row['images_per_s']:.0f} img/s", flush=True)
 
-        status = fit(cfg, run, on_epoch_end=on_epoch, stopper=stopper, data=data)
+        status = fit(cfg, run, resume=resume, on_epoch_end=on_epoch, stopper=stopper, data=data)
         timer.cancel()
         result = {"name": name, "config": cfg.to_dict(), "probe_images_per_s": speed, "wall_s": time.time() - t0,
                   **{k: status.get(k) for k in ("state", "epoch", "epochs", "best_acc", "best_epoch")}}
@@ -121,7 +135,8 @@ def run_spec(spec: dict[str, Any], data_path: str, out: str, runs: str, deadline
         return {"name": name, "state": "failed", "error": f"{type(e).__name__}: {e}"}
 
 
-def sweep(specs: list[dict[str, Any]], data_path: str, out: str, runs: str, budget_s: float) -> list[dict[str, Any]]:
+def sweep(specs: list[dict[str, Any]], data_path: str, out: str, runs: str, budget_s: float,
+          plan_s: float | None = None, resume: bool = False) -> list[dict[str, Any]]:
     """Run every spec at once, each in its own `python gpu_sweep.py one` process, and write OUT/sweep.json.
 
     Plain subprocesses rather than multiprocessing: nothing is pickled, a crashing spec cannot hang the pool, and
@@ -136,6 +151,7 @@ def sweep(specs: list[dict[str, Any]], data_path: str, out: str, runs: str, budg
         result.unlink(missing_ok=True)
         cmd = [sys.executable, str(Path(__file__).resolve()), "one", "--spec", json.dumps(spec), "--data", data_path,
                "--out", out, "--runs", runs, "--deadline", repr(deadline), "--result", str(result)]
+        cmd += (["--plan-s", repr(plan_s)] if plan_s is not None else []) + (["--resume"] if resume else [])
         procs.append((spec["name"], result, subprocess.Popen(cmd)))
     results = []
     for name, result, proc in procs:
@@ -180,12 +196,18 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("--spec", "--data", "--out", "--runs", "--result"):
         o.add_argument(flag, required=True)
     o.add_argument("--deadline", type=float, required=True)
+    for q in (r, o):
+        q.add_argument("--plan-s", type=float, default=None,
+                       help="seconds of training to plan each schedule for (default: --budget-s); more than this call's "
+                            "budget when a later call goes on with --resume")
+        q.add_argument("--resume", action="store_true",
+                       help="a spec whose run folder (under --runs) has last.pt goes on from it with its planned epochs")
     u = sub.add_parser("unsweep", help="recreate run folders (config.json, metrics.jsonl) from a sweep.json")
     u.add_argument("sweep_json")
     u.add_argument("--runs", required=True)
     args = p.parse_args(argv)
     if args.cmd == "one":
-        res = run_spec(json.loads(args.spec), args.data, args.out, args.runs, args.deadline)
+        res = run_spec(json.loads(args.spec), args.data, args.out, args.runs, args.deadline, args.plan_s, args.resume)
         Path(args.result).write_text(json.dumps(res) + "\n")
         return 0 if res.get("state") != "failed" else 1
     if args.cmd == "unsweep":
@@ -200,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.out}: {size / 1e6:.1f} MB")
         return 0
     specs = [{"device": args.device, **json.loads(s)} for s in args.spec]
-    results = sweep(specs, args.data, args.out, args.runs, args.budget_s)
+    results = sweep(specs, args.data, args.out, args.runs, args.budget_s, args.plan_s, args.resume)
     for res in results:
         print(json.dumps({k: res.get(k) for k in ("name", "state", "epoch", "epochs", "best_acc", "best_epoch", "error")}))
     return 0 if all(res.get("state") != "failed" for res in results) else 1

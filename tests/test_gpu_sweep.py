@@ -76,3 +76,24 @@ def test_cpu_sweep_exports_every_spec_and_reports_failures(sweep_mod, sample_pat
     runs = sweep_mod.unsweep(tmp_path / "out" / "sweep.json", tmp_path / "again")
     assert sorted(p.name for p in runs) == ["a", "b"]
     assert RunFolder(runs[0]).read_metrics() == by["a"]["metrics"]
+
+
+def test_resume_goes_on_with_the_first_calls_plan(sweep_mod, sample_path, tmp_path):
+    """A schedule planned for more than one call: the second call (--resume) continues each run folder's last.pt."""
+    data, out, runs = tmp_path / "fer.npz", tmp_path / "out", tmp_path / "runs"
+    sweep_mod.pack(sweep_mod.load_dataset(sample_path), data)
+    spec = json.dumps({"name": "a", "model": "small", "width": 8, "batch_size": 32, "threads": 1, "max_epochs": 2})
+    common = ["--data", str(data), "--out", str(out), "--runs", str(runs), "--device", "cpu", "--spec", spec]
+    assert sweep_mod.main(["run", "--budget-s", "60", *common]) == 0
+    first = json.loads((out / "sweep.json").read_text())["results"][0]["metrics"]
+    # what a first call cut off by its deadline leaves: last.pt after epoch 2 of a 4-epoch plan
+    last = runs / "a" / "last.pt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)
+    ckpt["config"]["epochs"] = 4
+    torch.save(ckpt, last)
+    assert sweep_mod.main(["run", "--budget-s", "60", "--resume", *common]) == 0
+    r = json.loads((out / "sweep.json").read_text())["results"][0]
+    assert r["state"] == "finished" and r["epochs"] == 4 and r["config"]["epochs"] == 4
+    assert [m["epoch"] for m in r["metrics"]] == [0, 1, 2, 3]
+    assert r["metrics"][:2] == first  # the first call's epochs kept, not retrained
+    assert r["metrics"][2]["lr"] < r["metrics"][1]["lr"] * 1.01  # on the same cosine, not a fresh warm-up
