@@ -102,7 +102,8 @@ def training_summary(runs: Sequence[Path]) -> str:
     parts, epochs, secs = [], 0, 0.0
     for i, run in enumerate(runs):
         text, n, s = run_summary(run, from_scratch=i == 0)
-        parts.append(f"Run {i + 1}, `{run.name}`{' (started from the previous run with `--init`)' if i else ''}:\n{text}")
+        start = " (started from trained weights with `--init`, see the recipe)" if i else ""
+        parts.append(f"Run {i + 1}, `{run.name}`{start}:\n{text}")
         epochs, secs = epochs + n, secs + s
     parts.append(f"In all: {epochs} epochs, {secs / 3600:.2f} h of SGD steps.")
     return "\n\n".join(parts)

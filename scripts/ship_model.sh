@@ -2,6 +2,7 @@
 # Ship a run's best checkpoint: fp16 export, PublicTest reports (centre crop, ten-crop TTA, int8 inference), model card.
 #   bash scripts/ship_model.sh RUN_DIR "TRAINING COMMANDS" [NAME]
 # FER_PARENT_RUNS="RUN1 RUN2": earlier runs of a chain (RUN_DIR started from them with --init), for the card.
+# FER_WEIGHTS=PATH: ship this checkpoint (e.g. a `python -m fer_core.soup` of several runs) instead of RUN_DIR/best.pt.
 # FER_HARDWARE="...": where it trained (default: this machine's CPU). FER_CARD_NOTES: free text for the card.
 # The exported checkpoint gets a softmax temperature fitted on PublicTest (fer_core.calibrate) before the reports.
 # Evaluates on PublicTest only (the selection split); PrivateTest is left for independent evaluation.
@@ -11,7 +12,7 @@ run=${1:?usage: ship_model.sh RUN_DIR "TRAINING COMMANDS" [NAME]}
 command=${2:?the training command lines, for the model card}
 name=${3:-fer_resnet}
 out=checkpoints
-python -c "from fer_core.checkpoint import export_checkpoint as e; e('$run/best.pt', '$out/$name.pt')"
+python -c "from fer_core.checkpoint import export_checkpoint as e; e('${FER_WEIGHTS:-$run/best.pt}', '$out/$name.pt')"
 python -m fer_core.calibrate --checkpoint "$out/$name.pt" --split PublicTest --threads 2
 python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --threads 2 --out "$out/$name.report.json"
 python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --threads 2 --tta tencrop --out "$out/$name.tta.report.json"

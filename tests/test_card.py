@@ -25,7 +25,7 @@ def test_card_summarises_a_chain_of_runs(sample_data, tmp_path):
     fit(cfg.replace(epochs=3, init=str(tmp_path / "first" / "best.pt")), tmp_path / "second", data=sample_data)
     secs = sum(r["train_seconds"] for run in ("first", "second") for r in RunFolder(tmp_path / run).read_metrics())
     text = training_summary([tmp_path / "first", tmp_path / "second"])
-    assert "Run 1, `first`" in text and "Run 2, `second` (started from the previous run" in text
+    assert "Run 1, `first`" in text and "Run 2, `second` (started from trained weights" in text
     assert "epochs run: 2;" in text and "epochs run: 3;" in text
     assert text.count("time to 65% PublicTest") == 1  # not for the run that started from trained weights
     assert f"In all: 5 epochs, {secs / 3600:.2f} h" in text

@@ -25,7 +25,10 @@ with model_col:
         cols = st.columns(4)
         cols[0].metric("architecture", model.config.model, help=f"width {model.config.width} (channels of the first stage)")
         cols[1].metric("parameters", f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} k", help=f"{n:,}")
-        cols[2].metric("epochs trained", (model.meta.get("epoch") or 0) + 1)
+        if soup := model.meta.get("soup"):
+            cols[2].metric("weights", f"mean of {len(soup)}", help="a model soup: fine-tunes of one start, averaged")
+        else:
+            cols[2].metric("epochs trained", (model.meta.get("epoch") or 0) + 1)
         cols[3].metric("accuracy", f"{reports[0]['accuracy']:.1%}" if reports else "-",
                        help=f"{reports[0]['split']}, TTA {reports[0]['tta']}" if reports else "no evaluation report yet")
         for r in reports:
