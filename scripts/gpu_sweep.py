@@ -89,8 +89,21 @@ def measure_speed(cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, images: in
     return train_one_epoch(model, opt, xs, ys, cfg, norm, epoch=1)["images_per_s"]
 
 
+def ready_barrier(runs: str | Path, name: str, peers: list[str], timeout_s: float = 90.0) -> float:
+    """Mark `name` ready and wait (at most timeout_s) until every peer is, so that all specs measure their speed while
+    the others train: a probe run while peers still load data overestimates the shared speed (by 13-35% on the
+    third H100 lease, which cut every schedule short). Returns the seconds waited."""
+    folder = Path(runs) / ".ready"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).touch()
+    t0 = time.time()
+    while time.time() - t0 < timeout_s and not all((folder / p).exists() for p in peers):
+        time.sleep(0.2)
+    return time.time() - t0
+
+
 def run_spec(spec: dict[str, Any], data_path: str, out: str, runs: str, deadline: float,
-             plan_s: float | None = None, resume: bool = False) -> dict[str, Any]:
+             plan_s: float | None = None, resume: bool = False, peers: list[str] | None = None) -> dict[str, Any]:
     """One spec in its own process: measure, plan epochs for plan_s seconds (default: until the deadline), fit until
     done or the deadline, export. With resume, a run folder left by an earlier call goes on with its planned epochs."""
     spec = dict(spec)
@@ -105,9 +118,11 @@ def run_spec(spec: dict[str, Any], data_path: str, out: str, runs: str, deadline
             speed = 0.0
             saved = TrainConfig.from_dict(read_checkpoint(run / "last.pt")["config"])
             cfg = saved.replace(device=cfg.device, threads=cfg.threads)
+            ready_barrier(runs, name, [])  # nothing to measure; only let the peers go
             print(f"[{name}] resuming at the epoch after last.pt's, {cfg.epochs} epochs planned", flush=True)
         else:
             x, y, vx, _ = select_splits(data, cfg)
+            ready_barrier(runs, name, peers or [])
             speed = measure_speed(cfg, x, y)
             budget = plan_s if plan_s is not None else deadline - time.time()
             epochs = plan_epochs(budget, speed, len(x), len(vx), max_epochs)
@@ -132,6 +147,8 @@ def run_spec(spec: dict[str, Any], data_path: str, out: str, runs: str, deadline
         return result | {"metrics": RunFolder(run).read_metrics()}
     except Exception as e:  # noqa: BLE001 - one failing spec must not take the others' results with it
         print(f"[{name}] failed: {type(e).__name__}: {e}", flush=True)
+        (Path(runs) / ".ready").mkdir(parents=True, exist_ok=True)
+        (Path(runs) / ".ready" / name).touch()  # a failed spec must not hold the others at the barrier
         return {"name": name, "state": "failed", "error": f"{type(e).__name__}: {e}"}
 
 
@@ -145,12 +162,15 @@ def sweep(specs: list[dict[str, Any]], data_path: str, out: str, runs: str, budg
     Path(out).mkdir(parents=True, exist_ok=True)
     Path(runs).mkdir(parents=True, exist_ok=True)
     deadline = time.time() + budget_s
+    for old in (Path(runs) / ".ready").glob("*"):
+        old.unlink()
+    names = ",".join(spec["name"] for spec in specs)
     procs = []
     for spec in specs:
         result = Path(runs) / f"{spec['name']}.result.json"
         result.unlink(missing_ok=True)
         cmd = [sys.executable, str(Path(__file__).resolve()), "one", "--spec", json.dumps(spec), "--data", data_path,
-               "--out", out, "--runs", runs, "--deadline", repr(deadline), "--result", str(result)]
+               "--out", out, "--runs", runs, "--deadline", repr(deadline), "--result", str(result), "--peers", names]
         cmd += (["--plan-s", repr(plan_s)] if plan_s is not None else []) + (["--resume"] if resume else [])
         procs.append((spec["name"], result, subprocess.Popen(cmd)))
     results = []
@@ -196,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("--spec", "--data", "--out", "--runs", "--result"):
         o.add_argument(flag, required=True)
     o.add_argument("--deadline", type=float, required=True)
+    o.add_argument("--peers", default="", help="comma-separated names of the specs to wait for before measuring")
     for q in (r, o):
         q.add_argument("--plan-s", type=float, default=None,
                        help="seconds of training to plan each schedule for (default: --budget-s); more than this call's "
@@ -207,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--runs", required=True)
     args = p.parse_args(argv)
     if args.cmd == "one":
-        res = run_spec(json.loads(args.spec), args.data, args.out, args.runs, args.deadline, args.plan_s, args.resume)
+        res = run_spec(json.loads(args.spec), args.data, args.out, args.runs, args.deadline, args.plan_s, args.resume,
+                       [n for n in args.peers.split(",") if n])
         Path(args.result).write_text(json.dumps(res) + "\n")
         return 0 if res.get("state") != "failed" else 1
     if args.cmd == "unsweep":

@@ -97,3 +97,12 @@ def test_resume_goes_on_with_the_first_calls_plan(sweep_mod, sample_path, tmp_pa
     assert [m["epoch"] for m in r["metrics"]] == [0, 1, 2, 3]
     assert r["metrics"][:2] == first  # the first call's epochs kept, not retrained
     assert r["metrics"][2]["lr"] < r["metrics"][1]["lr"] * 1.01  # on the same cosine, not a fresh warm-up
+
+
+def test_ready_barrier_waits_for_every_peer_and_no_longer(sweep_mod, tmp_path):
+    import threading
+
+    threading.Timer(0.5, lambda: (tmp_path / ".ready" / "b").touch()).start()
+    waited = sweep_mod.ready_barrier(tmp_path, "a", ["a", "b"], timeout_s=30)
+    assert 0.4 < waited < 10 and (tmp_path / ".ready" / "a").exists()
+    assert sweep_mod.ready_barrier(tmp_path, "c", ["c", "never"], timeout_s=0.5) >= 0.5  # a missing peer: the timeout
