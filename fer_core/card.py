@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_model
-from .config import EMOTIONS
+from .config import EMOTIONS, TrainConfig
 from .evaluate import headline_order
 from .models import describe_model
 from .train import RunFolder
@@ -121,6 +121,20 @@ def temperature_note(meta: dict[str, Any]) -> str:
             "in-sample for these parameters. They change no centre-crop answer; a TTA average can rarely flip one.")
 
 
+def targets_note(cfg: TrainConfig) -> str:
+    """The training targets beyond the FER2013 labels: FER+ soft labels and a distillation teacher (empty without)."""
+    parts = []
+    if cfg.soft_labels > 0:
+        parts.append(f"each target moved {cfg.soft_labels:g} of the way from the FER2013 label towards the image's FER+ "
+                     "vote shares (`--soft-labels`)")
+    if cfg.teacher:
+        parts.append(f"knowledge distillation from `{Path(cfg.teacher).name}` (`--teacher`): the loss is "
+                     f"{1 - cfg.distill:g} x the label loss + {cfg.distill:g} x T^2 KL(teacher || student) at temperature "
+                     f"T = {cfg.distill_t:g}, the teacher scoring each augmented batch (the teacher, too, was selected on "
+                     "PublicTest only)")
+    return ("Targets: " + "; ".join(parts) + ".") if parts else ""
+
+
 def render(checkpoint: str | Path, reports: list[dict[str, Any]], runs: Sequence[Path], command: str, hardware: str,
            notes: str = "") -> str:
     loaded = load_model(checkpoint)
@@ -151,6 +165,7 @@ FER2013 facial-expression classifier (7 classes: {", ".join(EMOTIONS)}), trained
 
 SGD with Nesterov momentum, cosine schedule with linear warmup, label smoothing, random erasing, per-image
 random crop/flip/rotation/zoom/brightness-contrast applied to whole batches as tensors.
+{targets_note(cfg)}
 
 {training_summary(runs)}
 - hardware: {hardware}

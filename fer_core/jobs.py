@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig, atomic_write_json
+from .distill import check_distill
 
 RUNS_ENV = "FER_RUNS"  # where runs live when no folder is given
 LOCK_NAME = ".train.lock"  # in the runs root: {"run", "pid", "started"} of the one training job allowed
@@ -128,7 +129,7 @@ def train_args(cfg: TrainConfig) -> list[str]:
     default, args = TrainConfig(), []
     for f in fields(TrainConfig):
         value = getattr(cfg, f.name)
-        if f.name == "data" and value:
+        if f.name in ("data", "init", "teacher") and value:
             value = str(Path(value).expanduser().resolve())  # the child runs in another folder
         elif value == getattr(default, f.name):
             continue
@@ -216,6 +217,7 @@ def _start(root: Path, run_dir: Path, flags: list[str], resume: bool) -> Job:
 
 def start_job(cfg: TrainConfig, runs_root: str | os.PathLike[str] | None = None, name: str | None = None) -> Job:
     """Start `python -m fer_core.train` for cfg in a new run folder; raises JobRunningError if a job runs."""
+    check_distill(cfg)  # the settings the child would refuse, refused here with nothing started
     root = resolve_runs_root(runs_root)
     name = name or f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model}{cfg.width}"
     if not name or Path(name).name != name or name.startswith("."):

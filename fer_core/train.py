@@ -21,6 +21,7 @@ from torch import nn
 from .checkpoint import CheckpointError, float_weights, read_checkpoint, save_checkpoint
 from .config import NUM_CLASSES, DataNotFoundError, TrainConfig, atomic_write_json, set_seed, set_threads
 from .data import DataError, FERData, load_dataset
+from .distill import Teacher, check_distill, combined_loss
 from .models import build_model, count_params, list_models
 from .targets import check_soft_labels, select_splits, soft_targets
 from .transforms import Normalization, augment_batch, mixup, preprocess
@@ -132,12 +133,13 @@ def forward(model: nn.Module, xb: torch.Tensor, precision: str = "fp32") -> torc
 def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
                     norm: Normalization, epoch: int, weight: torch.Tensor | None = None,
                     on_step: StepCallback | None = None, stopper: Stopper | None = None,
-                    targets: torch.Tensor | None = None) -> dict[str, float]:
+                    targets: torch.Tensor | None = None, teacher: Teacher | None = None) -> dict[str, float]:
     """One pass over uint8 images x (N, 48, 48) on the model's device; returns loss, accuracy, images/s (or `stopped`).
 
     `targets` (N, 7), when given, are the training targets (soft labels) instead of the class indices y; accuracy
-    is still against y. Loss and accuracy accumulate on the device, augmentation draws its random numbers there,
-    and on a GPU `on_step` is called every 25 steps: nothing makes the loop wait for the GPU after each batch.
+    is still against y. A `teacher` adds its distillation term, scored on the same augmented batch. Loss and
+    accuracy accumulate on the device, augmentation draws its random numbers there, and on a GPU `on_step` is
+    called every 25 steps: nothing makes the loop wait for the GPU after each batch.
     """
     model.train()
     seed = cfg.seed * 100_003 + epoch  # fixed per epoch: resume is exact
@@ -172,6 +174,7 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
         else:
             out = forward(model, xb, cfg.precision)
             loss = F.cross_entropy(out, tb, weight, label_smoothing=cfg.label_smoothing)
+        loss = combined_loss(loss, out, teacher.logits(xb) if teacher is not None else None, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -242,6 +245,9 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     """Train per cfg into run_dir; resume continues from last.pt. Returns the final status dict."""
     check_precision(cfg.precision)  # before any file is written
     check_soft_labels(cfg.soft_labels)
+    check_distill(cfg)
+    if cfg.teacher:
+        read_checkpoint(cfg.teacher)  # a missing or corrupt teacher fails before the data loads
     device = check_device(cfg.device)  # likewise; resuming keeps this device, whatever the run trained on
     run = RunFolder(run_dir)
     set_threads(cfg.threads)
@@ -259,6 +265,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     source = ckpt or init
     norm = Normalization(**source["norm"]) if source else Normalization.fit(x.cpu())
     model, opt = build_for_training(cfg, device, float_weights(init) if init is not None else None)
+    teacher = Teacher(cfg.teacher, norm, cfg.precision, device) if cfg.teacher else None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -271,7 +278,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     run.write_status(**status)
     epoch = start_epoch
     for epoch in range(start_epoch, cfg.epochs):
-        tr = train_one_epoch(model, opt, x, y, cfg, norm, epoch, weight, on_step, stopper, targets)
+        tr = train_one_epoch(model, opt, x, y, cfg, norm, epoch, weight, on_step, stopper, targets, teacher)
         if tr.get("stopped"):
             status["state"] = "stopped"
             break

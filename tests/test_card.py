@@ -31,3 +31,12 @@ def test_card_summarises_a_chain_of_runs(sample_data, tmp_path):
     assert f"In all: 5 epochs, {secs / 3600:.2f} h" in text
     assert training_summary([tmp_path / "first"]).startswith("- epochs run: 2;")
     assert "not available" in training_summary([tmp_path / "missing"])
+
+
+def test_card_names_the_targets_beyond_the_labels():
+    from fer_core.card import targets_note
+
+    assert targets_note(TrainConfig()) == ""
+    note = targets_note(TrainConfig(teacher="/x/checkpoints/fer_resnet.pt", distill=0.8, distill_t=2.0, soft_labels=0.3))
+    assert "`fer_resnet.pt`" in note and "0.2 x the label loss + 0.8 x T^2 KL" in note and "T = 2" in note
+    assert "FER+" in note

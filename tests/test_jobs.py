@@ -41,6 +41,20 @@ def test_train_args_round_trip_through_the_cli():
     assert "--lr" in jobs.train_args(cfg) and "--momentum" not in jobs.train_args(cfg)  # defaults stay implicit
 
 
+def test_checkpoint_paths_are_made_absolute_and_bad_distillation_starts_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = TINY.replace(teacher="b/teacher.pt", distill=0.7, distill_t=3.0)
+    args = jobs.train_args(cfg)
+    assert args[args.index("--teacher") + 1] == str(tmp_path / "b" / "teacher.pt")  # the child runs elsewhere
+    assert config_from_args(get_args_parser().parse_args(["--run", "x", *args])) == cfg.replace(
+        teacher=str(tmp_path / "b" / "teacher.pt"))
+    args = jobs.train_args(cfg.replace(init="a/start.pt"))
+    assert args[args.index("--init") + 1] == str(tmp_path / "a" / "start.pt")
+    with pytest.raises(ValueError, match="needs a teacher"):
+        jobs.start_job(TINY.replace(distill=0.5), tmp_path / "runs", name="kd")
+    assert not (tmp_path / "runs" / "kd").exists()
+
+
 def test_runs_root_from_argument_env_or_home(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_RUNS", str(tmp_path / "env"))
     assert jobs.resolve_runs_root() == tmp_path / "env"

@@ -23,9 +23,10 @@ if current is not None:
     st.info(f"Job **{current.name}** is running; start another when it ends or after cancelling it.",
             icon=":material/directions_run:")
 
-RANDOM = "random weights"
+RANDOM, NO_TEACHER = "random weights", "no teacher"
 with st.expander("New training run", expanded=current is None), st.form("train"):
-    start = st.selectbox("Start from", [RANDOM, *map(str, loaders.find_checkpoints(s.runs_root))],
+    checkpoints = list(map(str, loaders.find_checkpoints(s.runs_root)))
+    start = st.selectbox("Start from", [RANDOM, *checkpoints],
                          format_func=lambda p: p if p == RANDOM else widgets.checkpoint_label(p),
                          help="Fine-tune a trained model: its weights, architecture and normalisation, "
                               "with a fresh optimizer and schedule (a lower learning rate suits this)")
@@ -50,6 +51,15 @@ with st.expander("New training run", expanded=current is None), st.form("train")
     soft_labels = c[1].number_input("FER+ soft labels", 0.0, 1.0, d.soft_labels, step=0.1,
                                     help="Move each training target towards the image's FER+ vote shares by this weight "
                                          "(needs fer2013new.csv beside the CSV; 0.3 gained 0.9 points in a GPU sweep)")
+    teacher = c[2].selectbox("Teacher", [NO_TEACHER, *checkpoints],
+                             format_func=lambda p: p if p == NO_TEACHER else widgets.checkpoint_label(p),
+                             help="Knowledge distillation: a trained model scores every augmented batch and the student "
+                                  "also learns its softened answers (costs the teacher's forward pass per batch)")
+    distill = c[3].number_input("Teacher weight", 0.0, 1.0, 0.8, step=0.1,
+                                help="Share of the teacher's term in the loss (the labels get the rest); "
+                                     "used only with a teacher")
+    distill_t = c[0].number_input("Teacher temperature", 0.5, 10.0, d.distill_t, step=0.5,
+                                  help="Softens both models' answers in the teacher's term")
     class_weights = c[3].checkbox("Class weights", help="Weight the loss by inverse class frequency (helps disgust)")
     bf16 = c[3].checkbox("bfloat16", value=bf16_supported(), help="bfloat16 autocast: about 2.4x faster on CPUs with "
                          "AVX512-BF16 or AMX (on by default where this CPU has it); weights stay float32")
@@ -61,6 +71,8 @@ if submitted:
                     erasing=float(erasing), mixup=float(mixup), soft_labels=float(soft_labels), labels=labels, limit=int(limit),
                     threads=int(threads), crop_size=int(crop_size), class_weights=class_weights,
                     precision="bf16" if bf16 else "fp32", device=device, warmup_epochs=min(d.warmup_epochs, int(epochs) - 1))
+    if teacher != NO_TEACHER:
+        cfg = cfg.replace(teacher=teacher, distill=float(distill), distill_t=float(distill_t))
     try:
         if start != RANDOM:
             src = loaders.get_model(start).config
@@ -68,7 +80,7 @@ if submitted:
         job = jobs.start_job(cfg, s.runs_root, name=name.strip() or None)
         st.session_state["train-run"] = job.name
         st.toast(f"Started {job.name} (pid {job.pid})")
-    except (jobs.JobError, CheckpointError, OSError) as e:  # OSError: the runs folder cannot be written
+    except (jobs.JobError, CheckpointError, ValueError, OSError) as e:  # OSError: the runs folder cannot be written
         st.error(str(e))
 
 runs = jobs.list_runs(s.runs_root)
