@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_model
+from .checkpoint import LoadedModel
 from .config import TrainConfig
 from .transforms import Normalization
 
@@ -26,10 +26,8 @@ def check_distill(cfg: TrainConfig) -> None:
 class Teacher:
     """A frozen checkpoint that scores the student's normalised, augmented batches (same pixels, its own normalisation)."""
 
-    def __init__(self, path: str, student_norm: Normalization, precision: str = "fp32",
+    def __init__(self, loaded: LoadedModel, student_norm: Normalization, precision: str = "fp32",
                  device: torch.device | str = "cpu") -> None:
-        loaded = load_model(path)  # CheckpointError for a missing, corrupt or incompatible file
-        self.path = path
         self.net: nn.Module = loaded.model.to(device, memory_format=torch.channels_last).eval()
         self.precision = precision
         for p in self.net.parameters():

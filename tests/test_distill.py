@@ -50,7 +50,7 @@ def test_teacher_scores_the_students_batch_in_its_own_normalisation(sample_data,
     teacher_model = load_model(fast_checkpoint)
     x = sample_data.split("PublicTest")[0][:16]
     other = Normalization(mean=100.0, std=40.0)  # a student fitted on other pixel statistics
-    teacher = Teacher(str(fast_checkpoint), other)
+    teacher = Teacher(load_model(fast_checkpoint), other)
     got = teacher.logits(preprocess(x, other, 44))
     with torch.no_grad():
         want = teacher_model.model(preprocess(x, teacher_model.norm, 44))
