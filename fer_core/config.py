@@ -93,7 +93,7 @@ class TrainConfig:
     erasing: float = 0.5  # probability of random erasing per image
     mixup: float = 0.0  # mixup alpha (0 = off)
     soft_labels: float = 0.0  # weight of each image's FER+ vote shares in its training target (needs fer2013new.csv)
-    teacher: str = ""  # distil from this checkpoint's outputs on each augmented batch ("" = no teacher)
+    teacher: str = ""  # distil from this checkpoint's outputs on each augmented batch; "a.pt,b.pt" = their mean ("" = none)
     distill: float = 0.0  # weight of the teacher's term in the loss (0 to 1; the label loss gets 1 - distill)
     distill_t: float = 2.0  # softmax temperature of the teacher's term
     val_split: str = "PublicTest"  # split used for model selection and early stopping

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import LoadedModel
+from .checkpoint import LoadedModel, load_model
 from .config import TrainConfig
 from .transforms import Normalization
+
+
+def teacher_paths(teacher: str) -> list[str]:
+    """The checkpoints named by a teacher setting: one path, or several separated by commas (an ensemble)."""
+    return [os.path.expanduser(p.strip()) for p in teacher.split(",") if p.strip()]
+
+
+def load_teachers(teacher: str) -> list[LoadedModel]:
+    """Load every teacher checkpoint (a missing or corrupt one raises CheckpointError naming it)."""
+    return [load_model(p) for p in teacher_paths(teacher)]
 
 
 def check_distill(cfg: TrainConfig) -> None:
@@ -24,25 +36,35 @@ def check_distill(cfg: TrainConfig) -> None:
 
 
 class Teacher:
-    """A frozen checkpoint that scores the student's normalised, augmented batches (same pixels, its own normalisation)."""
+    """Frozen checkpoints that score the student's normalised, augmented batches (same pixels, each its own normalisation).
 
-    def __init__(self, loaded: LoadedModel, student_norm: Normalization, precision: str = "fp32",
+    One checkpoint gives its logits; several (an ensemble) give the log of their mean probabilities, which the
+    distillation term treats as logits: softmax(log p / t) is the ensemble's distribution softened by t.
+    """
+
+    def __init__(self, loaded: LoadedModel | list[LoadedModel], student_norm: Normalization, precision: str = "fp32",
                  device: torch.device | str = "cpu") -> None:
-        self.net: nn.Module = loaded.model.to(device, memory_format=torch.channels_last).eval()
+        members = loaded if isinstance(loaded, list) else [loaded]
+        if not members:
+            raise ValueError("a Teacher needs at least one checkpoint")
+        self.nets: list[nn.Module] = [m.model.to(device, memory_format=torch.channels_last).eval() for m in members]
         self.precision = precision
-        for p in self.net.parameters():
-            p.requires_grad_(False)
-        # (x - m_s) / s_s -> (x - m_t) / s_t  ==  xb * scale + shift
-        self.scale = student_norm.std / loaded.norm.std
-        self.shift = (student_norm.mean - loaded.norm.mean) / loaded.norm.std
+        for net in self.nets:
+            for p in net.parameters():
+                p.requires_grad_(False)
+        # (x - m_s) / s_s -> (x - m_t) / s_t  ==  xb * scale + shift, per member
+        self.affine = [(student_norm.std / m.norm.std, (student_norm.mean - m.norm.mean) / m.norm.std) for m in members]
 
     @torch.inference_mode()
     def logits(self, xb: torch.Tensor) -> torch.Tensor:
-        """(B, 1, h, w) student-normalised batch -> (B, 7) fp32 teacher logits."""
-        xt = xb * self.scale + self.shift
-        with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            out = self.net(xt)
-        return out.float()
+        """(B, 1, h, w) student-normalised batch -> (B, 7) fp32 teacher logits (ensemble: log mean probability)."""
+        outs = []
+        for net, (scale, shift) in zip(self.nets, self.affine, strict=True):
+            with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                outs.append(net(xb * scale + shift).float())
+        if len(outs) == 1:
+            return outs[0]
+        return torch.stack([F.softmax(o, dim=1) for o in outs]).mean(0).log()
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, t: float) -> torch.Tensor:

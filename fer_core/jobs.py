@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig, atomic_write_json
-from .distill import check_distill
+from .distill import check_distill, teacher_paths
 
 RUNS_ENV = "FER_RUNS"  # where runs live when no folder is given
 LOCK_NAME = ".train.lock"  # in the runs root: {"run", "pid", "started"} of the one training job allowed
@@ -124,13 +124,20 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def absolute(path: str) -> str:
+    """`path` with ~ expanded, made absolute."""
+    return str(Path(path).expanduser().resolve())
+
+
 def train_args(cfg: TrainConfig) -> list[str]:
     """CLI flags for the fields that differ from the defaults (plus data, made absolute)."""
     default, args = TrainConfig(), []
     for f in fields(TrainConfig):
         value = getattr(cfg, f.name)
-        if f.name in ("data", "init", "teacher") and value:
-            value = str(Path(value).expanduser().resolve())  # the child runs in another folder
+        if f.name in ("data", "init") and value:
+            value = absolute(value)  # the child runs in another folder
+        elif f.name == "teacher" and value:
+            value = ",".join(absolute(p) for p in teacher_paths(value))
         elif value == getattr(default, f.name):
             continue
         args += [f"--{f.name.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]

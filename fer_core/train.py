@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import CheckpointError, float_weights, load_model, read_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, float_weights, read_checkpoint, save_checkpoint
 from .config import NUM_CLASSES, DataNotFoundError, TrainConfig, atomic_write_json, set_seed, set_threads
 from .data import DataError, FERData, load_dataset
-from .distill import Teacher, check_distill, combined_loss
+from .distill import Teacher, check_distill, combined_loss, load_teachers
 from .models import build_model, count_params, list_models
 from .targets import check_soft_labels, select_splits, soft_targets
 from .transforms import Normalization, augment_batch, mixup, preprocess
@@ -246,7 +246,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     check_precision(cfg.precision)  # before any file is written
     check_soft_labels(cfg.soft_labels)
     check_distill(cfg)
-    teacher_model = load_model(cfg.teacher) if cfg.teacher else None  # a bad teacher fails before the data loads
+    teachers = load_teachers(cfg.teacher)  # a bad teacher fails before the data loads
     device = check_device(cfg.device)  # likewise; resuming keeps this device, whatever the run trained on
     run = RunFolder(run_dir)
     set_threads(cfg.threads)
@@ -264,7 +264,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     source = ckpt or init
     norm = Normalization(**source["norm"]) if source else Normalization.fit(x.cpu())
     model, opt = build_for_training(cfg, device, float_weights(init) if init is not None else None)
-    teacher = Teacher(teacher_model, norm, cfg.precision, device) if teacher_model is not None else None
+    teacher = Teacher(teachers, norm, cfg.precision, device) if teachers else None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])

@@ -40,3 +40,5 @@ def test_card_names_the_targets_beyond_the_labels():
     note = targets_note(TrainConfig(teacher="/x/checkpoints/fer_resnet.pt", distill=0.8, distill_t=2.0, soft_labels=0.3))
     assert "`fer_resnet.pt`" in note and "0.2 x the label loss + 0.8 x T^2 KL" in note and "T = 2" in note
     assert "FER+" in note
+    note = targets_note(TrainConfig(teacher="/x/a.pt,/y/b.pt", distill=0.7))
+    assert "the mean probabilities of `a.pt` + `b.pt`" in note and "0.3 x the label loss" in note

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fer_core.checkpoint import load_model, read_checkpoint
+from fer_core.checkpoint import CheckpointError, load_model, read_checkpoint
 from fer_core.config import TrainConfig
 from fer_core.data import FERData
-from fer_core.distill import Teacher, check_distill, distill_loss
+from fer_core.distill import Teacher, check_distill, distill_loss, load_teachers, teacher_paths
 from fer_core.train import fit
 from fer_core.transforms import Normalization, preprocess
 
@@ -55,7 +56,29 @@ def test_teacher_scores_the_students_batch_in_its_own_normalisation(sample_data,
     with torch.no_grad():
         want = teacher_model.model(preprocess(x, teacher_model.norm, 44))
     assert torch.allclose(got, want, atol=1e-4)
-    assert not any(p.requires_grad for p in teacher.net.parameters())
+    assert not any(p.requires_grad for net in teacher.nets for p in net.parameters())
+
+
+def test_an_ensemble_teacher_gives_its_mean_probabilities(sample_data, fast_checkpoint, tmp_path):
+    fit(TINY.replace(seed=5, limit=128), tmp_path / "other", data=sample_data)
+    a, b = load_model(fast_checkpoint), load_model(tmp_path / "other" / "last.pt")
+    norm = Normalization(mean=120.0, std=60.0)
+    xb = preprocess(sample_data.split("PublicTest")[0][:16], norm, 44)
+    la, lb = Teacher(a, norm).logits(xb), Teacher(b, norm).logits(xb)
+    assert not torch.allclose(F.softmax(la, 1), F.softmax(lb, 1), atol=1e-2)  # two different teachers
+    both = Teacher([a, b], norm).logits(xb)
+    assert torch.allclose(both.exp(), (F.softmax(la, 1) + F.softmax(lb, 1)) / 2, atol=1e-5)
+    # the same model twice teaches exactly what it teaches alone, at any temperature
+    twice = Teacher([a, a], norm).logits(xb)
+    s = torch.randn(16, 7)
+    assert distill_loss(s, twice, 2.0).item() == pytest.approx(distill_loss(s, la, 2.0).item(), rel=1e-5)
+
+
+def test_teacher_paths_split_on_commas_and_each_is_checked(fast_checkpoint, tmp_path):
+    assert teacher_paths(f" {fast_checkpoint}, ~/b.pt ,") == [str(fast_checkpoint), os.path.expanduser("~/b.pt")]
+    assert len(load_teachers(f"{fast_checkpoint},{fast_checkpoint}")) == 2
+    with pytest.raises(CheckpointError, match="missing.pt"):
+        load_teachers(f"{fast_checkpoint},{tmp_path / 'missing.pt'}")
 
 
 def test_student_learns_the_teachers_answers_not_the_labels(sample_data, fast_checkpoint, tmp_path):

@@ -48,6 +48,8 @@ def test_checkpoint_paths_are_made_absolute_and_bad_distillation_starts_nothing(
     assert args[args.index("--teacher") + 1] == str(tmp_path / "b" / "teacher.pt")  # the child runs elsewhere
     assert config_from_args(get_args_parser().parse_args(["--run", "x", *args])) == cfg.replace(
         teacher=str(tmp_path / "b" / "teacher.pt"))
+    args = jobs.train_args(cfg.replace(teacher="b/t1.pt,c/t2.pt"))  # an ensemble: each path made absolute
+    assert args[args.index("--teacher") + 1] == f"{tmp_path / 'b' / 't1.pt'},{tmp_path / 'c' / 't2.pt'}"
     args = jobs.train_args(cfg.replace(init="a/start.pt"))
     assert args[args.index("--init") + 1] == str(tmp_path / "a" / "start.pt")
     with pytest.raises(ValueError, match="needs a teacher"):
