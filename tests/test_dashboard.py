@@ -288,18 +288,19 @@ def test_train_form_starts_a_tiny_job_and_shows_it_finished(runs):
     assert by_label(at.button, "Train longer") is not None and len(at.dataframe) == 1
 
 
-def test_train_form_distils_from_a_teacher(runs, fast_checkpoint):
+def test_train_form_distils_from_an_ensemble_of_teachers(runs, fast_checkpoint):
     at = open_page("views/train.py")
-    by_label(at.selectbox, "Teacher").set_value(str(fast_checkpoint))
+    by_label(at.multiselect, "Teachers").set_value([str(fast_checkpoint)])
     by_label(at.number_input, "Teacher weight").set_value(0.0)  # a teacher with no weight: refused, nothing started
     submit_train_form(at, "ui-kd0")
     assert "unused with distill 0" in texts(at.error) and not (runs / "ui-kd0").exists()
+    by_label(at.multiselect, "Teachers").set_value([str(fast_checkpoint), str(DEFAULT_CHECKPOINT)])
     by_label(at.number_input, "Teacher weight").set_value(0.6)
     submit_train_form(at, "ui-kd")
     assert not at.exception and not at.error, texts(at.error)
     info = jobs.wait_job(runs / "ui-kd", timeout=180)
     assert info.state == "finished", info
-    assert (info.config["teacher"], info.config["distill"]) == (str(fast_checkpoint), 0.6)
+    assert (info.config["teacher"], info.config["distill"]) == (f"{fast_checkpoint},{DEFAULT_CHECKPOINT.resolve()}", 0.6)
 
 
 def test_train_form_fine_tunes_from_a_checkpoint(runs):

@@ -23,7 +23,7 @@ if current is not None:
     st.info(f"Job **{current.name}** is running; start another when it ends or after cancelling it.",
             icon=":material/directions_run:")
 
-RANDOM, NO_TEACHER = "random weights", "no teacher"
+RANDOM = "random weights"
 with st.expander("New training run", expanded=current is None), st.form("train"):
     checkpoints = list(map(str, loaders.find_checkpoints(s.runs_root)))
     start = st.selectbox("Start from", [RANDOM, *checkpoints],
@@ -51,10 +51,10 @@ with st.expander("New training run", expanded=current is None), st.form("train")
     soft_labels = c[1].number_input("FER+ soft labels", 0.0, 1.0, d.soft_labels, step=0.1,
                                     help="Move each training target towards the image's FER+ vote shares by this weight "
                                          "(needs fer2013new.csv beside the CSV; 0.3 gained 0.9 points in a GPU sweep)")
-    teacher = c[2].selectbox("Teacher", [NO_TEACHER, *checkpoints],
-                             format_func=lambda p: p if p == NO_TEACHER else widgets.checkpoint_label(p),
-                             help="Knowledge distillation: a trained model scores every augmented batch and the student "
-                                  "also learns its softened answers (costs the teacher's forward pass per batch)")
+    teachers = c[2].multiselect("Teachers", checkpoints, format_func=widgets.checkpoint_label, placeholder="no teacher",
+                                help="Knowledge distillation: trained models score every augmented batch and the student "
+                                     "also learns their softened answers (several: the mean of their probabilities; "
+                                     "each costs its forward pass per batch)")
     distill = c[3].number_input("Teacher weight", 0.0, 1.0, 0.8, step=0.1,
                                 help="Share of the teacher's term in the loss (the labels get the rest); "
                                      "used only with a teacher")
@@ -71,8 +71,8 @@ if submitted:
                     erasing=float(erasing), mixup=float(mixup), soft_labels=float(soft_labels), labels=labels, limit=int(limit),
                     threads=int(threads), crop_size=int(crop_size), class_weights=class_weights,
                     precision="bf16" if bf16 else "fp32", device=device, warmup_epochs=min(d.warmup_epochs, int(epochs) - 1))
-    if teacher != NO_TEACHER:
-        cfg = cfg.replace(teacher=teacher, distill=float(distill), distill_t=float(distill_t))
+    if teachers:
+        cfg = cfg.replace(teacher=",".join(teachers), distill=float(distill), distill_t=float(distill_t))
     try:
         if start != RANDOM:
             src = loaders.get_model(start).config
