@@ -129,8 +129,9 @@ def targets_note(cfg: TrainConfig) -> str:
         parts.append(f"each target moved {cfg.soft_labels:g} of the way from the FER2013 label towards the image's FER+ "
                      "vote shares (`--soft-labels`)")
     if cfg.teacher:
-        names = " + ".join(f"`{Path(t).name}`" for t in teacher_paths(cfg.teacher))
-        source = f"the mean probabilities of {names}" if "+" in names else names
+        paths = teacher_paths(cfg.teacher)
+        names = " + ".join(f"`{Path(t).name}`" for t in paths)
+        source = f"the mean probabilities of {names}" if len(paths) > 1 else names
         parts.append(f"knowledge distillation from {source} (`--teacher`): the loss is "
                      f"{1 - cfg.distill:g} x the label loss + {cfg.distill:g} x T^2 KL(teacher || student) at temperature "
                      f"T = {cfg.distill_t:g}, the teacher scoring each augmented batch (the teacher, too, was selected on "

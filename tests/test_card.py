@@ -42,3 +42,5 @@ def test_card_names_the_targets_beyond_the_labels():
     assert "FER+" in note
     note = targets_note(TrainConfig(teacher="/x/a.pt,/y/b.pt", distill=0.7))
     assert "the mean probabilities of `a.pt` + `b.pt`" in note and "0.3 x the label loss" in note
+    note = targets_note(TrainConfig(teacher="/x/c2+kd.pt", distill=0.7))  # one teacher, a "+" in its name
+    assert "from `c2+kd.pt` (`--teacher`)" in note and "mean probabilities" not in note
