@@ -328,15 +328,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Fields an --init checkpoint does not pass on: where it ran, and the teacher it learned from (a file on that machine;
+# the shipped model's names a folder no user has, and fine-tuning should not distil unless asked: --teacher).
+LOCAL_FIELDS = ("data", "device", "threads", "teacher", "distill", "distill_t")
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then --config, then the --init checkpoint's recipe (not its device or threads), then the run's own
+    """Defaults, then --config, then the --init checkpoint's recipe (not its LOCAL_FIELDS), then the run's own
     config when resuming, then flags."""
     base = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else TrainConfig()
     last = Path(args.run) / "last.pt"
     if args.resume and last.exists():
         base = TrainConfig.from_dict(read_checkpoint(last)["config"])
-    elif args.init:  # the recipe, not where it ran: device and threads stay this machine's defaults
-        base = TrainConfig.from_dict(read_checkpoint(args.init)["config"]).replace(device=base.device, threads=base.threads)
+    elif args.init:  # the recipe, not where it ran: this machine's data, device, threads, and no teacher
+        local = {name: getattr(base, name) for name in LOCAL_FIELDS}
+        base = TrainConfig.from_dict(read_checkpoint(args.init)["config"]).replace(**local)
     changes = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     return base.replace(**changes)
 
