@@ -58,7 +58,7 @@ def test_int8_agrees_with_fp32_on_held_out_real_faces(shipped, fp32, int8, vgg_p
     if shipped == "fer_vgg":
         fp32, int8 = vgg_pair
     x, y = sample_data.split("PublicTest")  # not the calibration faces (those are Training rows)
-    for tta in ("none", "tencrop"):
+    for tta in ("none", "tencrop" if shipped == "fer_vgg" else "flip"):  # ten-crop of the ResNet: 25 s more on AVX2
         p32, p8 = predict_probs(fp32, x, tta), predict_probs(int8, x, tta)
         assert p8.shape == (140, 7) and p8.dtype == np.float32 and np.allclose(p8.sum(1), 1, atol=1e-5)
         assert (p8.argmax(1) == p32.argmax(1)).mean() >= 0.95

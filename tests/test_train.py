@@ -16,7 +16,7 @@ from fer_core.checkpoint import read_checkpoint
 from fer_core.config import SAMPLE_DATA, TrainConfig
 from fer_core.data import DataError, load_ferplus
 from fer_core.targets import soft_targets
-from fer_core.train import RunFolder, fit, lr_at
+from fer_core.train import RunFolder, bf16_supported, fit, lr_at
 
 TINY = TrainConfig(model="small", width=8, batch_size=32, epochs=2, lr=0.05, warmup_epochs=1, crop_size=44, threads=1,
                    patience=0)
@@ -36,8 +36,11 @@ def test_lr_schedule_warmup_and_cosine():
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_learns_on_the_real_sample(sample_data, tmp_path, precision):
-    # 350 images: without augmentation the net must fit them and still beat chance on held-out faces.
-    cfg = TINY.replace(width=16, epochs=25, augment="none", erasing=0.0, lr=0.02, label_smoothing=0.0, drop_rate=0.0,
+    # 350 images: without augmentation the net must fit them and still beat chance on held-out faces. Where bf16 is
+    # emulated (no AVX512-BF16/AMX) width 16 took 258 s on a Zen 3 EPYC: width 8 there (91 s; loss 1.99 -> 0.82,
+    # train accuracy 0.87, held-out 0.29).
+    width = 8 if precision == "bf16" and not bf16_supported() else 16
+    cfg = TINY.replace(width=width, epochs=25, augment="none", erasing=0.0, lr=0.02, label_smoothing=0.0, drop_rate=0.0,
                        precision=precision)
     status = fit(cfg, tmp_path / "run", data=sample_data)
     rows = RunFolder(tmp_path / "run").read_metrics()
