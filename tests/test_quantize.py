@@ -15,7 +15,6 @@ from photos import astronaut
 import fer_core.quantize as quantize
 from fer_core.card import results_table
 from fer_core.checkpoint import CheckpointError, load_model
-from fer_core.config import DEFAULT_CHECKPOINT
 from fer_core.evaluate import predict_probs
 from fer_core.models import build_model, list_models
 from fer_core.predict import predict_image
@@ -47,9 +46,8 @@ def test_int8_copy_has_int8_layers_and_keeps_the_float_model(int8):
 
 
 @pytest.fixture(scope="module")
-def vgg_pair():
-    path = DEFAULT_CHECKPOINT.with_name("fer_vgg.pt")
-    return load_model(path), load_model(path, precision="int8")
+def vgg_pair(fast_checkpoint):
+    return load_model(fast_checkpoint), load_model(fast_checkpoint, precision="int8")
 
 
 @pytest.mark.parametrize("shipped", ["fer_resnet", "fer_vgg"])
