@@ -17,7 +17,7 @@ from .config import EMOTIONS, IMAGE_SIZE, DataNotFoundError, atomic_write_json, 
 from .data import DataError, load_dataset
 from .metrics import summarize
 from .models import count_params
-from .quantize import INFERENCE_PRECISIONS, reduce_range
+from .quantize import INFERENCE_PRECISIONS
 from .transforms import TTA_MODES, eval_views, to_float
 
 # Published single-model and reference results on FER2013 (PrivateTest unless noted).
@@ -83,7 +83,7 @@ def build_report(probs: np.ndarray, y_true: np.ndarray, *, split: str, tta: str,
                            "crop_size": loaded.config.crop_size, "epoch": loaded.meta.get("epoch")}
         report["precision"] = loaded.precision
         if loaded.precision == "int8":  # 7 bits on CPUs without VNNI, where 8 would overflow (fer_core.quantize)
-            report["int8_activation_bits"] = 7 if reduce_range() else 8
+            report["int8_activation_bits"] = loaded.fast.activation_bits
         report["temperature"] = loaded.temperature_for(tta)
     report |= {"data": data_source, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": seconds,
                "predictions": {"y_true": [int(v) for v in y_true], "y_pred": [int(v) for v in y_pred],

@@ -57,8 +57,9 @@ def int8_copy(model: nn.Module, calib: torch.Tensor, min_agreement: float = MIN_
     """Post-training static int8 quantization (per-channel weights, min/max activation ranges from `calib`).
 
     Convolutions, batch norm (folded), ReLU, pooling and the linear head run in int8 on the CPU; the copy
-    takes and returns float32 like the model. Raises QuantizationError if its top-1 predictions on `calib`
-    agree with the float model's less than `min_agreement`. No gradients or hooks: Captum uses the original.
+    takes and returns float32 like the model; its `activation_bits` says 7 or 8 (`reduce_range`). Raises
+    QuantizationError if its top-1 predictions on `calib` agree with the float model's less than `min_agreement`.
+    No gradients or hooks: Captum uses the original.
     """
     engine = _engine()
     torch.backends.quantized.engine = engine
@@ -68,7 +69,8 @@ def int8_copy(model: nn.Module, calib: torch.Tensor, min_agreement: float = MIN_
         from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
         from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-        qconfig = QConfig(activation=MinMaxObserver.with_args(reduce_range=reduce_range()),
+        seven_bits = reduce_range()
+        qconfig = QConfig(activation=MinMaxObserver.with_args(reduce_range=seven_bits),
                           weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric))
         model = model.eval()
         try:
@@ -83,4 +85,5 @@ def int8_copy(model: nn.Module, calib: torch.Tensor, min_agreement: float = MIN_
     if agreement < min_agreement:
         raise QuantizationError(f"int8 copy agrees with the float model on {agreement:.1%} of the calibration faces "
                                 f"(at least {min_agreement:.0%} needed)")
+    quantized.activation_bits = 7 if seven_bits else 8  # what this copy used, for reports
     return quantized
