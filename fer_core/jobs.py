@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import TrainConfig, atomic_write_json
 from .distill import check_distill, teacher_paths
+from .train import init_recipe
 
 RUNS_ENV = "FER_RUNS"  # where runs live when no folder is given
 LOCK_NAME = ".train.lock"  # in the runs root: {"run", "pid", "started"} of the one training job allowed
@@ -130,8 +131,9 @@ def absolute(path: str) -> str:
 
 
 def train_args(cfg: TrainConfig) -> list[str]:
-    """CLI flags for the fields that differ from the defaults (plus data, made absolute)."""
-    default, args = TrainConfig(), []
+    """CLI flags that make `python -m fer_core.train` train exactly cfg: the fields that differ from what the child
+    starts from (the defaults, or with cfg.init that checkpoint's recipe), plus data and checkpoints made absolute."""
+    default, args = (init_recipe(cfg.init) if cfg.init else TrainConfig()), []
     for f in fields(TrainConfig):
         value = getattr(cfg, f.name)
         if f.name in ("data", "init") and value:

@@ -328,9 +328,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-# Fields an --init checkpoint does not pass on: where it ran, and the teacher it learned from (a file on that machine;
-# the shipped model's names a folder no user has, and fine-tuning should not distil unless asked: --teacher).
-LOCAL_FIELDS = ("data", "device", "threads", "teacher", "distill", "distill_t")
+# Fields an --init checkpoint does not pass on: where it ran and how fast that machine was (bf16 pays only on CPUs with
+# AVX512-BF16/AMX; emulated it is ~10x slower), and the teacher it learned from (a file on that machine; the shipped
+# model's names a folder no user has, and fine-tuning should not distil unless asked: --teacher).
+LOCAL_FIELDS = ("data", "device", "threads", "precision", "teacher", "distill", "distill_t")
+
+
+def init_recipe(checkpoint: str | os.PathLike[str], base: TrainConfig | None = None) -> TrainConfig:
+    """What `--init checkpoint` starts from: the checkpoint's recipe with base's LOCAL_FIELDS (default: defaults)."""
+    base = base or TrainConfig()
+    return TrainConfig.from_dict(read_checkpoint(checkpoint)["config"]).replace(
+        init=str(checkpoint), **{name: getattr(base, name) for name in LOCAL_FIELDS})
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -340,9 +348,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     last = Path(args.run) / "last.pt"
     if args.resume and last.exists():
         base = TrainConfig.from_dict(read_checkpoint(last)["config"])
-    elif args.init:  # the recipe, not where it ran: this machine's data, device, threads, and no teacher
-        local = {name: getattr(base, name) for name in LOCAL_FIELDS}
-        base = TrainConfig.from_dict(read_checkpoint(args.init)["config"]).replace(**local)
+    elif args.init:  # the recipe, not where it ran: this machine's data, device, threads, precision, and no teacher
+        base = init_recipe(args.init, base)
     changes = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     return base.replace(**changes)
 

@@ -319,6 +319,11 @@ def test_train_form_fine_tunes_from_a_checkpoint(runs, fast_checkpoint):
     # its teacher was a file on the machine that trained it (the job failed elsewhere): fine-tuning does not distil
     assert shipped["teacher"] and info.config["teacher"] == ""
     assert (info.config["model"], info.config["width"]) == (shipped["model"], shipped["width"])
+    # The form's values win even where they equal the defaults (the checkpoint says bf16, seed 4, lr 0.01); what
+    # the form does not show comes from the checkpoint's recipe.
+    assert shipped["precision"] == "bf16" and info.config["precision"] == ("bf16" if bf16_supported() else "fp32")
+    assert (info.config["lr"], info.config["soft_labels"], info.config["limit"]) == (0.005, 0.0, 64)
+    assert (info.config["seed"], info.config["weight_decay"]) == (shipped["seed"], shipped["weight_decay"])
     assert info.best_acc > 0.5  # the shipped model's start: 140 sample faces, chance is 0.14
 
 

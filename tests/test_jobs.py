@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,8 +13,9 @@ import time
 import pytest
 
 from fer_core import jobs
-from fer_core.config import SAMPLE_DATA, TrainConfig
-from fer_core.train import RunFolder, config_from_args, get_args_parser
+from fer_core.checkpoint import CheckpointError, read_checkpoint
+from fer_core.config import DEFAULT_CHECKPOINT, SAMPLE_DATA, TrainConfig
+from fer_core.train import RunFolder, config_from_args, get_args_parser, init_recipe
 
 TINY = TrainConfig(data=str(SAMPLE_DATA), model="small", width=8, epochs=1, batch_size=32, warmup_epochs=0, threads=1,
                    patience=0, augment="none")
@@ -41,6 +43,17 @@ def test_train_args_round_trip_through_the_cli():
     assert "--lr" in jobs.train_args(cfg) and "--momentum" not in jobs.train_args(cfg)  # defaults stay implicit
 
 
+def test_a_fine_tune_job_trains_exactly_the_config_it_was_given(fast_checkpoint):
+    # The child starts from the checkpoint's recipe, not the defaults: a value equal to the default (fp32, seed 0,
+    # weight decay) must still be passed on, or the checkpoint's (bf16, seed 4, ...) would silently replace it.
+    shipped = read_checkpoint(fast_checkpoint)["config"]
+    cfg = TINY.replace(init=str(fast_checkpoint), model=shipped["model"], width=shipped["width"])
+    assert (shipped["precision"], shipped["seed"]) != (cfg.precision, cfg.seed)
+    assert config_from_args(get_args_parser().parse_args(["--run", "x", *jobs.train_args(cfg)])) == cfg
+    recipe = init_recipe(fast_checkpoint).replace(data=cfg.data, epochs=3)  # the checkpoint's own recipe: one flag
+    assert jobs.train_args(recipe) == ["--data", cfg.data, "--epochs", "3", "--init", str(fast_checkpoint)]
+
+
 def test_checkpoint_paths_are_made_absolute_and_bad_distillation_starts_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = TINY.replace(teacher="b/teacher.pt", distill=0.7, distill_t=3.0)
@@ -50,8 +63,13 @@ def test_checkpoint_paths_are_made_absolute_and_bad_distillation_starts_nothing(
         teacher=str(tmp_path / "b" / "teacher.pt"))
     args = jobs.train_args(cfg.replace(teacher="b/t1.pt,c/t2.pt"))  # an ensemble: each path made absolute
     assert args[args.index("--teacher") + 1] == f"{tmp_path / 'b' / 't1.pt'},{tmp_path / 'c' / 't2.pt'}"
+    (tmp_path / "a").mkdir()
+    shutil.copy(DEFAULT_CHECKPOINT, tmp_path / "a" / "start.pt")
     args = jobs.train_args(cfg.replace(init="a/start.pt"))
     assert args[args.index("--init") + 1] == str(tmp_path / "a" / "start.pt")
+    with pytest.raises(CheckpointError, match="missing.pt"):  # a fine-tune from a file that is not there
+        jobs.start_job(TINY.replace(init="a/missing.pt"), tmp_path / "runs", name="ft")
+    assert not (tmp_path / "runs" / "ft").exists()
     with pytest.raises(ValueError, match="needs a teacher"):
         jobs.start_job(TINY.replace(distill=0.5), tmp_path / "runs", name="kd")
     assert not (tmp_path / "runs" / "kd").exists()

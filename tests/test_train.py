@@ -224,7 +224,7 @@ def test_init_inherits_the_recipe_but_not_the_machine(tmp_path):
 
     ckpt = read_checkpoint(DEFAULT_CHECKPOINT)
     ckpt["config"] |= {"device": "cuda", "threads": 8, "data": "/gpu/fer.npz",  # as a GPU machine would have written it
-                       "teacher": "/gpu/teacher.pt", "distill": 0.7}
+                       "teacher": "/gpu/teacher.pt", "distill": 0.7, "precision": "bf16", "init": "/gpu/start.pt"}
     gpu_trained = tmp_path / "gpu.pt"
     torch.save(ckpt, gpu_trained)
     shipped = ckpt["config"]
@@ -232,6 +232,7 @@ def test_init_inherits_the_recipe_but_not_the_machine(tmp_path):
     assert (cfg.model, cfg.width, cfg.lr, cfg.epochs) == (shipped["model"], shipped["width"], shipped["lr"], shipped["epochs"])
     assert cfg.soft_labels == shipped["soft_labels"] and cfg.init == str(gpu_trained)
     assert cfg.device == "cpu" and cfg.threads == TrainConfig().threads  # this machine's, not the checkpoint's
+    assert cfg.precision == "fp32"  # bf16 is ~10x slower where the CPU emulates it: asked for with --precision bf16
     assert (cfg.data, cfg.teacher, cfg.distill) == ("", "", 0.0)  # no file from that machine, no distillation
     with_teacher = ["--init", str(gpu_trained), "--teacher", str(DEFAULT_CHECKPOINT), "--distill", "0.5"]
     assert config_from_args(get_args_parser().parse_args(with_teacher)).teacher == str(DEFAULT_CHECKPOINT)

@@ -10,7 +10,7 @@ from fer_core import jobs
 from fer_core.checkpoint import CheckpointError
 from fer_core.config import TrainConfig
 from fer_core.models import list_models
-from fer_core.train import available_devices, bf16_supported
+from fer_core.train import available_devices, bf16_supported, init_recipe
 from fer_core.transforms import AUGMENT_LEVELS
 
 s = widgets.settings()
@@ -66,17 +66,18 @@ with st.expander("New training run", expanded=current is None), st.form("train")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
                                       disabled=s.data_path is None)
 if submitted:
-    cfg = d.replace(data=str(s.data_path), model=model, width=int(width), epochs=int(epochs), lr=float(lr),
-                    batch_size=int(batch_size), augment=augment, label_smoothing=float(label_smoothing), patience=int(patience),
-                    erasing=float(erasing), mixup=float(mixup), soft_labels=float(soft_labels), labels=labels, limit=int(limit),
-                    threads=int(threads), crop_size=int(crop_size), class_weights=class_weights,
-                    precision="bf16" if bf16 else "fp32", device=device, warmup_epochs=min(d.warmup_epochs, int(epochs) - 1))
-    if teachers:
-        cfg = cfg.replace(teacher=",".join(teachers), distill=float(distill), distill_t=float(distill_t))
-    try:
-        if start != RANDOM:
-            src = loaders.get_model(start).config
-            cfg = cfg.replace(init=start, model=src.model, width=src.width, drop_rate=src.drop_rate)
+    try:  # fine-tuning: the form's values win; what the form does not show comes from the checkpoint's recipe
+        base = d if start == RANDOM else init_recipe(start)
+        cfg = base.replace(data=str(s.data_path), model=model, width=int(width), epochs=int(epochs), lr=float(lr),
+                           batch_size=int(batch_size), augment=augment, label_smoothing=float(label_smoothing),
+                           patience=int(patience), erasing=float(erasing), mixup=float(mixup), soft_labels=float(soft_labels),
+                           labels=labels, limit=int(limit), threads=int(threads), crop_size=int(crop_size),
+                           class_weights=class_weights, precision="bf16" if bf16 else "fp32", device=device,
+                           warmup_epochs=min(base.warmup_epochs, int(epochs) - 1))
+        if teachers:
+            cfg = cfg.replace(teacher=",".join(teachers), distill=float(distill), distill_t=float(distill_t))
+        if start != RANDOM:  # the architecture is the checkpoint's
+            cfg = cfg.replace(init=start, model=base.model, width=base.width, drop_rate=base.drop_rate)
         job = jobs.start_job(cfg, s.runs_root, name=name.strip() or None)
         st.session_state["train-run"] = job.name
         st.toast(f"Started {job.name} (pid {job.pid})")
