@@ -71,7 +71,7 @@ def curves(rows: Sequence[dict[str, Any]]) -> go.Figure:
         for part, colour in (("train", "#1d3557"), ("val", "#e63946")):
             fig.add_scatter(x=epochs, y=[r.get(f"{part}_{key}") for r in rows], mode="lines+markers", name=part,
                             line={"color": colour}, showlegend=col == 1, row=1, col=col)
-    fig.update_xaxes(title="epoch")
+    fig.update_xaxes(title="epoch", dtick=1 if len(rows) <= 12 else None)  # no "epoch 1.5" on a short run
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     return _tidy(fig, height=320).update_layout(margin_t=30)  # room for the subplot titles
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from fer_core.card import render, training_summary
-from fer_core.config import DEFAULT_CHECKPOINT, TrainConfig
+from fer_core.config import TrainConfig
 from fer_core.evaluate import evaluate_checkpoint
 from fer_core.train import RunFolder, fit
 
 
-def test_card_contains_the_reports_numbers(sample_path):
-    plain = evaluate_checkpoint(None, sample_path, "PublicTest")
-    tta = evaluate_checkpoint(None, sample_path, "PublicTest", tta="tencrop")
-    text = render(DEFAULT_CHECKPOINT, [plain, tta], [], "python -m fer_core.train --epochs 1", "test machine")
+def test_card_contains_the_reports_numbers(sample_path, fast_checkpoint):
+    plain = evaluate_checkpoint(fast_checkpoint, sample_path, "PublicTest")
+    tta = evaluate_checkpoint(fast_checkpoint, sample_path, "PublicTest", tta="tencrop")
+    text = render(fast_checkpoint, [plain, tta], [], "python -m fer_core.train --epochs 1", "test machine")
     assert f"{100 * plain['accuracy']:.2f}%" in text and f"{100 * tta['accuracy']:.2f}%" in text
     assert "python -m fer_core.train --epochs 1" in text and "## Known limits" in text
     for name, m in plain["per_class"].items():

@@ -437,3 +437,17 @@ def test_home_and_dataset_pages_on_the_full_data(full_data_path, tmp_path, monke
     assert "Training 28,709" in texts(at.caption)
     assert "Disgust is 1.5% of Training here (436 images)" in texts(at.info)
     assert len(at.get("plotly_chart")) == (2 if find_ferplus(full_data_path) else 1)
+
+
+def test_training_curves_plot_each_epochs_numbers_on_whole_epoch_ticks(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "dashboard"))
+    plots = importlib.import_module("plots")
+    rows = [{"epoch": e, "train_loss": 2 - e / 2, "val_loss": 1.9 - e / 3, "train_acc": 0.2 + e / 10, "val_acc": 0.25}
+            for e in range(3)]
+    fig = plots.curves(rows)
+    by_panel = {(t.xaxis, t.name): t for t in fig.data}
+    assert list(by_panel["x", "train"].x) == [1, 2, 3] and list(by_panel["x", "val"].y) == [r["val_loss"] for r in rows]
+    assert list(by_panel["x2", "train"].y) == [r["train_acc"] for r in rows]
+    assert fig.layout.xaxis.dtick == fig.layout.xaxis2.dtick == 1  # no "epoch 1.5" ticks on a short run
+    long = plots.curves([{**rows[0], "epoch": e} for e in range(100)])
+    assert long.layout.xaxis.dtick is None  # plotly's own spacing for a long run

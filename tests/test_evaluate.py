@@ -13,7 +13,7 @@ from sklearn import metrics as skm
 
 from fer_core.checkpoint import load_model
 from fer_core.config import EMOTIONS
-from fer_core.evaluate import evaluate_checkpoint, predict_probs
+from fer_core.evaluate import evaluate_checkpoint, main, predict_probs
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -41,16 +41,16 @@ def test_cli_writes_a_complete_report_for_every_split(sample_path, tmp_path, spl
     assert f"accuracy={rep['accuracy']:.4f}" in r.stdout
 
 
-def test_cli_tta_and_errors(sample_path, tmp_path, fast_checkpoint):
+def test_cli_tta_and_errors(sample_path, tmp_path, fast_checkpoint, run_main):
     out = tmp_path / "r.json"
-    r = _cli("--data", str(sample_path), "--checkpoint", str(fast_checkpoint), "--split", "PrivateTest", "--tta",
-             "--out", str(out))
+    r = run_main(main, "--threads", 1, "--data", sample_path, "--checkpoint", fast_checkpoint, "--split", "PrivateTest",
+                 "--tta", "--out", out)
     assert r.returncode == 0 and json.loads(out.read_text())["tta"] == "tencrop"
-    r = _cli("--data", str(sample_path), "--split", "Validation")
-    assert r.returncode == 2 and "Traceback" not in r.stderr and "it has ['Training', 'PublicTest', 'PrivateTest']" in r.stderr
-    r = _cli("--data", str(tmp_path / "none.csv"))
+    r = run_main(main, "--data", sample_path, "--split", "Validation")
+    assert r.returncode == 2 and "it has ['Training', 'PublicTest', 'PrivateTest']" in r.stderr
+    r = run_main(main, "--data", tmp_path / "none.csv")
     assert r.returncode == 2 and "FER2013 data not found" in r.stderr
-    r = _cli("--data", str(sample_path), "--checkpoint", str(tmp_path / "none.pt"))
+    r = run_main(main, "--data", sample_path, "--checkpoint", tmp_path / "none.pt")
     assert r.returncode == 2 and "checkpoint not found" in r.stderr
 
 
@@ -66,8 +66,8 @@ def test_tta_probabilities(sample_data, fast_checkpoint):
     assert np.allclose(predict_probs(loaded, x, "flip"), (plain + mirrored) / 2, atol=1e-5)
 
 
-def test_evaluate_checkpoint_function_matches_cli_numbers(sample_path, tmp_path):
+def test_evaluate_checkpoint_function_matches_cli_numbers(sample_path, tmp_path, run_main):
     rep = evaluate_checkpoint(None, sample_path, "PublicTest")
     out = tmp_path / "r.json"
-    _cli("--data", str(sample_path), "--out", str(out))
+    assert run_main(main, "--threads", 1, "--data", sample_path, "--out", out).returncode == 0
     assert json.loads(out.read_text())["accuracy"] == pytest.approx(rep["accuracy"])

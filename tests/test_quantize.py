@@ -17,6 +17,7 @@ from fer_core.card import results_table
 from fer_core.checkpoint import CheckpointError, load_model
 from fer_core.evaluate import predict_probs
 from fer_core.models import build_model, list_models
+from fer_core.predict import main as predict_main
 from fer_core.predict import predict_image
 from fer_core.quantize import QuantizationError, calibration_batch, int8_copy
 
@@ -107,7 +108,7 @@ def test_a_too_lossy_copy_is_refused(fp32):
         int8_copy(fp32.model, calib, min_agreement=1.01)
 
 
-def test_evaluate_and_predict_clis_take_precision(sample_path, tmp_path, fast_checkpoint):
+def test_evaluate_and_predict_clis_take_precision(sample_path, tmp_path, fast_checkpoint, run_main):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "r.json"
     r = subprocess.run([sys.executable, "-m", "fer_core.evaluate", "--threads", "1", "--data", str(sample_path),
@@ -126,6 +127,5 @@ def test_evaluate_and_predict_clis_take_precision(sample_path, tmp_path, fast_ch
     assert r.returncode == 0, r.stderr
     (face,) = json.loads(r.stdout)["faces"]
     assert sum(face["probs"].values()) == pytest.approx(1, abs=1e-4)
-    r = subprocess.run([sys.executable, "-m", "fer_core.predict", "--precision", "int4", str(photo)],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = run_main(predict_main, "--precision", "int4", photo)
     assert r.returncode == 2 and "invalid choice: 'int4'" in r.stderr

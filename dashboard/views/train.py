@@ -28,40 +28,49 @@ with st.expander("New training run", expanded=current is None), st.form("train")
     checkpoints = list(map(str, loaders.find_checkpoints(s.runs_root)))
     start = st.selectbox("Start from", [RANDOM, *checkpoints],
                          format_func=lambda p: p if p == RANDOM else widgets.checkpoint_label(p),
-                         help="Fine-tune a trained model: its weights, architecture and normalisation, "
-                              "with a fresh optimizer and schedule (a lower learning rate suits this)")
+                         help="Fine-tune a trained model: its weights, architecture (model and width replace the form's) "
+                              "and normalisation, with a fresh optimizer and schedule (a lower learning rate suits this). "
+                              "The form's other values apply; what it does not show comes from the checkpoint's recipe")
     c = st.columns(4)
     name = c[0].text_input("Run name", placeholder="automatic (date-model)", help="A folder name under the runs folder")
     model = c[1].selectbox("Model", list_models(), index=list_models().index("small"))
     width = c[2].number_input("Width", 4, 128, 16, help="Channels of the first stage (doubles per stage)")
     epochs = c[3].number_input("Epochs", 1, 500, 10)
+    c = st.columns(4)
     lr = c[0].number_input("Learning rate", 1e-4, 1.0, d.lr, format="%.4f")
     batch_size = c[1].number_input("Batch size", 8, 1024, d.batch_size, step=8)
-    augment = c[2].selectbox("Augmentation", list(AUGMENT_LEVELS), index=list(AUGMENT_LEVELS).index(d.augment))
-    label_smoothing = c[3].number_input("Label smoothing", 0.0, 0.5, d.label_smoothing, step=0.05)
-    patience = c[0].number_input("Patience (0 = off)", 0, 500, d.patience, help="Stop after N epochs without progress")
+    patience = c[2].number_input("Patience (0 = off)", 0, 500, d.patience, help="Stop after N epochs without progress")
+    crop_size = c[3].number_input("Crop size", 32, 48, d.crop_size)
+    st.markdown("**Augmentation and targets**")
+    c = st.columns(4)
+    augment = c[0].selectbox("Augmentation", list(AUGMENT_LEVELS), index=list(AUGMENT_LEVELS).index(d.augment))
     erasing = c[1].number_input("Random erasing", 0.0, 1.0, d.erasing, step=0.1)
     mixup = c[2].number_input("Mixup alpha", 0.0, 2.0, d.mixup, step=0.1)
-    labels = c[3].selectbox("Labels", ["fer2013", "ferplus"], help="ferplus trains on FER+ majority votes (fer2013new.csv)")
-    limit = c[0].number_input("Limit training images (0 = all)", 0, 100_000, 0)
-    threads = c[1].number_input("CPU threads (0 = all)", 0, 64, 0)
-    crop_size = c[2].number_input("Crop size", 32, 48, d.crop_size)
-    device = c[0].selectbox("Device", available_devices(), index=len(available_devices()) - 1,
-                            help="cuda appears where PyTorch sees a GPU: data, augmentation and bf16 autocast then run on it")
+    label_smoothing = c[3].number_input("Label smoothing", 0.0, 0.5, d.label_smoothing, step=0.05)
+    c = st.columns(4, vertical_alignment="bottom")  # the checkboxes line up with the inputs' boxes
+    labels = c[0].selectbox("Labels", ["fer2013", "ferplus"], help="ferplus trains on FER+ majority votes (fer2013new.csv)")
     soft_labels = c[1].number_input("FER+ soft labels", 0.0, 1.0, d.soft_labels, step=0.1,
                                     help="Move each training target towards the image's FER+ vote shares by this weight "
                                          "(needs fer2013new.csv beside the CSV; 0.3 gained 0.9 points in a GPU sweep)")
-    teachers = c[2].multiselect("Teachers", checkpoints, format_func=widgets.checkpoint_label, placeholder="no teacher",
+    limit = c[2].number_input("Limit training images (0 = all)", 0, 100_000, 0)
+    class_weights = c[3].checkbox("Class weights", help="Weight the loss by inverse class frequency (helps disgust)")
+    st.markdown("**Distillation**")
+    c = st.columns([2, 1, 1])
+    teachers = c[0].multiselect("Teachers", checkpoints, format_func=widgets.checkpoint_label, placeholder="no teacher",
                                 help="Knowledge distillation: trained models score every augmented batch and the student "
                                      "also learns their softened answers (several: the mean of their probabilities; "
                                      "each costs its forward pass per batch)")
-    distill = c[3].number_input("Teacher weight", 0.0, 1.0, 0.8, step=0.1,
+    distill = c[1].number_input("Teacher weight", 0.0, 1.0, 0.8, step=0.1,
                                 help="Share of the teacher's term in the loss (the labels get the rest); "
                                      "used only with a teacher")
-    distill_t = c[0].number_input("Teacher temperature", 0.5, 10.0, d.distill_t, step=0.5,
+    distill_t = c[2].number_input("Teacher temperature", 0.5, 10.0, d.distill_t, step=0.5,
                                   help="Softens both models' answers in the teacher's term")
-    class_weights = c[3].checkbox("Class weights", help="Weight the loss by inverse class frequency (helps disgust)")
-    bf16 = c[3].checkbox("bfloat16", value=bf16_supported(), help="bfloat16 autocast: about 2.4x faster on CPUs with "
+    st.markdown("**Hardware**")
+    c = st.columns(4, vertical_alignment="bottom")
+    device = c[0].selectbox("Device", available_devices(), index=len(available_devices()) - 1,
+                            help="cuda appears where PyTorch sees a GPU: data, augmentation and bf16 autocast then run on it")
+    threads = c[1].number_input("CPU threads (0 = all)", 0, 64, 0)
+    bf16 = c[2].checkbox("bfloat16", value=bf16_supported(), help="bfloat16 autocast: about 2.4x faster on CPUs with "
                          "AVX512-BF16 or AMX (on by default where this CPU has it); weights stay float32")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
                                       disabled=s.data_path is None)
