@@ -89,8 +89,10 @@ def gallery(r: dict[str, Any], fallback: Path | None) -> None:
 
 def compare(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> None:
     rows = [{"metric": name, names[0]: a[k], names[1]: b[k], "difference": b[k] - a[k]} for k, name in SUMMARY.items()]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4f")
-                                                                     for c in (*names, "difference")})
+    config = {c: st.column_config.NumberColumn(format="%.4f") for c in names}
+    config["difference"] = st.column_config.NumberColumn(
+        "B − A", format="%+.4f", help="Positive: B is higher (better for accuracy and F1, worse for ECE and log loss)")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=config)
     st.plotly_chart(plots.per_class({names[0]: a, names[1]: b}), key="cmp-f1")
     left, right = st.columns(2)
     for col, r, name, k in ((left, a, names[0], "cmp-a"), (right, b, names[1], "cmp-b")):
