@@ -77,7 +77,3 @@ def fast_checkpoint() -> Path:
     faster on it than on the default ResNet; tests about the default model itself load the default."""
     return REPO_ROOT / "checkpoints" / "fer_vgg.pt"
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The slow tests first (a stable sort: the rest keep their order), so that the workers do not end on one long test.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
