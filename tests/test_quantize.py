@@ -15,6 +15,7 @@ from photos import astronaut
 import fer_core.quantize as quantize
 from fer_core.card import results_table
 from fer_core.checkpoint import CheckpointError, load_model
+from fer_core.evaluate import main as evaluate_main
 from fer_core.evaluate import predict_probs
 from fer_core.models import build_model, list_models
 from fer_core.predict import main as predict_main
@@ -129,3 +130,37 @@ def test_evaluate_and_predict_clis_take_precision(sample_path, tmp_path, fast_ch
     assert sum(face["probs"].values()) == pytest.approx(1, abs=1e-4)
     r = run_main(predict_main, "--precision", "int4", photo)
     assert r.returncode == 2 and "invalid choice: 'int4'" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------- ONNX Runtime
+
+
+@pytest.mark.parametrize("precision", ["onnx", "onnx-int8"])
+def test_onnx_runtime_copies_answer_like_pytorch_on_held_out_real_faces(precision, vgg_pair, fast_checkpoint,
+                                                                         sample_data, run_main, tmp_path):
+    pytest.importorskip("onnxruntime")
+    fp32, _ = vgg_pair
+    ort = load_model(fast_checkpoint, precision=precision)
+    assert ort.fast.int8 == (precision == "onnx-int8") and ort.fast.agreement >= 0.95  # on the calibration faces
+    x, y = sample_data.split("PublicTest")  # held out from calibration
+    for tta in ("none", "flip"):  # TTA views reach the copy as one batch, whatever the mode
+        p32, po = predict_probs(fp32, x, tta), predict_probs(ort, x, tta)
+        assert po.shape == (140, 7) and po.dtype == np.float32 and np.allclose(po.sum(1), 1, atol=1e-5)
+        if precision == "onnx":  # the same network in another runtime: the same numbers
+            assert np.allclose(po, p32, atol=1e-4)
+        else:  # all 3,589 PublicTest faces on AVX2: 98.8% the same answers, 70.77% against 70.72% accuracy
+            assert (po.argmax(1) == p32.argmax(1)).mean() >= 0.95 and np.abs(po - p32).mean() < 0.02
+            assert abs((po.argmax(1) == y.numpy()).mean() - (p32.argmax(1) == y.numpy()).mean()) <= 0.03
+    if precision == "onnx-int8":  # the CLIs take every INFERENCE_PRECISIONS value; the report says which ran
+        out = tmp_path / "r.json"
+        r = run_main(evaluate_main, "--threads", 1, "--checkpoint", fast_checkpoint, "--data", sample_data.source,
+                     "--precision", precision, "--out", out)
+        assert r.returncode == 0, r.stderr
+        rep = json.loads(out.read_text())
+        assert rep["precision"] == precision and rep["int8_activation_bits"] == 7
+
+
+def test_onnx_runtime_missing_is_a_clear_error(fast_checkpoint, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if it were not installed
+    with pytest.raises(CheckpointError, match=r"needs onnxruntime and onnx \(pip install -r requirements.txt\)"):
+        load_model(fast_checkpoint, precision="onnx")

@@ -1,0 +1,88 @@
+"""ONNX Runtime inference: an exported copy of a model, fp32 or static int8, ~2-3x faster than eager PyTorch at batch 1."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .quantize import MIN_AGREEMENT, QuantizationError
+
+
+class OrtModel:
+    """Callable like an eval model: (B, 1, H, W) float tensor -> (B, num_classes) logits, computed by ONNX Runtime."""
+
+    def __init__(self, session: object, int8: bool, agreement: float) -> None:
+        self.session, self.int8, self.agreement = session, int8, agreement
+        self.activation_bits = 7 if int8 else None  # reduce_range: safe on CPUs with and without VNNI
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {"x": x.detach().float().contiguous().numpy()})[0]  # NCHW, whatever x's layout
+        return torch.from_numpy(out)
+
+
+def _modules():
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as e:
+        raise QuantizationError(f"ONNX Runtime inference needs onnxruntime and onnx (pip install -r requirements.txt): "
+                                f"{e}") from e
+    return ort, CalibrationDataReader, QuantFormat, QuantType, quantize_static, quant_pre_process
+
+
+def ort_copy(model: nn.Module, calib: torch.Tensor, int8: bool = False, threads: int | None = None,
+             min_agreement: float = MIN_AGREEMENT) -> OrtModel:
+    """Export model (eval mode) to ONNX and open it in ONNX Runtime; int8 quantizes it statically on `calib` faces.
+
+    The copy's top-1 answers on `calib` are compared with the model's: fp32 must give the same answers (allclose
+    logits), int8 must agree on at least min_agreement of them, or QuantizationError. Measured on a 2-core AVX2 EPYC,
+    all 3,589 PublicTest faces: fer_vgg 9.4 ms (PyTorch) -> 3.3 ms (fp32, same answers) / 1.9 ms (int8, 98.7% same).
+    """
+    ort, Reader, QuantFormat, QuantType, quantize_static, quant_pre_process = _modules()
+    model = model.eval()
+    calib = calib.float().contiguous()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads or torch.get_num_threads(), 1
+    opts.log_severity_level = 3  # errors only: the quantizer's and optimizer's notices are not for the user
+    # No busy-waiting between runs: ORT's spinning threads fought torch's OpenMP threads for the cores (flip TTA at
+    # batch 1 took 16 ms instead of 6 on 2 cores).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+
+    class Faces(Reader):
+        def __init__(self) -> None:
+            self.batches = iter([{"x": calib[i:i + 1].numpy()} for i in range(len(calib))])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice; torch is capped below 2.15
+        path = Path(tmp) / "model.onnx"
+        try:
+            torch.onnx.export(model, (calib[:1],), str(path), input_names=["x"], output_names=["logits"],
+                              dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+            if int8:
+                pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+                quant_pre_process(str(path), str(pre))
+                quantize_static(str(pre), str(q), Faces(), quant_format=QuantFormat.QOperator, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True)
+                path = q
+            session = ort.InferenceSession(path.read_bytes(), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - an export or quantizer failure is one clear error
+            raise QuantizationError(f"ONNX export of {type(model).__name__} failed: {type(e).__name__}: {e}") from e
+    copy = OrtModel(session, int8, agreement=1.0)
+    with torch.inference_mode():
+        ref, got = model(calib), copy(calib)
+    copy.agreement = float((ref.argmax(1) == got.argmax(1)).float().mean())
+    if not int8 and not torch.allclose(ref, got, atol=1e-3, rtol=1e-3):
+        raise QuantizationError(f"the ONNX Runtime copy differs from the model (max |diff| {(ref - got).abs().max():.2g})")
+    if copy.agreement < min_agreement:
+        raise QuantizationError(f"the int8 ONNX copy agrees with the float model on {copy.agreement:.1%} of "
+                                f"{len(calib)} faces (at least {min_agreement:.0%} needed)")
+    return copy
