@@ -95,7 +95,7 @@ def test_calibration_uses_real_training_faces_of_the_sample(fp32):
 
 
 def test_unknown_precision_and_missing_calibration_data_are_clear_errors(monkeypatch, tmp_path):
-    with pytest.raises(ValueError, match=r"one of \('fp32', 'int8'\), not 'int4'"):
+    with pytest.raises(ValueError, match=r"one of \('fp32', 'int8', 'onnx', 'onnx-int8'\), not 'int4'"):
         load_model(precision="int4")
     monkeypatch.setattr(quantize, "SAMPLE_DATA", tmp_path / "gone.csv.gz")
     with pytest.raises(CheckpointError, match="int8 calibration needs the sample faces at .*gone.csv.gz"):
