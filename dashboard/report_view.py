@@ -29,8 +29,8 @@ def label(report: dict[str, Any], path: str) -> str:
     p = Path(path)
     where = p.parent.name if p.parent.name != "reports" else "reports"
     name = p.name.removesuffix(".report.json")
-    int8 = f" · {report['precision']}" if report.get("precision", "fp32") != "fp32" else ""
-    return f"{name} [{where}] · {report['split']} · TTA {report['tta']}{int8} · acc {report['accuracy']:.1%}"
+    inference = f" · {report['precision']}" if report.get("precision", "fp32") != "fp32" else ""
+    return f"{name} [{where}] · {report['split']} · TTA {report['tta']}{inference} · acc {report['accuracy']:.1%}"
 
 
 def overview(r: dict[str, Any]) -> None:

@@ -51,14 +51,14 @@ class LoadedModel:
     @cached_property
     def fast(self) -> nn.Module:
         """The eval-only copy used for predictions (oneDNN fp32, int8, ONNX Runtime); `model` stays for gradients and hooks."""
+        if self.precision == "fp32":
+            return inference_copy(self.model)
+        calib = calibration_batch(self.norm, self.config.crop_size)
         if self.precision == "int8":
-            return int8_copy(self.model, calibration_batch(self.norm, self.config.crop_size))
-        if self.precision in ("onnx", "onnx-int8"):
-            from .onnxrt import ort_copy
+            return int8_copy(self.model, calib)
+        from .onnxrt import ort_copy
 
-            calib = calibration_batch(self.norm, self.config.crop_size)
-            return ort_copy(self.model, calib, int8=self.precision == "onnx-int8")
-        return inference_copy(self.model)
+        return ort_copy(self.model, calib, int8=self.precision == "onnx-int8")
 
 
 def checkpoint_dict(model: nn.Module, cfg: TrainConfig, norm: Normalization, **extra: Any) -> dict[str, Any]:

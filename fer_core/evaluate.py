@@ -82,8 +82,8 @@ def build_report(probs: np.ndarray, y_true: np.ndarray, *, split: str, tta: str,
         report["model"] = {"name": loaded.config.model, "width": loaded.config.width, "params": count_params(loaded.model),
                            "crop_size": loaded.config.crop_size, "epoch": loaded.meta.get("epoch")}
         report["precision"] = loaded.precision
-        if loaded.precision in ("int8", "onnx-int8"):  # 7 bits on CPUs without VNNI, where 8 would overflow
-            report["int8_activation_bits"] = loaded.fast.activation_bits
+        if bits := getattr(loaded.fast, "activation_bits", None):  # int8 copies: 7 where 8 would overflow (no VNNI)
+            report["int8_activation_bits"] = bits
         report["temperature"] = loaded.temperature_for(tta)
     report |= {"data": data_source, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seconds": seconds,
                "predictions": {"y_true": [int(v) for v in y_true], "y_pred": [int(v) for v in y_pred],

@@ -76,4 +76,3 @@ def fast_checkpoint() -> Path:
     """The small shipped model (fer_vgg.pt): tests of a mechanism (calibration, TTA, threads, CLI flags) run ~3x
     faster on it than on the default ResNet; tests about the default model itself load the default."""
     return REPO_ROOT / "checkpoints" / "fer_vgg.pt"
-

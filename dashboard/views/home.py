@@ -32,8 +32,8 @@ with model_col:
         cols[3].metric("accuracy", f"{reports[0]['accuracy']:.1%}" if reports else "-",
                        help=f"{reports[0]['split']}, TTA {reports[0]['tta']}" if reports else "no evaluation report yet")
         for r in reports:
-            int8 = f", {r['precision']} inference" if r.get("precision", "fp32") != "fp32" else ""
-            st.markdown(f"- **{r['accuracy']:.1%}** accuracy on {r['split']} ({r['n']:,} images, TTA {r['tta']}{int8}), "
+            inference = f", {r['precision']} inference" if r.get("precision", "fp32") != "fp32" else ""
+            st.markdown(f"- **{r['accuracy']:.1%}** accuracy on {r['split']} ({r['n']:,} images, TTA {r['tta']}{inference}), "
                         f"macro F1 {r['macro_f1']:.3f}")
         if not reports:
             best = model.meta.get("best_acc")
