@@ -34,7 +34,8 @@ def calibration_batch(norm: Normalization, crop_size: int) -> torch.Tensor:
     try:
         images = load_csv(SAMPLE_DATA, cache=False).images["Training"][:CALIBRATION_FACES]
     except (DataError, OSError, KeyError) as e:
-        raise QuantizationError(f"int8 calibration needs the sample faces at {SAMPLE_DATA}: {e}") from e
+        raise QuantizationError(f"the int8 and ONNX inference copies are calibrated and checked on the sample faces at "
+                                f"{SAMPLE_DATA}, which could not be read: {e}") from e
     return preprocess(images, norm, crop_size).contiguous(memory_format=torch.channels_last)  # NHWC: 3x faster convs
 
 

@@ -98,8 +98,9 @@ def test_unknown_precision_and_missing_calibration_data_are_clear_errors(monkeyp
     with pytest.raises(ValueError, match=r"one of \('fp32', 'int8', 'onnx', 'onnx-int8'\), not 'int4'"):
         load_model(precision="int4")
     monkeypatch.setattr(quantize, "SAMPLE_DATA", tmp_path / "gone.csv.gz")
-    with pytest.raises(CheckpointError, match="int8 calibration needs the sample faces at .*gone.csv.gz"):
-        load_model(precision="int8")
+    for precision in ("int8", "onnx"):  # the ONNX copies are checked on the same faces, even in fp32
+        with pytest.raises(CheckpointError, match="copies are calibrated and checked on the sample faces at .*gone.csv.gz"):
+            load_model(precision=precision)
     assert load_model().precision == "fp32"  # float inference does not need the sample
 
 
