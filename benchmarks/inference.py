@@ -17,6 +17,7 @@ from fer_core.config import SAMPLE_DATA, set_threads
 from fer_core.data import load_csv
 from fer_core.evaluate import predict_probs
 from fer_core.quantize import INFERENCE_PRECISIONS
+from fer_core.transforms import TTA_MODES
 
 
 def main() -> None:
@@ -28,7 +29,7 @@ def main() -> None:
     args = p.parse_args()
     threads = set_threads(args.threads)
     faces = load_csv(SAMPLE_DATA).images["PublicTest"][:64]
-    print(f"{'precision':<11}{'tta':<9}{'batch 1 ms/face':>17}{'batch 64 faces/s':>18}")
+    print(f"{'precision':<11}{'tta':<12}{'batch 1 ms/face':>17}{'batch 64 faces/s':>18}")
     for precision in args.precision:
         t0 = time.perf_counter()
         loaded = load_model(args.checkpoint, precision)
@@ -37,10 +38,10 @@ def main() -> None:
             print(f"checkpoint {loaded.path}: {loaded.config.model} width {loaded.config.width}, {loaded.num_params:,} "
                   f"params; {threads} threads, torch {torch.__version__}")
         print(f"# {precision}: load and build the inference copy {time.perf_counter() - t0:.2f} s")
-        for tta in ("none", "flip", "tencrop"):
+        for tta in TTA_MODES:
             one_ms = time_ms(lambda t=tta, m=loaded: predict_probs(m, faces[:1], t), args.repeats, 3)[0]
             many_ms = time_ms(lambda t=tta, m=loaded: predict_probs(m, faces, t), max(10, args.repeats // 10), 3)[0]
-            print(f"{precision:<11}{tta:<9}{one_ms:>17.2f}{64_000 / many_ms:>18.0f}", flush=True)
+            print(f"{precision:<11}{tta:<12}{one_ms:>17.2f}{64_000 / many_ms:>18.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def evaluate_form(s: widgets.Settings) -> None:
                                  format_func=widgets.checkpoint_label)
         splits = _splits(s.data_path)
         split = cols[1].selectbox("Split", splits, index=min(1, len(splits) - 1))
-        tta = cols[2].selectbox("Test-time augmentation", TTA_MODES)
+        tta = cols[2].selectbox("Test-time augmentation", TTA_MODES, help=widgets.TTA_HELP)
         labels = cols[3].selectbox("Labels", ["fer2013", "ferplus"], help="ferplus needs fer2013new.csv beside the data")
         precision = cols[4].selectbox("Inference", INFERENCE_PRECISIONS,
                                       help="int8: the quantized copy that `predict --precision int8` uses (about 3x faster); "

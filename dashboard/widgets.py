@@ -19,11 +19,13 @@ from fer_core.checkpoint import CheckpointError, LoadedModel
 from fer_core.config import DEFAULT_CHECKPOINT, SAMPLE_DATA, DataNotFoundError, data_help, resolve_data_path
 from fer_core.data import DataError, FERData
 from fer_core.train import RunFolder
+from fer_core.transforms import TTA_VIEWS
 
 # Material icons ship with Streamlit's fonts; emoji depend on the viewer's system fonts.
 STATE_ICONS = {"starting": ":material/hourglass_top:", "running": ":material/directions_run:",
                "finished": ":material/check_circle:", "stopped": ":material/stop_circle:", "failed": ":material/error:",
                "interrupted": ":material/warning:"}
+TTA_HELP = "  \n".join(f"**{mode}**: {views}" for mode, views in TTA_VIEWS.items())
 
 
 @dataclass(frozen=True)

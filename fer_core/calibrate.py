@@ -16,7 +16,7 @@ from .data import DataError, load_dataset
 from .evaluate import probs_at, view_logits
 from .metrics import reliability
 
-CALIBRATED_TTA = ("none", "tencrop")  # each gets its own temperature; "flip" uses the centre crop's
+CALIBRATED_TTA = ("none", "tencrop", "multiscale")  # each gets its own temperature; "flip" uses the centre crop's
 
 
 def nll(logits: torch.Tensor, y: torch.Tensor, temperature: float) -> float:

@@ -18,7 +18,7 @@ from .data import DataError, load_dataset
 from .metrics import summarize
 from .models import count_params
 from .quantize import INFERENCE_PRECISIONS
-from .transforms import TTA_MODES, eval_views, to_float
+from .transforms import TTA_MODES, TTA_VIEWS, eval_views, to_float
 
 # Published single-model and reference results on FER2013 (PrivateTest unless noted).
 REFERENCE: list[dict[str, Any]] = [
@@ -126,8 +126,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="CSV (.csv/.csv.gz) or image folder (default: $FER_DATA or ../shared/data)")
     p.add_argument("--split", default="PublicTest", help="Training, PublicTest or PrivateTest")
     p.add_argument("--labels", default="fer2013", choices=["fer2013", "ferplus"])
-    p.add_argument("--tta", nargs="?", const="tencrop", default="none", choices=TTA_MODES,
-                   help="test-time augmentation (bare --tta = tencrop)")
+    p.add_argument("--tta", nargs="?", const="multiscale", default="none", choices=TTA_MODES,
+                   help="test-time augmentation; bare --tta = multiscale: " + TTA_VIEWS["multiscale"])
     p.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,
                    help="fp32 (exact, the default), int8 (quantized inference, faster), onnx / onnx-int8 "
                         "(the same in ONNX Runtime: 2-3x faster again on an AVX2 CPU)")

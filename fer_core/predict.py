@@ -1,7 +1,7 @@
 """Emotions of the faces in real photos: per-face predictions, batching over many files, annotated pictures and the CLI.
 
-    python -m fer_core.predict [--checkpoint PATH] [--no-detect] [--tta none|flip|tencrop] [--precision fp32|int8|onnx|onnx-int8]
-                               [--json] [--annotate OUTDIR] PATH...
+    python -m fer_core.predict [--checkpoint PATH] [--no-detect] [--tta none|flip|tencrop|multiscale]
+                               [--precision fp32|int8|onnx|onnx-int8] [--json] [--annotate OUTDIR] PATH...
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE, set_threads
 from .evaluate import predict_probs
 from .faces import MARGIN, Box, FaceDetector, ImageError, ImageSource, crop_face, detect_faces, load_image
 from .quantize import INFERENCE_PRECISIONS
-from .transforms import TTA_MODES
+from .transforms import TTA_MODES, TTA_VIEWS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 NO_FACE_HINT = "no face found; use --no-detect to classify the whole image as one face"
@@ -209,7 +209,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     p.add_argument("--checkpoint", default=None, help=f"model checkpoint (default: {DEFAULT_CHECKPOINT})")
     p.add_argument("--no-detect", action="store_true", help="classify each whole image as one face")
-    p.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation")
+    p.add_argument("--tta", default="none", choices=TTA_MODES,
+                   help="test-time augmentation: " + "; ".join(f"{k}: {v}" for k, v in TTA_VIEWS.items()))
     p.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,
                    help="fp32 (exact) or int8 (quantized copy: ~3x faster per face, ~99%% the same answers); "
                         "onnx / onnx-int8: the same in ONNX Runtime (2-3x faster again on an AVX2 CPU)")

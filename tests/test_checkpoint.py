@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
+from fer_core.calibrate import CALIBRATED_TTA
 from fer_core.checkpoint import CheckpointError, export_checkpoint, load_model, read_checkpoint, save_checkpoint
 from fer_core.config import DEFAULT_CHECKPOINT, TrainConfig
 from fer_core.models import build_model
@@ -72,3 +75,18 @@ def test_shipped_checkpoint_loads_by_default():
     loaded = load_model()
     assert loaded.path == str(DEFAULT_CHECKPOINT) and loaded.num_params > 0
     assert torch.load(DEFAULT_CHECKPOINT, weights_only=True)["format"] == "fer_core.checkpoint/1"
+
+
+@pytest.mark.parametrize("name", ["fer_resnet", "fer_vgg"])
+def test_shipped_reports_and_card_match_the_shipped_checkpoint(name):
+    """Every report beside a shipped model was made with it as it is now (a re-calibration would leave them stale),
+    each calibrated TTA mode has a report, and the card quotes every report's accuracy."""
+    path = DEFAULT_CHECKPOINT.parent / f"{name}.pt"
+    loaded, card = load_model(path), path.with_suffix(".md").read_text()
+    reports = [json.loads(p.read_text()) for p in sorted(path.parent.glob(f"{name}*.report.json"))]
+    assert {r["tta"] for r in reports} >= set(CALIBRATED_TTA)
+    for r in reports:
+        assert r["checkpoint"] == f"checkpoints/{name}.pt" and r["split"] == "PublicTest" and r["n"] == 3589
+        assert r["temperature"] == loaded.temperature_for(r["tta"])
+        assert r["model"]["params"] == loaded.num_params
+        assert f"| PublicTest | {r['tta']} | {r['precision']} | 3589 | {100 * r['accuracy']:.2f}% |" in card

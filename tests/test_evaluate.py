@@ -14,6 +14,7 @@ from sklearn import metrics as skm
 from fer_core.checkpoint import load_model
 from fer_core.config import EMOTIONS
 from fer_core.evaluate import evaluate_checkpoint, main, predict_probs
+from fer_core.transforms import TTA_MODES
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -45,7 +46,7 @@ def test_cli_tta_and_errors(sample_path, tmp_path, fast_checkpoint, run_main):
     out = tmp_path / "r.json"
     r = run_main(main, "--threads", 1, "--data", sample_path, "--checkpoint", fast_checkpoint, "--split", "PrivateTest",
                  "--tta", "--out", out)
-    assert r.returncode == 0 and json.loads(out.read_text())["tta"] == "tencrop"
+    assert r.returncode == 0 and json.loads(out.read_text())["tta"] == "multiscale"
     r = run_main(main, "--data", sample_path, "--split", "Validation")
     assert r.returncode == 2 and "it has ['Training', 'PublicTest', 'PrivateTest']" in r.stderr
     r = run_main(main, "--data", tmp_path / "none.csv")
@@ -57,7 +58,7 @@ def test_cli_tta_and_errors(sample_path, tmp_path, fast_checkpoint, run_main):
 def test_tta_probabilities(sample_data, fast_checkpoint):
     loaded = load_model(fast_checkpoint)
     x, _ = sample_data.split("PublicTest")
-    for tta in ("none", "flip", "tencrop"):
+    for tta in TTA_MODES:
         p = predict_probs(loaded, x, tta, batch_size=64)
         assert p.shape == (140, 7) and np.allclose(p.sum(1), 1, atol=1e-5)
     # Flip TTA is the mean of the plain and the mirrored prediction.

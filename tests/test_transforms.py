@@ -71,6 +71,13 @@ def test_eval_views(batch):
     assert ten.shape == (10, 64, 1, 44, 44)
     assert torch.equal(ten[0], batch[..., :44, :44]) and torch.equal(ten[4], centre_crop(batch, 44))
     assert torch.equal(ten[5:], ten[:5].flip(-1))
+    multi = eval_views(batch, 44, "multiscale")  # centre crop, whole face scaled to 44, then both mirrored
+    assert multi.shape == (4, 64, 1, 44, 44) and torch.equal(multi[0], ten[4]) and torch.equal(multi[2:], multi[:2].flip(-1))
+    # the scaled view shows the whole 48 px face: its mean brightness is the image's, which the crop's is not
+    full_mean, crop_mean, whole_mean = batch.mean((-2, -1)), multi[0].mean((-2, -1)), multi[1].mean((-2, -1))
+    assert (whole_mean - full_mean).abs().max() < 0.02 < (crop_mean - full_mean).abs().max()
+    for tta in ("tencrop", "multiscale"):  # a model that sees the whole 48 px face has only the mirror to add
+        assert torch.equal(eval_views(batch, 48, tta), eval_views(batch, 48, "flip"))
     with pytest.raises(ValueError, match="tta must be one of"):
         eval_views(batch, 44, "twelve")
 
