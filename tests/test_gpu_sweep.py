@@ -35,6 +35,21 @@ def test_pack_round_trip_is_lossless_and_smaller(sweep_mod, sample_data, sample_
     assert back.extra == {}
 
 
+def test_median_edge_coding_is_lossless_on_any_shape_and_extreme_pixels(sweep_mod, sample_data):
+    import numpy as np
+
+    faces = sample_data.images["Training"][:40].numpy()
+    rng = np.random.default_rng(0)
+    cases = [faces, rng.integers(0, 256, (3, 5, 9), dtype=np.uint8), rng.integers(0, 256, (2, 9, 4), dtype=np.uint8),
+             np.zeros((2, 48, 48), np.uint8), np.full((2, 48, 48), 255, np.uint8),
+             np.tile(np.array([0, 255], np.uint8), (1, 48, 24))]  # stripes: every prediction wraps around
+    for x in cases:
+        residuals = sweep_mod.med_encode(x)
+        assert residuals.dtype == np.uint8 and residuals.shape == x.shape
+        assert np.array_equal(sweep_mod.med_decode(residuals), x)
+    assert np.abs(sweep_mod.med_encode(faces).astype(np.int8)).mean() < np.abs(faces.astype(np.int16)).mean() / 4
+
+
 def test_pack_carries_the_ferplus_vote_shares(sweep_mod, sample_data, tmp_path):
     from fer_core.data import with_vote_shares
 
