@@ -56,8 +56,8 @@ def eval_views(x: torch.Tensor, crop_size: int, tta: str = "none") -> torch.Tens
     """Views for evaluation: (V, B, C, crop, crop); V = 1 (none), 2 (flip), 10 (ten-crop) or 4 (multiscale).
 
     "multiscale" pairs the centre crop with the whole 48 px face resized to the crop (antialiased bilinear), each
-    mirrored: on PublicTest it matched ten-crop (fer_resnet 73.45% against 73.17%, fer_vgg 71.89% against 71.66%,
-    neither difference significant) at 4 views instead of 10."""
+    mirrored: on PublicTest it matched ten-crop (the releases it was chosen with: fer_resnet 73.45% against 73.17%,
+    fer_vgg 71.89% against 71.66%, neither difference significant) at 4 views instead of 10."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
     c = centre_crop(x, crop_size)

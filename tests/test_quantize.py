@@ -149,7 +149,7 @@ def test_onnx_runtime_copies_answer_like_pytorch_on_held_out_real_faces(precisio
         assert po.shape == (140, 7) and po.dtype == np.float32 and np.allclose(po.sum(1), 1, atol=1e-5)
         if precision == "onnx":  # the same network in another runtime: the same numbers
             assert np.allclose(po, p32, atol=1e-4)
-        else:  # all 3,589 PublicTest faces on AVX2: 98.8% the same answers, 70.77% against 70.72% accuracy
+        else:  # all 3,589 PublicTest faces on AVX2 (fer_vgg before 2026-11-27's lease): 98.8% the same answers, 70.77% vs 70.72%
             assert (po.argmax(1) == p32.argmax(1)).mean() >= 0.95 and np.abs(po - p32).mean() < 0.02
             assert abs((po.argmax(1) == y.numpy()).mean() - (p32.argmax(1) == y.numpy()).mean()) <= 0.03
     if precision == "onnx-int8":  # the CLIs take every INFERENCE_PRECISIONS value; the report says which ran
