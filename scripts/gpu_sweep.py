@@ -41,7 +41,6 @@ from fer_core.targets import select_splits  # noqa: E402
 from fer_core.train import RunFolder, Stopper, build_for_training, check_device, fit, train_one_epoch  # noqa: E402
 from fer_core.transforms import Normalization  # noqa: E402
 
-_XZ_FILTERS = [{"id": lzma.FILTER_DELTA, "dist": 1}, {"id": lzma.FILTER_LZMA2, "preset": 9}]  # format 1 (read only)
 _XZ_MED = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "lc": 4}]
 
 
@@ -70,7 +69,7 @@ def med_encode(pixels: np.ndarray) -> np.ndarray:
 def med_decode(residuals: np.ndarray) -> np.ndarray:
     """Inverse of med_encode, one anti-diagonal at a time (a pixel's neighbours all lie on the two before it), every
     image at once."""
-    r = np.ascontiguousarray(residuals.transpose(1, 2, 0)).astype(np.int16)  # (H, W, N): each pixel's N values adjacent
+    r = np.ascontiguousarray(residuals.transpose(1, 2, 0), dtype=np.int16)  # (H, W, N): each pixel's N values adjacent
     h, w, n = r.shape
     x = np.zeros((h + 1, w + 1, n), np.int16)  # x[i + 1, j + 1] is pixel (i, j); row 0 and column 0 stay 0
     for k in range(h + w - 1):
@@ -105,7 +104,7 @@ def unpack(path: str | Path) -> FERData:
         if "pixels_med_xz" in z.files:
             residuals = np.frombuffer(lzma.decompress(z["pixels_med_xz"].tobytes()), np.uint8)
             pixels = med_decode(residuals.reshape(z["shape"].tolist()))
-        else:  # format 1: a plain byte delta
+        else:  # format 1, a plain byte delta (xz files name their own filters)
             pixels = np.frombuffer(lzma.decompress(z["pixels_xz"].tobytes()), np.uint8).reshape(-1, 48, 48)
         labels, splits, counts = z["labels"].astype(np.int64), [str(s) for s in z["splits"]], z["counts"].tolist()
         dist = z["dist"] if "dist" in z.files else None
