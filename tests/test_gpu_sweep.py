@@ -50,6 +50,26 @@ def test_median_edge_coding_is_lossless_on_any_shape_and_extreme_pixels(sweep_mo
     assert np.abs(sweep_mod.med_encode(faces).astype(np.int8).astype(np.int16)).mean() < np.abs(faces.astype(np.int16)).mean() / 4
 
 
+def test_unpack_still_reads_the_first_format(sweep_mod, sample_data, tmp_path):
+    """Packs written before the median-edge coding (plain byte delta, `pixels_xz`) still load, pixel for pixel."""
+    import lzma
+
+    import numpy as np
+
+    splits = sample_data.splits
+    pixels = np.concatenate([sample_data.images[s].numpy() for s in splits])
+    blob = lzma.compress(pixels.tobytes(), format=lzma.FORMAT_XZ,
+                         filters=[{"id": lzma.FILTER_DELTA, "dist": 1}, {"id": lzma.FILTER_LZMA2, "preset": 6}])
+    np.savez(tmp_path / "old.npz", pixels_xz=np.frombuffer(blob, np.uint8),
+                        labels=np.concatenate([sample_data.labels[s].numpy() for s in splits]),
+                        splits=np.array(splits), counts=np.array([len(sample_data.labels[s]) for s in splits]))
+    back = sweep_mod.unpack(tmp_path / "old.npz")
+    assert back.splits == splits
+    for s in splits:
+        assert torch.equal(back.images[s], sample_data.images[s])
+        assert torch.equal(back.labels[s], sample_data.labels[s])
+
+
 def test_pack_carries_the_ferplus_vote_shares(sweep_mod, sample_data, tmp_path):
     from fer_core.data import with_vote_shares
 
