@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from itertools import combinations
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ from torch import nn
 
 from .checkpoint import LoadedModel, load_model
 from .config import TrainConfig
-from .transforms import Normalization
+from .transforms import Normalization, eval_views, to_float
 
 
 def teacher_paths(teacher: str) -> list[str]:
@@ -78,3 +79,28 @@ def combined_loss(hard: torch.Tensor, student: torch.Tensor, teacher: torch.Tens
     if teacher is None:
         return hard
     return (1 - cfg.distill) * hard + cfg.distill * distill_loss(student, teacher, cfg.distill_t)
+
+
+@torch.inference_mode()
+def centre_probs(loaded: LoadedModel, images: torch.Tensor, device: torch.device | str = "cpu",
+                 batch_size: int = 512) -> torch.Tensor:
+    """(N, 7) softmax probabilities of uint8 images' (N, 48, 48) centre crops, computed on `device` (a GPU too)."""
+    net = loaded.model.to(device).eval()
+    views = eval_views(to_float(images, loaded.norm), loaded.config.crop_size, "none")[0]
+    out = [F.softmax(net(views[i : i + batch_size].to(device)).float(), dim=1).cpu()
+           for i in range(0, len(views), batch_size)]
+    loaded.model.cpu()
+    return torch.cat(out) if out else torch.zeros(0, 7)
+
+
+def best_teacher(probs: dict[str, torch.Tensor], labels: torch.Tensor, min_members: int = 2) -> tuple[list[str], float]:
+    """The subset (at least min_members, all if fewer) of candidates whose mean probability is most accurate on
+    `labels`, and that accuracy: picks a teacher on the validation split. probs: name -> (N, 7) probabilities."""
+    names = list(probs)
+    best: tuple[float, list[str]] = (-1.0, names)
+    for k in range(min(min_members, len(names)), len(names) + 1):
+        for subset in combinations(names, k):
+            acc = (torch.stack([probs[n] for n in subset]).mean(0).argmax(1) == labels).float().mean().item()
+            if acc > best[0]:
+                best = (acc, list(subset))
+    return best[1], best[0]

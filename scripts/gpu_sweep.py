@@ -15,6 +15,9 @@ A schedule longer than one call (the device tool allows 600 s a command): plan i
 next with --resume, keeping --runs on the machine between calls (an ignored folder of the work tree, e.g. runs/):
     python scripts/gpu_sweep.py run ... --runs runs/dev --budget-s 520 --plan-s 720 --spec ...
     python scripts/gpu_sweep.py run ... --runs runs/dev --budget-s 200 --resume --spec ...   # same specs
+Models of one sweep can teach the next within the same call: `teacher` scores every ensemble (two or more) of the
+candidates that exist on PublicTest and writes the best one's comma list, for the next sweep's "teacher" field:
+    python scripts/gpu_sweep.py teacher checkpoints/fer_resnet.pt $OUT/p1/a.pt $OUT/p1/b.pt --data D --out teacher.txt
 """
 
 from __future__ import annotations
@@ -33,10 +36,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from fer_core.checkpoint import export_checkpoint, read_checkpoint  # noqa: E402
+from fer_core.checkpoint import export_checkpoint, load_model, read_checkpoint  # noqa: E402
 from fer_core.config import TrainConfig, set_threads  # noqa: E402
 from fer_core.data import FERData, find_ferplus, load_dataset, with_vote_shares  # noqa: E402
-from fer_core.distill import Teacher, load_teachers  # noqa: E402
+from fer_core.distill import Teacher, best_teacher, centre_probs, load_teachers  # noqa: E402
 from fer_core.targets import select_splits  # noqa: E402
 from fer_core.train import RunFolder, Stopper, build_for_training, check_device, fit, train_one_epoch  # noqa: E402
 from fer_core.transforms import Normalization  # noqa: E402
@@ -232,6 +235,27 @@ def sweep(specs: list[dict[str, Any]], data_path: str, out: str, runs: str, budg
     return results
 
 
+def pick_teacher(candidates: list[str], data_path: str, out: str | Path, split: str = "PublicTest",
+                 device: str = "cpu") -> int:
+    """Score each existing candidate and every ensemble of two or more on `split` (centre crop); write the best's
+    comma list to `out` (a later sweep's "teacher": the models of a first sweep can teach a second in one call)."""
+    data = unpack(data_path) if str(data_path).endswith(".npz") else load_dataset(data_path)
+    x, y = data.split(split)
+    paths = [p for p in candidates if Path(p).exists()]
+    for p in sorted(set(candidates) - set(paths)):
+        print(f"skipped (missing): {p}")
+    if not paths:
+        print("no candidate exists", file=sys.stderr)
+        return 1
+    probs = {p: centre_probs(load_model(p), x, device) for p in paths}
+    for p, pr in probs.items():
+        print(f"{p}: {(pr.argmax(1) == y).float().mean().item():.4f}")
+    members, acc = best_teacher(probs, y)
+    Path(out).write_text(",".join(members) + "\n")
+    print(f"teacher ({split} {acc:.4f}): {','.join(members)}")
+    return 0
+
+
 def unsweep(sweep_json: str | Path, runs: str | Path) -> list[Path]:
     """Recreate RUNS/NAME/{config.json,metrics.jsonl} from sweep.json (what the model card reads)."""
     made = []
@@ -269,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
                             "budget when a later call goes on with --resume")
         q.add_argument("--resume", action="store_true",
                        help="a spec whose run folder (under --runs) has last.pt goes on from it with its planned epochs")
+    t = sub.add_parser("teacher", help="write the comma list of the checkpoints whose ensemble scores best on --split")
+    t.add_argument("checkpoints", nargs="+", help="candidates (missing ones are skipped: a spec may have failed)")
+    t.add_argument("--data", required=True, help="a packed .npz or any dataset path fer_core reads")
+    t.add_argument("--out", required=True, help="file for the comma list (a spec's \"teacher\")")
+    t.add_argument("--split", default="PublicTest", help="the validation split (never the one you report)")
+    t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     u = sub.add_parser("unsweep", help="recreate run folders (config.json, metrics.jsonl) from a sweep.json")
     u.add_argument("sweep_json")
     u.add_argument("--runs", required=True)
@@ -282,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in unsweep(args.sweep_json, args.runs):
             print(path)
         return 0
+    if args.cmd == "teacher":
+        return pick_teacher(args.checkpoints, args.data, args.out, args.split, args.device)
     if args.cmd == "pack":
         data = load_dataset(args.data)
         if find_ferplus(Path(data.source)) is not None:

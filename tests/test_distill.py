@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from fer_core.checkpoint import CheckpointError, load_model, read_checkpoint
 from fer_core.config import TrainConfig
 from fer_core.data import FERData
-from fer_core.distill import Teacher, check_distill, distill_loss, load_teachers, teacher_paths
+from fer_core.distill import Teacher, best_teacher, centre_probs, check_distill, distill_loss, load_teachers, teacher_paths
 from fer_core.train import fit
 from fer_core.train import main as train_main
 from fer_core.transforms import Normalization, preprocess
@@ -71,6 +71,33 @@ def test_an_ensemble_teacher_gives_its_mean_probabilities(sample_data, fast_chec
     twice = Teacher([a, a], norm).logits(xb)
     s = torch.randn(16, 7)
     assert distill_loss(s, twice, 2.0).item() == pytest.approx(distill_loss(s, la, 2.0).item(), rel=1e-5)
+
+
+def test_best_teacher_is_the_most_accurate_ensemble_and_the_smallest_on_ties():
+    y = torch.tensor([0, 1, 2, 3])
+
+    def rows(*answers: tuple[int, float]) -> torch.Tensor:  # (label, confidence) per image, the rest shared evenly
+        return torch.stack([F.one_hot(torch.tensor(k), 7).float() * (c - (1 - c) / 6) + (1 - c) / 6 for k, c in answers])
+
+    a = rows((0, 0.9), (1, 0.9), (2, 0.9), (6, 0.4))  # 3/4, unsure where wrong
+    b = rows((0, 0.9), (1, 0.9), (5, 0.4), (3, 0.9))  # 3/4, wrong elsewhere
+    c = rows((0, 0.9), (5, 0.9), (5, 0.9), (5, 0.9))  # 1/4
+    probs = {"a": a, "b": b, "c": c}
+    assert best_teacher(probs, y) == (["a", "b"], 1.0)  # a and b fix each other's mistakes
+    assert best_teacher({"a": a, "c": c}, y)[0] == ["a", "c"]  # two candidates: both, whatever they score
+    assert best_teacher(probs, y, min_members=1)[0] == ["a", "b"]
+    assert best_teacher({"a": a, "a2": a.clone(), "c": c}, y)[0] == ["a", "a2"]  # ties go to the first, smallest subset
+
+
+def test_centre_probs_are_the_evaluate_clis_centre_crop(sample_data, fast_checkpoint):
+    from fer_core.evaluate import view_logits
+
+    m = load_model(fast_checkpoint)
+    x = sample_data.split("PublicTest")[0][:40]
+    got = centre_probs(m, x, batch_size=16)
+    assert got.shape == (40, 7)
+    assert torch.allclose(got, F.softmax(view_logits(m, x, "none")[0], 1), atol=1e-4)
+    assert centre_probs(m, x[:0]).shape == (0, 7)
 
 
 def test_teacher_paths_split_on_commas_and_each_is_checked(fast_checkpoint, tmp_path):

@@ -82,6 +82,22 @@ def test_pack_carries_the_ferplus_vote_shares(sweep_mod, sample_data, tmp_path):
     assert with_vote_shares(back) is back  # a soft-label run on the device needs no vote file beside the .npz
 
 
+def test_teacher_picks_from_the_candidates_that_exist(sweep_mod, sample_path, fast_checkpoint, tmp_path, capsys):
+    from fer_core.config import TrainConfig
+    from fer_core.train import fit
+
+    tiny_cfg = TrainConfig(data=str(sample_path), model="small", width=8, batch_size=32, epochs=1, threads=1, limit=128)
+    fit(tiny_cfg, tmp_path / "tiny")
+    tiny, missing, out = tmp_path / "tiny" / "last.pt", tmp_path / "missing.pt", tmp_path / "teacher.txt"
+    rc = sweep_mod.main(["teacher", str(fast_checkpoint), str(tiny), str(missing), "--data", str(sample_path),
+                         "--out", str(out), "--device", "cpu"])
+    text = capsys.readouterr().out
+    assert rc == 0 and f"skipped (missing): {missing}" in text
+    assert out.read_text().strip() == f"{fast_checkpoint},{tiny}"  # two candidates left: the ensemble of both
+    assert "teacher (PublicTest " in text and f"{fast_checkpoint}: 0." in text
+    assert sweep_mod.main(["teacher", str(missing), "--data", str(sample_path), "--out", str(out)]) == 1
+
+
 def test_plan_epochs_fits_the_budget(sweep_mod):
     # 1000 img/s, 10k training + 3k val images: ~11.3 s per epoch; 85% of 600 s -> 45 epochs
     assert sweep_mod.plan_epochs(600, 1000, 10_000, 3_000, max_epochs=300) == 45
