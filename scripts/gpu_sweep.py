@@ -118,6 +118,11 @@ def unpack(path: str | Path) -> FERData:
                    labels={s: torch.from_numpy(labels[a:b].copy()) for s, a, b in spans}, source=str(path), extra=extra)
 
 
+def load_any(data_path: str | Path) -> FERData:
+    """A packed .npz (pack()'s) or any dataset path fer_core reads."""
+    return unpack(data_path) if str(data_path).endswith(".npz") else load_dataset(data_path)
+
+
 def plan_epochs(budget_s: float, images_per_s: float, n_train: int, n_val: int, max_epochs: int,
                 overhead_s: float = 0.3, safety: float = 0.85) -> int:
     """Epochs whose training, per-epoch validation (about a third of a training image each) and saving fit the budget."""
@@ -159,7 +164,7 @@ def run_spec(spec: dict[str, Any], data_path: str, out: str, runs: str, deadline
     name, max_epochs = spec.pop("name"), int(spec.pop("max_epochs", 300))
     run = Path(runs) / name
     try:
-        data = unpack(data_path) if data_path.endswith(".npz") else load_dataset(data_path)
+        data = load_any(data_path)
         cfg = TrainConfig().replace(**spec)
         set_threads(cfg.threads)
         resume = resume and (run / "last.pt").exists()
@@ -239,8 +244,7 @@ def pick_teacher(candidates: list[str], data_path: str, out: str | Path, split: 
                  device: str = "cpu") -> int:
     """Score each existing candidate and every ensemble of two or more on `split` (centre crop); write the best's
     comma list to `out` (a later sweep's "teacher": the models of a first sweep can teach a second in one call)."""
-    data = unpack(data_path) if str(data_path).endswith(".npz") else load_dataset(data_path)
-    x, y = data.split(split)
+    x, y = load_any(data_path).split(split)
     paths = [p for p in candidates if Path(p).exists()]
     for p in sorted(set(candidates) - set(paths)):
         print(f"skipped (missing): {p}")

@@ -61,8 +61,8 @@ def test_unpack_still_reads_the_first_format(sweep_mod, sample_data, tmp_path):
     blob = lzma.compress(pixels.tobytes(), format=lzma.FORMAT_XZ,
                          filters=[{"id": lzma.FILTER_DELTA, "dist": 1}, {"id": lzma.FILTER_LZMA2, "preset": 6}])
     np.savez(tmp_path / "old.npz", pixels_xz=np.frombuffer(blob, np.uint8),
-                        labels=np.concatenate([sample_data.labels[s].numpy() for s in splits]),
-                        splits=np.array(splits), counts=np.array([len(sample_data.labels[s]) for s in splits]))
+             labels=np.concatenate([sample_data.labels[s].numpy() for s in splits]),
+             splits=np.array(splits), counts=np.array([len(sample_data.labels[s]) for s in splits]))
     back = sweep_mod.unpack(tmp_path / "old.npz")
     assert back.splits == splits
     for s in splits:
