@@ -16,7 +16,8 @@ from .models import VGG, build_model
 from .quantize import calibration_batch
 
 
-def _blocks(model: VGG) -> list[nn.Sequential]:
+def conv_blocks(model: VGG) -> list[nn.Sequential]:
+    """A VGG's conv-BN-ReLU blocks in order (its max-pools left out)."""
     return [m for m in model.features if isinstance(m, nn.Sequential)]
 
 
@@ -26,7 +27,7 @@ def channel_importance(model: VGG, faces: torch.Tensor) -> list[torch.Tensor]:
 
     A channel that is never active, or that the next layer ignores, scores 0: removing it changes nothing.
     """
-    blocks, acts = _blocks(model), []
+    blocks, acts = conv_blocks(model), []
     hooks = [b.register_forward_hook(lambda _m, _i, out: acts.append(out.abs().mean((0, 2, 3)))) for b in blocks]
     try:
         model.eval()(faces)
@@ -40,8 +41,8 @@ def channel_importance(model: VGG, faces: torch.Tensor) -> list[torch.Tensor]:
 @torch.no_grad()
 def prune_vgg(model: VGG, narrow: VGG, faces: torch.Tensor) -> VGG:
     """Fill `narrow` (same stages and depth, fewer channels) with the channels of `model` that matter most on `faces`."""
-    old, new = _blocks(model), _blocks(narrow)
-    if len(old) != len(new) or not isinstance(narrow.head.fc, nn.Linear):
+    old, new = conv_blocks(model), conv_blocks(narrow)
+    if len(old) != len(new):
         raise ValueError(f"cannot prune a {len(old)}-conv model into a {len(new)}-conv one")
     keep_in = torch.arange(old[0][0].in_channels)
     for o, n, score in zip(old, new, channel_importance(model, faces), strict=True):

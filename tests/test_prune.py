@@ -9,18 +9,15 @@ import pytest
 import torch
 
 from fer_core.checkpoint import load_model, read_checkpoint
+from fer_core.config import DEFAULT_CHECKPOINT
 from fer_core.models import build_model
-from fer_core.prune import channel_importance, main, prune_vgg
+from fer_core.prune import channel_importance, conv_blocks, main, prune_vgg
 from fer_core.quantize import calibration_batch
 
 
-def _blocks(model):
-    return [m for m in model.features if isinstance(m, torch.nn.Sequential)]
-
-
 @pytest.fixture(scope="module")
-def faces():
-    return calibration_batch(load_model().norm, 44)[:64]  # real training faces of the sample
+def faces(fast_checkpoint):
+    return calibration_batch(load_model(fast_checkpoint).norm, 44)[:64]  # real training faces of the sample
 
 
 def test_dead_channels_are_the_ones_removed_and_the_answers_do_not_change(faces):
@@ -28,7 +25,7 @@ def test_dead_channels_are_the_ones_removed_and_the_answers_do_not_change(faces)
     wide = build_model("vgg", width=8).eval()
     dead = []
     with torch.no_grad():
-        for b in _blocks(wide):  # the last quarter of every layer's channels never fires (relu(0 * x - 1) = 0)
+        for b in conv_blocks(wide):  # the last quarter of every layer's channels never fires (relu(0 * x - 1) = 0)
             n = b[1].num_features
             b[1].weight[3 * n // 4:] = 0.0
             b[1].bias[3 * n // 4:] = -1.0
@@ -37,7 +34,7 @@ def test_dead_channels_are_the_ones_removed_and_the_answers_do_not_change(faces)
     for score, d in zip(channel_importance(wide, faces), dead, strict=True):
         assert torch.all(score[d] == 0) and torch.all(score[:d[0]] > 0)
     narrow = prune_vgg(wide, build_model("vgg", width=6), faces)
-    assert [b[0].out_channels for b in _blocks(narrow)] == [6, 6, 12, 12, 24, 24, 48, 48]
+    assert [b[0].out_channels for b in conv_blocks(narrow)] == [6, 6, 12, 12, 24, 24, 48, 48]
     with torch.no_grad():
         torch.testing.assert_close(narrow(faces), wide(faces), atol=1e-5, rtol=1e-5)
 
@@ -66,7 +63,7 @@ def test_cli_prunes_the_shipped_vgg_into_a_loadable_narrower_checkpoint(fast_che
 
 
 def test_cli_errors_are_clear(tmp_path, run_main):
-    r = run_main(main, "--checkpoint", "checkpoints/fer_resnet.pt", "--width", "16", "--out", tmp_path / "x.pt")
+    r = run_main(main, "--checkpoint", DEFAULT_CHECKPOINT.parent / "fer_resnet.pt", "--width", "16", "--out", tmp_path / "x.pt")
     assert r.returncode == 2 and "VGG" in r.stderr
     r = run_main(main, "--checkpoint", tmp_path / "missing.pt", "--width", "16", "--out", tmp_path / "x.pt")
     assert r.returncode == 2 and "not found" in r.stderr
