@@ -18,8 +18,6 @@ from .models import describe_model
 from .train import RunFolder
 
 LIMITS = """\
-- **Class imbalance.** Disgust is 1.5% of Training (436 images): its recall is the lowest and the most variable.
-  Fear and sad are confused with each other and with neutral; happy and surprise are the easiest classes.
 - **Label noise.** FER2013 labels are single-annotator web labels; the FER+ majority of ten annotators picks
   another class for 32% of the Training images it keeps, and the data holds duplicates (some across splits)
   and a few non-faces.
@@ -57,6 +55,20 @@ def confusion_table(r: dict[str, Any]) -> str:
     for name, row in zip(EMOTIONS, r["confusion_matrix"], strict=True):
         rows.append(f"| **{name}** | " + " | ".join(str(v) for v in row) + f" | {r['per_class'][name]['recall']:.2f} |")
     return "\n".join(rows)
+
+
+def imbalance_note(r: dict[str, Any]) -> str:
+    """The class-imbalance limit, from the report's own per-class recalls and largest confusions."""
+    recall = {name: m["recall"] for name, m in r["per_class"].items()}
+    order = sorted(recall, key=recall.get)
+    cm = r["confusion_matrix"]
+    pairs = sorted(((cm[i][j], EMOTIONS[i], EMOTIONS[j]) for i in range(len(cm)) for j in range(len(cm)) if i != j), reverse=True)
+    confusions = ", ".join(f"{t} as {p} ({n})" for n, t, p in pairs[:3])
+    return (f"- **Class imbalance.** Disgust is 1.5% of Training (436 images; {r['per_class']['disgust']['support']} "
+            f"{r['split']} faces), so its recall ({recall['disgust']:.2f} here) moves most from run to run. The lowest "
+            f"recall here is {order[0]}'s ({recall[order[0]]:.2f}), then {order[1]}'s ({recall[order[1]]:.2f}); the "
+            f"largest confusions are {confusions}; {order[-1]} ({recall[order[-1]]:.2f}) and {order[-2]} "
+            f"({recall[order[-2]]:.2f}) are the easiest classes.")
 
 
 def reference_table(r: dict[str, Any], ours: list[dict[str, Any]]) -> str:
@@ -147,7 +159,7 @@ def render(checkpoint: str | Path, reports: list[dict[str, Any]], runs: Sequence
     cfg_rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.to_dict().items() if k != "data")
     return f"""# Model card: `{Path(checkpoint).name}`
 
-FER2013 facial-expression classifier (7 classes: {", ".join(EMOTIONS)}), trained from scratch (hardware: see Training recipe).
+FER2013 facial-expression classifier (7 classes: {", ".join(EMOTIONS)}), trained on FER2013 alone, with no pretrained weights (hardware: see Training recipe).
 
 ## Model
 - Architecture: `{cfg.model}`: {describe_model(cfg.model)} Dropout {cfg.drop_rate}, width {cfg.width},
@@ -198,6 +210,7 @@ python -m fer_core.evaluate --checkpoint checkpoints/{Path(checkpoint).name} --d
 {reference_table(main, reports)}
 
 ## Known limits
+{imbalance_note(main)}
 {LIMITS}"""
 
 

@@ -44,3 +44,20 @@ def test_card_names_the_targets_beyond_the_labels():
     assert "the mean probabilities of `a.pt` + `b.pt`" in note and "0.3 x the label loss" in note
     note = targets_note(TrainConfig(teacher="/x/c2+kd.pt", distill=0.7))  # one teacher, a "+" in its name
     assert "from `c2+kd.pt` (`--teacher`)" in note and "mean probabilities" not in note
+
+
+def test_card_names_the_weakest_classes_from_the_report():
+    import json
+
+    from fer_core.card import imbalance_note
+    from fer_core.checkpoint import DEFAULT_CHECKPOINT
+
+    report = json.loads(DEFAULT_CHECKPOINT.with_suffix(".report.json").read_text())
+    recall = {name: m["recall"] for name, m in report["per_class"].items()}
+    weakest, easiest = min(recall, key=recall.get), max(recall, key=recall.get)
+    note = imbalance_note(report)
+    assert f"The lowest recall here is {weakest}'s ({recall[weakest]:.2f})" in note
+    assert f"{easiest} ({recall[easiest]:.2f})" in note and f"({recall['disgust']:.2f} here)" in note
+    cm, names = report["confusion_matrix"], list(recall)
+    n, t, p = max((cm[i][j], names[i], names[j]) for i in range(7) for j in range(7) if i != j)
+    assert f"largest confusions are {t} as {p} ({n})," in note
