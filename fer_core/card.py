@@ -159,7 +159,8 @@ def render(checkpoint: str | Path, reports: list[dict[str, Any]], runs: Sequence
     cfg_rows = "\n".join(f"| `{k}` | `{v}` |" for k, v in cfg.to_dict().items() if k != "data")
     return f"""# Model card: `{Path(checkpoint).name}`
 
-FER2013 facial-expression classifier (7 classes: {", ".join(EMOTIONS)}), trained on FER2013 alone, with no pretrained weights (hardware: see Training recipe).
+FER2013 facial-expression classifier (7 classes: {", ".join(EMOTIONS)}),
+trained on FER2013 alone, with no pretrained weights (hardware: see Training recipe).
 
 ## Model
 - Architecture: `{cfg.model}`: {describe_model(cfg.model)} Dropout {cfg.drop_rate}, width {cfg.width},
