@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,30 @@ def test_ready_barrier_waits_for_every_peer_and_no_longer(sweep_mod, tmp_path):
     waited = sweep_mod.ready_barrier(tmp_path, "a", ["a", "b"], timeout_s=30)
     assert 0.4 < waited < 10 and (tmp_path / ".ready" / "a").exists()
     assert sweep_mod.ready_barrier(tmp_path, "c", ["c", "never"], timeout_s=0.5) >= 0.5  # a missing peer: the timeout
+
+
+def test_device_slim_leaves_what_a_gpu_call_needs_and_git_puts_the_rest_back(tmp_path, sample_data):
+    import shutil
+    import subprocess
+
+    from fer_core.data import load_csv
+
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("needs the project's git checkout")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    shutil.copy(ROOT / "scripts" / "device_slim.sh", clone / "scripts" / "device_slim.sh")  # this tree's version
+    done = subprocess.run(["bash", "scripts/device_slim.sh", "fer_resnet.pt"], cwd=clone, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "travels:" in done.stdout and "of 67108864" in done.stdout
+    assert sorted(p.name for p in (clone / "checkpoints").glob("*.pt")) == ["fer_resnet.pt"]
+    assert not list((clone / "checkpoints").glob("*.report.json")) and not (clone / "README.md").exists()
+    assert [p.relative_to(clone).as_posix() for p in (clone / "tests").rglob("*") if p.is_file()] == ["tests/data/fer2013.csv.gz"]
+    cut = load_csv(clone / "tests" / "data" / "fer2013.csv.gz", cache=False)
+    assert cut.splits == ["Training"] and torch.equal(cut.images["Training"], sample_data.images["Training"][:256])
+    helps = subprocess.run([sys.executable, "scripts/gpu_sweep.py", "run", "--help"], cwd=clone, capture_output=True)
+    assert helps.returncode == 0  # what a call runs still imports
+    subprocess.run(["git", "checkout", "--", "."], cwd=clone, check=True)
+    left = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True).stdout
+    assert left.strip() in ("", "M scripts/device_slim.sh", "?? scripts/device_slim.sh")
+    assert (clone / "checkpoints" / "fer_vgg.pt").exists() and (clone / "tests" / "conftest.py").exists()
