@@ -16,6 +16,7 @@ import widgets
 from fer_core import jobs
 from fer_core.config import SPLITS
 from fer_core.evaluate import REFERENCE
+from fer_core.metrics import top_confusions
 from fer_core.quantize import INFERENCE_PRECISIONS
 from fer_core.transforms import TTA_MODES
 
@@ -70,8 +71,7 @@ def gallery(r: dict[str, Any], fallback: Path | None) -> None:
         return
     y, yhat = np.asarray(r["predictions"]["y_true"]), np.asarray(r["predictions"]["y_pred"])
     conf, names = np.asarray(r["predictions"]["confidence"]), r["labels"]
-    cm = np.asarray(r["confusion_matrix"])
-    pairs = sorted(((cm[i, j], i, j) for i in range(len(names)) for j in range(len(names)) if i != j), reverse=True)[:5]
+    pairs = top_confusions(r["confusion_matrix"], 5)
     st.caption("Most confused (true → predicted): " + ", ".join(f"{names[i]} → {names[j]} ({n})" for n, i, j in pairs if n))
     cols = st.columns(3)
     true = cols[0].selectbox("True class", ["any", *names], key="gal-true")

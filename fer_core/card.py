@@ -14,6 +14,7 @@ from .checkpoint import load_model
 from .config import EMOTIONS, TrainConfig
 from .distill import teacher_paths
 from .evaluate import headline_order
+from .metrics import top_confusions
 from .models import describe_model
 from .train import RunFolder
 
@@ -61,9 +62,7 @@ def imbalance_note(r: dict[str, Any]) -> str:
     """The class-imbalance limit, from the report's own per-class recalls and largest confusions."""
     recall = {name: m["recall"] for name, m in r["per_class"].items()}
     order = sorted(recall, key=recall.get)
-    cm = r["confusion_matrix"]
-    pairs = sorted(((cm[i][j], EMOTIONS[i], EMOTIONS[j]) for i in range(len(cm)) for j in range(len(cm)) if i != j), reverse=True)
-    confusions = ", ".join(f"{t} as {p} ({n})" for n, t, p in pairs[:3])
+    confusions = ", ".join(f"{EMOTIONS[t]} as {EMOTIONS[p]} ({n})" for n, t, p in top_confusions(r["confusion_matrix"]))
     return (f"- **Class imbalance.** Disgust is 1.5% of Training (436 images; {r['per_class']['disgust']['support']} "
             f"{r['split']} faces), so its recall ({recall['disgust']:.2f} here) moves most from run to run. The lowest "
             f"recall here is {order[0]}'s ({recall[order[0]]:.2f}), then {order[1]}'s ({recall[order[1]]:.2f}); the "

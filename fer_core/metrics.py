@@ -35,6 +35,12 @@ def confusion(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.nda
     return skm.confusion_matrix(y_true, y_pred, labels=list(range(num_classes))).tolist()
 
 
+def top_confusions(cm: Sequence[Sequence[int]], k: int = 3) -> list[tuple[int, int, int]]:
+    """The k largest off-diagonal cells of a confusion matrix as (count, true class, predicted class), largest first."""
+    n = len(cm)
+    return sorted(((int(cm[i][j]), i, j) for i in range(n) for j in range(n) if i != j), reverse=True)[:k]
+
+
 def normalize_confusion(cm: Sequence[Sequence[int]], by: str = "true") -> list[list[float]]:
     """Row- ('true', = recall), column- ('pred', = precision) or 'all'-normalised matrix; empty rows stay 0."""
     m = np.asarray(cm, dtype=np.float64)

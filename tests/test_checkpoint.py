@@ -14,6 +14,8 @@ from fer_core.config import DEFAULT_CHECKPOINT, TrainConfig
 from fer_core.models import build_model
 from fer_core.transforms import Normalization, preprocess
 
+SHIPPED = sorted(p.stem for p in DEFAULT_CHECKPOINT.parent.glob("*.pt"))
+
 
 @pytest.fixture()
 def saved(tmp_path):
@@ -78,7 +80,7 @@ def test_shipped_checkpoint_loads_by_default():
     assert torch.load(DEFAULT_CHECKPOINT, weights_only=True)["format"] == "fer_core.checkpoint/1"
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in DEFAULT_CHECKPOINT.parent.glob("*.pt")))
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_reports_and_card_match_the_shipped_checkpoint(name):
     """Every report beside a shipped model was made with it as it is now (a re-calibration would leave them stale),
     each calibrated TTA mode has a report, and the card quotes every report's accuracy."""
@@ -94,7 +96,7 @@ def test_shipped_reports_and_card_match_the_shipped_checkpoint(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(p.stem for p in DEFAULT_CHECKPOINT.parent.glob("*.pt")))
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_gives_its_reports_answers_on_the_full_public_test(name, full_data_path):
     """Each shipped model's report holds real PublicTest answers that clear the first bar (70%, macro-F1 0.68), and the
     model as shipped gives those answers again on the first 600 PublicTest faces (a CPU with other kernels may flip

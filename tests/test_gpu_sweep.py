@@ -166,6 +166,7 @@ def test_device_slim_leaves_what_a_gpu_call_needs_and_git_puts_the_rest_back(tmp
     import subprocess
 
     from fer_core.data import load_csv
+    from fer_core.quantize import CALIBRATION_FACES
 
     if not (ROOT / ".git").exists() or shutil.which("git") is None:
         pytest.skip("needs the project's git checkout")
@@ -179,7 +180,7 @@ def test_device_slim_leaves_what_a_gpu_call_needs_and_git_puts_the_rest_back(tmp
     assert not list((clone / "checkpoints").glob("*.report.json")) and not (clone / "README.md").exists()
     assert [p.relative_to(clone).as_posix() for p in (clone / "tests").rglob("*") if p.is_file()] == ["tests/data/fer2013.csv.gz"]
     cut = load_csv(clone / "tests" / "data" / "fer2013.csv.gz", cache=False)
-    assert cut.splits == ["Training"] and torch.equal(cut.images["Training"], sample_data.images["Training"][:256])
+    assert cut.splits == ["Training"] and torch.equal(cut.images["Training"], sample_data.images["Training"][:CALIBRATION_FACES])
     helps = subprocess.run([sys.executable, "scripts/gpu_sweep.py", "run", "--help"], cwd=clone, capture_output=True)
     assert helps.returncode == 0  # what a call runs still imports
     subprocess.run(["git", "checkout", "--", "."], cwd=clone, check=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from fer_core.metrics import confusion, f1_scores, normalize_confusion, per_class, reliability, summarize
+from fer_core.metrics import confusion, f1_scores, normalize_confusion, per_class, reliability, summarize, top_confusions
 
 Y_TRUE = [0, 0, 1, 2, 3, 3, 3, 4, 5, 6, 6, 2]
 Y_PRED = [0, 1, 1, 2, 3, 3, 0, 4, 6, 6, 6, 3]
@@ -54,3 +54,9 @@ def test_summarize_keys_and_consistency():
     assert s["accuracy"] == pytest.approx(float((probs.argmax(1) == y).mean()))
     assert s["log_loss"] == pytest.approx(skm.log_loss(y, probs, labels=range(7)))
     assert set(s) >= {"per_class", "confusion_matrix", "ece", "reliability", "macro_f1", "weighted_f1"}
+
+
+def test_top_confusions_are_the_largest_off_diagonal_cells():
+    cm = [[9, 1, 4], [0, 8, 2], [7, 3, 50]]  # the diagonal, however large, is never a confusion
+    assert top_confusions(cm) == [(7, 2, 0), (4, 0, 2), (3, 2, 1)]
+    assert top_confusions(cm, k=1) == [(7, 2, 0)] and len(top_confusions(cm, k=10)) == 6
