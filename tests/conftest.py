@@ -73,6 +73,6 @@ def full_data_path() -> Path:
 
 @pytest.fixture(scope="session")
 def fast_checkpoint() -> Path:
-    """The small shipped model (fer_vgg.pt): tests of a mechanism (calibration, TTA, threads, CLI flags) run ~3x
-    faster on it than on the default ResNet; tests about the default model itself load the default."""
-    return REPO_ROOT / "checkpoints" / "fer_vgg.pt"
+    """The smallest shipped model (fer_fast.pt): tests of a mechanism (calibration, TTA, threads, CLI flags) run
+    several times faster on it than on the default ResNet; tests about the default model itself load the default."""
+    return REPO_ROOT / "checkpoints" / "fer_fast.pt"

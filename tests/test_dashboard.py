@@ -304,7 +304,7 @@ def test_train_form_distils_from_an_ensemble_of_teachers(runs, fast_checkpoint):
 
 
 def test_train_form_fine_tunes_from_a_checkpoint(runs, fast_checkpoint):
-    fast = fast_checkpoint  # the smaller shipped model: 3x fewer FLOPs than the default
+    fast = fast_checkpoint  # the smallest shipped model
     at = open_page("views/train.py")
     by_label(at.selectbox, "Start from").set_value(str(fast))
     by_label(at.number_input, "Learning rate").set_value(0.005)

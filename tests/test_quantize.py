@@ -48,17 +48,18 @@ def test_int8_copy_has_int8_layers_and_keeps_the_float_model(int8):
 
 
 @pytest.fixture(scope="module")
-def vgg_pair(fast_checkpoint):
+def fast_pair(fast_checkpoint):
     return load_model(fast_checkpoint), load_model(fast_checkpoint, precision="int8")
 
 
-@pytest.mark.parametrize("shipped", ["fer_resnet", "fer_vgg"])
-def test_int8_agrees_with_fp32_on_held_out_real_faces(shipped, fp32, int8, vgg_pair, sample_data):
-    # fer_vgg with 8-bit activations on an AVX2 CPU without VNNI agreed on only 90% (16-bit sums overflowed)
-    if shipped == "fer_vgg":
-        fp32, int8 = vgg_pair
+@pytest.mark.parametrize("shipped", ["fer_resnet", "fer_fast"])
+def test_int8_agrees_with_fp32_on_held_out_real_faces(shipped, fp32, int8, fast_pair, sample_data):
+    # fer_vgg.pt with 8-bit activations on an AVX2 CPU without VNNI agreed on only 90% (16-bit sums overflowed);
+    # its pruned, distilled fer_fast.pt is the VGG checked here
+    if shipped == "fer_fast":
+        fp32, int8 = fast_pair
     x, y = sample_data.split("PublicTest")  # not the calibration faces (those are Training rows)
-    for tta in ("none", "tencrop" if shipped == "fer_vgg" else "flip"):  # ten-crop of the ResNet: 25 s more on AVX2
+    for tta in ("none", "tencrop" if shipped == "fer_fast" else "flip"):  # ten-crop of the ResNet: 25 s more on AVX2
         p32, p8 = predict_probs(fp32, x, tta), predict_probs(int8, x, tta)
         assert p8.shape == (140, 7) and p8.dtype == np.float32 and np.allclose(p8.sum(1), 1, atol=1e-5)
         assert (p8.argmax(1) == p32.argmax(1)).mean() >= 0.95
@@ -137,10 +138,10 @@ def test_evaluate_and_predict_clis_take_precision(sample_path, tmp_path, fast_ch
 
 
 @pytest.mark.parametrize("precision", ["onnx", "onnx-int8"])
-def test_onnx_runtime_copies_answer_like_pytorch_on_held_out_real_faces(precision, vgg_pair, fast_checkpoint,
+def test_onnx_runtime_copies_answer_like_pytorch_on_held_out_real_faces(precision, fast_pair, fast_checkpoint,
                                                                          sample_data, run_main, tmp_path):
     pytest.importorskip("onnxruntime")
-    fp32, _ = vgg_pair
+    fp32, _ = fast_pair
     ort = load_model(fast_checkpoint, precision=precision)
     assert ort.fast.int8 == (precision == "onnx-int8") and ort.fast.agreement >= 0.95  # on the calibration faces
     x, y = sample_data.split("PublicTest")  # held out from calibration
@@ -149,7 +150,7 @@ def test_onnx_runtime_copies_answer_like_pytorch_on_held_out_real_faces(precisio
         assert po.shape == (140, 7) and po.dtype == np.float32 and np.allclose(po.sum(1), 1, atol=1e-5)
         if precision == "onnx":  # the same network in another runtime: the same numbers
             assert np.allclose(po, p32, atol=1e-4)
-        else:  # all 3,589 PublicTest faces on AVX2 (fer_vgg before 2026-11-27's lease): 98.8% the same answers, 70.77% vs 70.72%
+        else:  # all 3,589 PublicTest faces on AVX2: fer_fast.pt 71.22% vs 71.44% (fer_vgg.pt of 11-26: 98.8% the same answers)
             assert (po.argmax(1) == p32.argmax(1)).mean() >= 0.95 and np.abs(po - p32).mean() < 0.02
             assert abs((po.argmax(1) == y.numpy()).mean() - (p32.argmax(1) == y.numpy()).mean()) <= 0.03
     if precision == "onnx-int8":  # the CLIs take every INFERENCE_PRECISIONS value; the report says which ran
