@@ -81,6 +81,18 @@ def reference_table(r: dict[str, Any], ours: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def started_from_weights(run: Path) -> bool:
+    """Whether a run folder's config.json names an `--init` checkpoint (a fine-tune or a pruned start)."""
+    try:
+        return bool(json.loads((run / "config.json").read_text()).get("init"))
+    except (OSError, ValueError):
+        return False
+
+
 def run_summary(run: Path, from_scratch: bool = True) -> tuple[str, int, float]:
     """Markdown lines about one run folder, its number of epochs and its seconds of SGD steps.
 
@@ -95,11 +107,11 @@ def run_summary(run: Path, from_scratch: bool = True) -> tuple[str, int, float]:
     best = max(rows, key=lambda r: r["val_acc"])
     curve = ", ".join(f"{r['epoch'] + 1}: {100 * r['val_acc']:.1f}" for r in rows[:: max(1, len(rows) // 8)])
     first65 = next((r["epoch"] + 1 for r in rows if r["val_acc"] >= 0.65), None)
-    t65 = sum(r["train_seconds"] for r in rows if first65 and r["epoch"] < first65) / 60 if first65 else None
+    t65 = sum(r["train_seconds"] for r in rows if first65 and r["epoch"] < first65)
     text = (f"- epochs run: {len(rows)}; best PublicTest accuracy (centre crop) {_pct(best['val_acc'])} "
             f"at epoch {best['epoch'] + 1}\n"
             f"- training wall-clock: {secs / 3600:.2f} h of SGD steps ({ips:.0f} images/s on average)\n"
-            + (f"- time to 65% PublicTest: {f'{t65:.0f} min (epoch {first65})' if t65 else 'not reached'}\n"
+            + (f"- time to 65% PublicTest: {f'{_minutes(t65)} (epoch {first65})' if first65 else 'not reached'}\n"
                if from_scratch else "")
             + f"- PublicTest accuracy by epoch (%): {curve}")
     return text, len(rows), secs
@@ -110,11 +122,12 @@ def training_summary(runs: Sequence[Path]) -> str:
     if not runs:
         return "(run folder not available)"
     if len(runs) == 1:
-        return run_summary(runs[0])[0]
+        return run_summary(runs[0], from_scratch=not started_from_weights(runs[0]))[0]
     parts, epochs, secs = [], 0, 0.0
     for i, run in enumerate(runs):
-        text, n, s = run_summary(run, from_scratch=i == 0)
-        start = " (started from trained weights with `--init`, see the recipe)" if i else ""
+        warm = bool(i) or started_from_weights(run)
+        text, n, s = run_summary(run, from_scratch=not warm)
+        start = " (started from trained weights with `--init`, see the recipe)" if warm else ""
         parts.append(f"Run {i + 1}, `{run.name}`{start}:\n{text}")
         epochs, secs = epochs + n, secs + s
     parts.append(f"In all: {epochs} epochs, {secs / 3600:.2f} h of SGD steps.")

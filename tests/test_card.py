@@ -30,6 +30,10 @@ def test_card_summarises_a_chain_of_runs(sample_data, tmp_path):
     assert text.count("time to 65% PublicTest") == 1  # not for the run that started from trained weights
     assert f"In all: 5 epochs, {secs / 3600:.2f} h" in text
     assert training_summary([tmp_path / "first"]).startswith("- epochs run: 2;")
+    # A chain whose first run started from trained weights (a pruned or fine-tuned start) has no from-scratch time either
+    assert "time to 65%" not in training_summary([tmp_path / "second"])
+    chain = training_summary([tmp_path / "second", tmp_path / "first"])
+    assert "Run 1, `second` (started from trained weights" in chain and chain.count("time to 65% PublicTest") == 0
     assert "not available" in training_summary([tmp_path / "missing"])
 
 
