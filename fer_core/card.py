@@ -81,6 +81,15 @@ def reference_table(r: dict[str, Any], ours: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def time_to_accuracy(rows: Sequence[dict[str, Any]], target: float) -> tuple[int, float] | None:
+    """(first epoch, 1-based, whose PublicTest accuracy reaches `target`; seconds of SGD steps up to its end) from a
+    run's metrics.jsonl rows, or None if no epoch does. The PublicTest evaluations between epochs are not counted."""
+    first = next((i for i, r in enumerate(rows) if r["val_acc"] >= target), None)
+    if first is None:
+        return None
+    return rows[first]["epoch"] + 1, float(sum(r["train_seconds"] for r in rows[: first + 1]))
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
@@ -106,12 +115,11 @@ def run_summary(run: Path, from_scratch: bool = True) -> tuple[str, int, float]:
     ips = sum(r["images_per_s"] for r in rows) / len(rows)
     best = max(rows, key=lambda r: r["val_acc"])
     curve = ", ".join(f"{r['epoch'] + 1}: {100 * r['val_acc']:.1f}" for r in rows[:: max(1, len(rows) // 8)])
-    first65 = next((r["epoch"] + 1 for r in rows if r["val_acc"] >= 0.65), None)
-    t65 = sum(r["train_seconds"] for r in rows if first65 and r["epoch"] < first65)
+    reached = time_to_accuracy(rows, 0.65)
     text = (f"- epochs run: {len(rows)}; best PublicTest accuracy (centre crop) {_pct(best['val_acc'])} "
             f"at epoch {best['epoch'] + 1}\n"
             f"- training wall-clock: {secs / 3600:.2f} h of SGD steps ({ips:.0f} images/s on average)\n"
-            + (f"- time to 65% PublicTest: {f'{_minutes(t65)} (epoch {first65})' if first65 else 'not reached'}\n"
+            + (f"- time to 65% PublicTest: {f'{_minutes(reached[1])} (epoch {reached[0]})' if reached else 'not reached'}\n"
                if from_scratch else "")
             + f"- PublicTest accuracy by epoch (%): {curve}")
     return text, len(rows), secs

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from fer_core.card import render, training_summary
-from fer_core.config import TrainConfig
+import subprocess
+import sys
+
+from fer_core.card import render, time_to_accuracy, training_summary
+from fer_core.config import REPO_ROOT, TrainConfig
 from fer_core.evaluate import evaluate_checkpoint
 from fer_core.train import RunFolder, fit
 
@@ -35,6 +38,19 @@ def test_card_summarises_a_chain_of_runs(sample_data, tmp_path):
     chain = training_summary([tmp_path / "second", tmp_path / "first"])
     assert "Run 1, `second` (started from trained weights" in chain and chain.count("time to 65% PublicTest") == 0
     assert "not available" in training_summary([tmp_path / "missing"])
+    # The time-to-accuracy benchmark reads the same folders
+    r = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "time_to_accuracy.py"), str(tmp_path / "first"),
+                        str(tmp_path / "second"), "--targets", "0.01", "0.99"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "first: small width 8, 2 epochs of 2" in r.stdout and "(started from trained weights)" in r.stdout
+    assert r.stdout.count("1%: epoch 1, ") == 2 and r.stdout.count("99%: not reached") == 2
+
+
+def test_time_to_accuracy_counts_sgd_seconds_up_to_the_first_epoch_at_the_target():
+    rows = [{"epoch": e, "val_acc": a, "train_seconds": 100.0 + e} for e, a in enumerate([0.40, 0.62, 0.66, 0.64, 0.70])]
+    assert time_to_accuracy(rows, 0.65) == (3, 303.0)  # epochs 1-3: 100 + 101 + 102 s
+    assert time_to_accuracy(rows, 0.40) == (1, 100.0)
+    assert time_to_accuracy(rows, 0.71) is None and time_to_accuracy([], 0.5) is None
 
 
 def test_card_names_the_targets_beyond_the_labels():
