@@ -121,6 +121,30 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """A named starting point for a run (`train --recipe NAME`, the Train page's "Recipe"): fields that differ from
+    TrainConfig's defaults, and what to expect from them."""
+
+    summary: str
+    changes: tuple[tuple[str, Any], ...]
+
+    def config(self, base: TrainConfig | None = None) -> TrainConfig:
+        return (base or TrainConfig()).replace(**dict(self.changes))
+
+
+RECIPES: dict[str, Recipe] = {
+    "try": Recipe("a first look at the workbench: the small net for 10 epochs, a curve within minutes on 2 cores",
+                  (("model", "small"), ("width", 16), ("epochs", 10))),
+    "t65": Recipe("time to 65% PublicTest on a CPU: vgg width 32, a 20-epoch cosine with FER+ soft labels (README, Speed)",
+                  (("model", "vgg"), ("width", 32), ("epochs", 20), ("warmup_epochs", 1), ("soft_labels", 0.3),
+                   ("patience", 0))),
+    "fer_vgg": Recipe("the first cycle of the shipped fer_vgg.pt: vgg width 48, 60 epochs, 69.30% PublicTest (65% at "
+                      "epoch 22; 1.7 h on 2 AVX512-BF16 cores with --precision bf16, about 2.5x that in float32)",
+                      (("model", "vgg"), ("width", 48), ("epochs", 60), ("warmup_epochs", 3), ("patience", 20))),
+}
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch in one place."""
     random.seed(seed)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import CheckpointError, float_weights, read_checkpoint, save_checkpoint
-from .config import NUM_CLASSES, DataNotFoundError, TrainConfig, atomic_write_json, set_seed, set_threads
+from .config import NUM_CLASSES, RECIPES, DataNotFoundError, TrainConfig, atomic_write_json, set_seed, set_threads
 from .data import DataError, FERData, load_dataset
 from .distill import Teacher, check_distill, combined_loss, load_teachers
 from .models import build_model, count_params, list_models
@@ -316,6 +316,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Train a FER model (resumable run folder).")
     p.add_argument("--run", default="runs/default", help="run folder (created; holds checkpoints and metrics)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    p.add_argument("--recipe", choices=list(RECIPES), help="start from a named recipe (flags and --config override it): "
+                   + "; ".join(f"{name}: {r.summary}" for name, r in RECIPES.items()).replace("%", "%%"))
     p.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
     for f in fields(TrainConfig):
         kind = type(f.default)
@@ -342,9 +344,11 @@ def init_recipe(checkpoint: str | os.PathLike[str], base: TrainConfig | None = N
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Defaults, then --config, then the --init checkpoint's recipe (not its LOCAL_FIELDS), then the run's own
-    config when resuming, then flags."""
-    base = TrainConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config else TrainConfig()
+    """Defaults, then --recipe, then --config, then the --init checkpoint's recipe (not its LOCAL_FIELDS), then the
+    run's own config when resuming, then flags."""
+    base = RECIPES[args.recipe].config() if args.recipe else TrainConfig()
+    if args.config:
+        base = TrainConfig.from_dict({**base.to_dict(), **json.loads(Path(args.config).read_text())})
     last = Path(args.run) / "last.pt"
     if args.resume and last.exists():
         base = TrainConfig.from_dict(read_checkpoint(last)["config"])

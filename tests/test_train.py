@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from fer_core.checkpoint import read_checkpoint
-from fer_core.config import SAMPLE_DATA, TrainConfig
+from fer_core.config import RECIPES, SAMPLE_DATA, TrainConfig
 from fer_core.data import DataError, load_ferplus
 from fer_core.targets import soft_targets
-from fer_core.train import RunFolder, bf16_supported, fit, lr_at, main
+from fer_core.train import RunFolder, bf16_supported, config_from_args, fit, get_args_parser, lr_at, main
 
 TINY = TrainConfig(model="small", width=8, batch_size=32, epochs=2, lr=0.05, warmup_epochs=1, crop_size=44, threads=1,
                    patience=0)
@@ -240,3 +240,24 @@ def test_init_inherits_the_recipe_but_not_the_machine(tmp_path):
     with_teacher = ["--init", str(gpu_trained), "--teacher", str(DEFAULT_CHECKPOINT), "--distill", "0.5"]
     assert config_from_args(get_args_parser().parse_args(with_teacher)).teacher == str(DEFAULT_CHECKPOINT)
     assert config_from_args(get_args_parser().parse_args(["--init", str(gpu_trained), "--threads", "1"])).threads == 1
+
+
+def test_recipes_fill_the_config_and_config_files_and_flags_win(tmp_path, run_main):
+    def parse(*argv: object) -> TrainConfig:
+        return config_from_args(get_args_parser().parse_args([str(a) for a in argv]))
+
+    assert all(isinstance(r.config(), TrainConfig) for r in RECIPES.values())  # only real fields
+    t65 = parse("--recipe", "t65")
+    assert (t65.model, t65.width, t65.epochs, t65.warmup_epochs, t65.soft_labels, t65.patience) == ("vgg", 32, 20, 1, 0.3, 0)
+    assert (parse("--recipe", "t65", "--epochs", 5).epochs, parse("--recipe", "t65", "--epochs", 5).width) == (5, 32)
+    (tmp_path / "c.json").write_text(json.dumps({"width": 24}))
+    both = parse("--recipe", "fer_vgg", "--config", tmp_path / "c.json")
+    assert (both.width, both.epochs, both.patience) == (24, 60, 20)  # the file's width, the recipe's epochs
+    assert parse("--config", tmp_path / "c.json").epochs == TrainConfig().epochs
+    r = run_main(main, "--recipe", "nope", "--run", tmp_path / "x")
+    assert r.returncode == 2 and "invalid choice: 'nope'" in r.stderr and not (tmp_path / "x").exists()
+    r = run_main(main, "--run", tmp_path / "try", "--recipe", "try", "--data", SAMPLE_DATA, "--epochs", 1, "--threads", 1,
+                 "--quiet")
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((tmp_path / "try" / "config.json").read_text())
+    assert (saved["model"], saved["width"], saved["epochs"]) == ("small", 16, 1)
