@@ -16,8 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from fer_core.card import time_to_accuracy
-from fer_core.train import RunFolder
+from fer_core.train import RunFolder, time_to_accuracy
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from fer_core import jobs
 from fer_core.checkpoint import CheckpointError, LoadedModel
 from fer_core.config import DEFAULT_CHECKPOINT, SAMPLE_DATA, DataNotFoundError, data_help, resolve_data_path
 from fer_core.data import DataError, FERData
-from fer_core.train import RunFolder
+from fer_core.train import RunFolder, time_to_accuracy
 from fer_core.transforms import TTA_VIEWS
 
 # Material icons ship with Streamlit's fonts; emoji depend on the viewer's system fonts.
@@ -171,6 +171,17 @@ def _run_actions(info: jobs.RunInfo) -> None:
         st.error(str(e))
 
 
+TIME_TO_TARGETS = (0.60, 0.65, 0.68)  # the accuracies a run's time-to-accuracy line reports
+
+
+def _time_to_accuracy_line(rows: list[dict]) -> str:
+    parts = []
+    for target in TIME_TO_TARGETS:
+        hit = time_to_accuracy(rows, target)
+        parts.append(f"{target:.0%} at epoch {hit[0]} after {_duration(hit[1])}" if hit else f"{target:.0%} not yet")
+    return "Time to PublicTest accuracy (SGD steps, evaluations not counted): " + " · ".join(parts)
+
+
 def _run_panel(run_dir: Path) -> None:
     info = jobs.read_run(run_dir)
     st.markdown(f"**{info.name}** {STATE_ICONS.get(info.state, '')} {info.state}" + (f": {info.message}" if info.message else ""))
@@ -186,6 +197,7 @@ def _run_panel(run_dir: Path) -> None:
     cols[3].metric("last val loss", f"{info.last['val_loss']:.3f}" if "val_loss" in info.last else "-")
     rows = RunFolder(run_dir).read_metrics()
     if rows:
+        st.caption(_time_to_accuracy_line(rows))
         st.plotly_chart(plots.curves(rows), key=f"curves-{info.name}")
     else:
         st.caption("Loss and accuracy curves appear after the first epoch.")

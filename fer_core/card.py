@@ -16,7 +16,7 @@ from .distill import teacher_paths
 from .evaluate import headline_order
 from .metrics import top_confusions
 from .models import describe_model
-from .train import RunFolder
+from .train import RunFolder, time_to_accuracy
 
 LIMITS = """\
 - **Label noise.** FER2013 labels are single-annotator web labels; the FER+ majority of ten annotators picks
@@ -79,15 +79,6 @@ def reference_table(r: dict[str, Any], ours: list[dict[str, Any]]) -> str:
         rows.append(f"| **this model** ({o['tta']} TTA{int8}) | **{_pct(o['accuracy'])}** | {o['split']} | "
                     "selected on PublicTest |")
     return "\n".join(rows)
-
-
-def time_to_accuracy(rows: Sequence[dict[str, Any]], target: float) -> tuple[int, float] | None:
-    """(first epoch, 1-based, whose PublicTest accuracy reaches `target`; seconds of SGD steps up to its end) from a
-    run's metrics.jsonl rows, or None if no epoch does. The PublicTest evaluations between epochs are not counted."""
-    first = next((i for i, r in enumerate(rows) if r["val_acc"] >= target), None)
-    if first is None:
-        return None
-    return rows[first]["epoch"] + 1, float(sum(r["train_seconds"] for r in rows[: first + 1]))
 
 
 def _minutes(seconds: float) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from fer_core.card import render, time_to_accuracy, training_summary
+from fer_core.card import render, training_summary
 from fer_core.config import REPO_ROOT, TrainConfig
 from fer_core.evaluate import evaluate_checkpoint
-from fer_core.train import RunFolder, fit
+from fer_core.train import RunFolder, fit, time_to_accuracy
 
 
 def test_card_contains_the_reports_numbers(sample_path, fast_checkpoint):

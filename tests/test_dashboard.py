@@ -22,7 +22,7 @@ from fer_core import jobs
 from fer_core.checkpoint import read_checkpoint
 from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, REPO_ROOT, SAMPLE_DATA, TrainConfig, atomic_write_json
 from fer_core.faces import ImageError
-from fer_core.train import bf16_supported
+from fer_core.train import RunFolder, bf16_supported, time_to_accuracy
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
@@ -285,6 +285,10 @@ def test_train_form_starts_a_tiny_job_and_shows_it_finished(runs):
     assert at.selectbox(key="train-run").value == "ui-tiny"
     assert "finished" in texts(at.markdown) and len(at.get("plotly_chart")) == 1
     assert by_label(at.metric, "best val accuracy").value != "-"
+    line = next(c.value for c in at.caption if c.value.startswith("Time to PublicTest accuracy"))
+    for target in (0.60, 0.65):
+        hit = time_to_accuracy(RunFolder(runs / "ui-tiny").read_metrics(), target)
+        assert (f"{target:.0%} at epoch {hit[0]} after" if hit else f"{target:.0%} not yet") in line
     assert by_label(at.button, "Train longer") is not None and len(at.dataframe) == 1
 
 
