@@ -3,11 +3,11 @@ of SGD steps it took (from each run folder's metrics.jsonl; evaluation between e
 
     python benchmarks/time_to_accuracy.py RUN [RUN ...] [--targets 0.60 0.65 0.68]
 
-The README's time-to-65% figures come from it. To measure the time-to-accuracy recipe on this machine (about an hour
-on 2 cores; the same as `--model vgg --width 32 --epochs 20 --warmup-epochs 1 --soft-labels 0.3 --patience 0`):
+The README's time-to-accuracy figures come from it. To measure the one-hour recipe on this machine (the same as
+`--model vgg --width 32 --epochs 20 --warmup-epochs 1 --soft-labels 0.3 --patience 0`):
 
-    python -m fer_core.train --run runs/t65 --recipe t65 --threads 2
-    python benchmarks/time_to_accuracy.py runs/t65
+    python -m fer_core.train --run runs/hour --recipe hour --threads 2
+    python benchmarks/time_to_accuracy.py runs/hour
 """
 
 from __future__ import annotations

@@ -295,14 +295,14 @@ def test_train_form_starts_a_tiny_job_and_shows_it_finished(runs):
 def test_train_form_follows_the_chosen_recipe(runs):
     at = open_page("views/train.py")
     assert (by_label(at.selectbox, "Recipe").value, by_label(at.selectbox, "Model").value) == ("try", "small")
-    by_label(at.selectbox, "Recipe").set_value("t65").run()
+    by_label(at.selectbox, "Recipe").set_value("hour").run()
     labels = ("Width", "Epochs", "FER+ soft labels", "Patience (0 = off)")
     form = {label: by_label(at.number_input, label).value for label in labels}
     assert form == {"Width": 32, "Epochs": 20, "FER+ soft labels": 0.3, "Patience (0 = off)": 0}
     assert by_label(at.selectbox, "Model").value == "vgg"
-    submit_train_form(at, "ui-t65")  # smaller and shorter, the recipe's other fields kept
+    submit_train_form(at, "ui-hour")  # smaller and shorter, the recipe's other fields kept
     assert not at.exception and not at.error, texts(at.error)
-    info = jobs.wait_job(runs / "ui-t65", timeout=120)
+    info = jobs.wait_job(runs / "ui-hour", timeout=120)
     assert info.state == "finished", info
     assert (info.config["model"], info.config["width"], info.config["soft_labels"], info.config["patience"]) == ("vgg", 8, 0.3, 0)
 

@@ -247,9 +247,9 @@ def test_recipes_fill_the_config_and_config_files_and_flags_win(tmp_path, run_ma
         return config_from_args(get_args_parser().parse_args([str(a) for a in argv]))
 
     assert all(isinstance(r.config(), TrainConfig) for r in RECIPES.values())  # only real fields
-    t65 = parse("--recipe", "t65")
-    assert (t65.model, t65.width, t65.epochs, t65.warmup_epochs, t65.soft_labels, t65.patience) == ("vgg", 32, 20, 1, 0.3, 0)
-    assert (parse("--recipe", "t65", "--epochs", 5).epochs, parse("--recipe", "t65", "--epochs", 5).width) == (5, 32)
+    hour = parse("--recipe", "hour")
+    assert (hour.model, hour.width, hour.epochs, hour.warmup_epochs, hour.soft_labels, hour.patience) == ("vgg", 32, 20, 1, .3, 0)
+    assert (parse("--recipe", "hour", "--epochs", 5).epochs, parse("--recipe", "hour", "--epochs", 5).width) == (5, 32)
     (tmp_path / "c.json").write_text(json.dumps({"width": 24}))
     both = parse("--recipe", "fer_vgg", "--config", tmp_path / "c.json")
     assert (both.width, both.epochs, both.patience) == (24, 60, 20)  # the file's width, the recipe's epochs
