@@ -16,7 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from fer_core.train import RunFolder, time_to_accuracy
+from fer_core.metrics import time_to_accuracy
+from fer_core.train import RunFolder
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,9 +14,9 @@ from .checkpoint import load_model
 from .config import EMOTIONS, TrainConfig
 from .distill import teacher_paths
 from .evaluate import headline_order
-from .metrics import top_confusions
+from .metrics import time_to_accuracy, top_confusions
 from .models import describe_model
-from .train import RunFolder, time_to_accuracy
+from .train import RunFolder
 
 LIMITS = """\
 - **Label noise.** FER2013 labels are single-annotator web labels; the FER+ majority of ten annotators picks

@@ -1,8 +1,9 @@
-"""Classification metrics as thin wrappers over scikit-learn, returning plain Python data."""
+"""Classification metrics as thin wrappers over scikit-learn, and time to accuracy of a run, returning plain Python data."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
@@ -80,3 +81,12 @@ def summarize(probs: np.ndarray, y_true: Sequence[int] | np.ndarray, *, labels: 
             "per_class": per_class(y_true, y_pred, labels=labels),
             "confusion_matrix": confusion(y_true, y_pred, num_classes=len(labels)),
             "ece": cal["ece"], "reliability": cal["bins"], "log_loss": log_loss(probs, y_true)}
+
+
+def time_to_accuracy(rows: Sequence[dict[str, Any]], target: float) -> tuple[int, float] | None:
+    """(first epoch, 1-based, whose PublicTest accuracy reaches `target`; seconds of SGD steps up to its end) from a
+    run's metrics.jsonl rows, or None if no epoch does. The PublicTest evaluations between epochs are not counted."""
+    first = next((i for i, r in enumerate(rows) if r["val_acc"] >= target), None)
+    if first is None:
+        return None
+    return rows[first]["epoch"] + 1, float(sum(r["train_seconds"] for r in rows[: first + 1]))

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -228,15 +228,6 @@ class RunFolder:
         from .config import atomic_write_bytes
 
         atomic_write_bytes(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in rows).encode())
-
-
-def time_to_accuracy(rows: Sequence[dict[str, Any]], target: float) -> tuple[int, float] | None:
-    """(first epoch, 1-based, whose PublicTest accuracy reaches `target`; seconds of SGD steps up to its end) from a
-    run's metrics.jsonl rows, or None if no epoch does. The PublicTest evaluations between epochs are not counted."""
-    first = next((i for i, r in enumerate(rows) if r["val_acc"] >= target), None)
-    if first is None:
-        return None
-    return rows[first]["epoch"] + 1, float(sum(r["train_seconds"] for r in rows[: first + 1]))
 
 
 def read_init(cfg: TrainConfig) -> dict[str, Any]:

@@ -8,7 +8,8 @@ import sys
 from fer_core.card import render, training_summary
 from fer_core.config import REPO_ROOT, TrainConfig
 from fer_core.evaluate import evaluate_checkpoint
-from fer_core.train import RunFolder, fit, time_to_accuracy
+from fer_core.metrics import time_to_accuracy
+from fer_core.train import RunFolder, fit
 
 
 def test_card_contains_the_reports_numbers(sample_path, fast_checkpoint):
