@@ -13,9 +13,9 @@ The README's time-to-accuracy figures come from it. To measure the one-hour reci
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from fer_core.config import read_json
 from fer_core.metrics import time_to_accuracy
 from fer_core.train import RunFolder
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         if not rows:
             print(f"{run}: no finished epoch")
             continue
-        cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else {}
+        cfg = read_json(run / "config.json") or {}
         ips = sum(r["images_per_s"] for r in rows) / len(rows)
         best = max(r["val_acc"] for r in rows)
         print(f"{run}: {cfg.get('model', '?')} width {cfg.get('width', '?')}, {len(rows)} epochs "

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_model
-from .config import EMOTIONS, TrainConfig
+from .config import EMOTIONS, TrainConfig, read_json
 from .distill import teacher_paths
 from .evaluate import headline_order
 from .metrics import time_to_accuracy, top_confusions
@@ -87,10 +87,7 @@ def _minutes(seconds: float) -> str:
 
 def started_from_weights(run: Path) -> bool:
     """Whether a run folder's config.json names an `--init` checkpoint (a fine-tune or a pruned start)."""
-    try:
-        return bool(json.loads((run / "config.json").read_text()).get("init"))
-    except (OSError, ValueError):
-        return False
+    return bool((read_json(run / "config.json") or {}).get("init"))
 
 
 def run_summary(run: Path, from_scratch: bool = True) -> tuple[str, int, float]:

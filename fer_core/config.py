@@ -176,6 +176,15 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A JSON object written by atomic_write_json, or None when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None  # missing, or unreadable (an old non-atomic writer): treat as absent
+    return data if isinstance(data, dict) else None
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     """torch.save through a temporary file and os.replace."""
     path = Path(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig, atomic_write_json
+from .config import TrainConfig, atomic_write_json, read_json
 from .distill import check_distill, teacher_paths
 from .train import init_recipe
 
@@ -117,14 +116,6 @@ def is_trainer(pid: int | None) -> bool:
         return True  # no /proc (macOS): trust the pid
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # missing, or unreadable (an old non-atomic writer): treat as absent
-    return data if isinstance(data, dict) else None
-
-
 def absolute(path: str) -> str:
     """`path` with ~ expanded, made absolute."""
     return str(Path(path).expanduser().resolve())
@@ -151,7 +142,7 @@ def train_args(cfg: TrainConfig) -> list[str]:
 
 def _lock_holder(root: Path) -> tuple[str, int] | None:
     """(run, pid) of the live job holding the lock, or None (no lock, or a stale one)."""
-    lock = _read_json(root / LOCK_NAME)
+    lock = read_json(root / LOCK_NAME)
     if lock is None:
         return None
     pid = lock.get("pid")
@@ -249,7 +240,7 @@ def resume_job(run_dir: str | os.PathLike[str], epochs: int | None = None) -> Jo
     info = read_run(run_dir)
     if info.active:
         raise JobRunningError(str(run_dir), info.pid or 0)
-    job = _read_json(run_dir / JOB_FILE) or {}
+    job = read_json(run_dir / JOB_FILE) or {}
     if not (run_dir / "last.pt").exists() and "flags" not in job:
         raise JobError(f"{run_dir}: nothing to resume (no last.pt and no job.json)")
     # The original flags rebuild the config when no epoch finished; with last.pt the trainer takes it from there.
@@ -294,8 +285,8 @@ def _log_tail(run_dir: Path, lines: int = 3) -> str:
 def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
     """RunInfo from status.json, job.json and config.json, with the process checked for liveness."""
     run_dir = Path(run_dir)
-    status = _read_json(run_dir / "status.json") or {}
-    job = _read_json(run_dir / JOB_FILE) or {}
+    status = read_json(run_dir / "status.json") or {}
+    job = read_json(run_dir / JOB_FILE) or {}
     pid = job.get("pid") or status.get("pid")
     alive = is_trainer(pid)
     saved = status.get("state")
@@ -312,7 +303,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
                    best_acc=status.get("best_acc"), best_epoch=status.get("best_epoch"), pid=pid,
                    started=job.get("started") or status.get("started"), updated=status.get("updated"),
                    eta_s=status.get("eta_s"), last=status.get("last") or {},
-                   config=_read_json(run_dir / "config.json") or {}, message=message)
+                   config=read_json(run_dir / "config.json") or {}, message=message)
 
 
 def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
