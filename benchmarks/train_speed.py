@@ -3,10 +3,12 @@
 The baseline is what a torchvision tutorial would write: a Dataset of PIL images, per-image
 RandomCrop/RandomHorizontalFlip/RandomRotation/ToTensor/Normalize/RandomErasing, the default
 collate, NCHW tensors. The project pipeline keeps uint8 tensors in memory, augments whole batches
-with one affine grid_sample, and runs the model channels_last, in float32 and under bfloat16 autocast
-(`--precision bf16`; native on CPUs with AVX512-BF16 or AMX). All do the same SGD step.
+with one affine grid_sample, and runs the model channels_last with in-place ReLUs, in float32 and under bfloat16
+autocast (`--precision bf16`; native on CPUs with AVX512-BF16 or AMX), with glibc malloc told to keep freed
+activation memory (`fer_core.config.tune_allocator`, process-wide, so the baseline gets it too). All do the same
+SGD step. `--untuned` measures the pipeline as it was before those two (run it as its own process).
 
-    python benchmarks/train_speed.py [--data PATH] [--models small vgg] [--steps 20] [--threads 2]
+    python benchmarks/train_speed.py [--data PATH] [--models small:16 vgg:32] [--steps 20] [--threads 2] [--no-bf16] [--untuned]
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from fer_core.config import SAMPLE_DATA, TrainConfig, set_threads
+from fer_core.config import SAMPLE_DATA, TrainConfig, set_threads, tune_allocator
 from fer_core.data import load_dataset
 from fer_core.models import build_model, count_params
-from fer_core.train import bf16_supported, forward, make_optimizer
+from fer_core.train import bf16_supported, build_for_training, forward, make_optimizer
 from fer_core.transforms import Normalization, augment_batch
 
 
@@ -65,10 +67,13 @@ def bench_baseline(name: str, width: int, x: torch.Tensor, y: torch.Tensor, norm
 
 
 def bench_project(name: str, width: int, x: torch.Tensor, y: torch.Tensor, norm: Normalization, bs: int, steps: int,
-                  precision: str) -> float:
+                  precision: str, untuned: bool = False) -> float:
     torch.manual_seed(0)
-    model = build_model(name, width=width).train().to(memory_format=torch.channels_last)
-    opt = make_optimizer(model, TrainConfig())
+    model, opt = build_for_training(TrainConfig(model=name, width=width), torch.device("cpu"))
+    model.train()
+    for m in model.modules():
+        if untuned and isinstance(m, torch.nn.ReLU):
+            m.inplace = False
     gen = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(x), generator=gen)
 
@@ -92,9 +97,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-bf16", action="store_true", help="skip the bf16 column (slow where bf16 is emulated)")
+    p.add_argument("--untuned", action="store_true",
+                   help="the pipeline as before 2026-11-28: glibc's default malloc thresholds, out-of-place ReLUs")
     args = p.parse_args()
+    tuned = not args.untuned and tune_allocator()
     print(f"threads: {set_threads(args.threads)}, torch {torch.__version__}, batch {args.batch_size}, steps {args.steps}, "
-          f"native bf16: {bf16_supported()}")
+          f"native bf16: {bf16_supported()}, malloc tuned: {tuned}, in-place ReLU: {not args.untuned}")
     try:
         data = load_dataset(args.data)
     except FileNotFoundError:
@@ -107,10 +116,12 @@ def main() -> None:
     for spec in args.models:
         name, width = spec.split(":")
         base = bench_baseline(name, int(width), x, y, norm, args.batch_size, args.steps)
-        fp32 = bench_project(name, int(width), x, y, norm, args.batch_size, args.steps, "fp32")
-        bf16 = bench_project(name, int(width), x, y, norm, args.batch_size, args.steps, "bf16")
+        fp32 = bench_project(name, int(width), x, y, norm, args.batch_size, args.steps, "fp32", args.untuned)
+        bf16 = (float("nan") if args.no_bf16 else
+                bench_project(name, int(width), x, y, norm, args.batch_size, args.steps, "bf16", args.untuned))
         params = count_params(build_model(name, width=int(width)))
-        print(f"{spec:<10}{params:>10,}{base:>16.0f}{fp32:>15.0f}{bf16:>15.0f}{max(fp32, bf16) / base:>7.2f}x", flush=True)
+        best = fp32 if args.no_bf16 else max(fp32, bf16)
+        print(f"{spec:<10}{params:>10,}{base:>16.0f}{fp32:>15.0f}{bf16:>15.0f}{best / base:>7.2f}x", flush=True)
 
 
 if __name__ == "__main__":

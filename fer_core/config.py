@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
+import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -158,6 +160,27 @@ def set_threads(threads: int = 0) -> int:
     n = threads if threads > 0 else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     torch.set_num_threads(n)
     return n
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def tune_allocator(mmap_bytes: int = 64 << 20, keep_bytes: int = 1 << 30) -> bool:
+    """Let glibc malloc reuse freed activation memory instead of handing it back; returns whether it applied.
+
+    By default glibc gives blocks over 32 MB back with munmap and trims the heap's free top above 64 MB, so every
+    SGD step gets its activations as fresh pages and page-faults them in again (on a 2-core Zen 3 that cost
+    `vgg` width 32 about a fifth of its training speed). Blocks up to `mmap_bytes` then come from the heap, and up
+    to `keep_bytes` of free heap stay mapped. Process-wide; a no-op off glibc or with FER_TUNE_MALLOC=0.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("FER_TUNE_MALLOC", "1") == "0":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already uses
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_bytes)) & bool(mallopt(_M_TRIM_THRESHOLD, keep_bytes))
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

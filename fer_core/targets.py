@@ -47,3 +47,10 @@ def soft_targets(data: FERData, cfg: TrainConfig) -> torch.Tensor | None:
     shares = data.extra["dist_Training"][train].float()
     voted = (shares.sum(1, keepdim=True) > 0).float()
     return onehot + cfg.soft_labels * voted * (shares - onehot)
+
+
+def class_weights(labels: torch.Tensor) -> torch.Tensor:
+    """Inverse-frequency weights normalised to mean 1."""
+    counts = torch.bincount(labels, minlength=NUM_CLASSES).float().clamp(min=1)
+    w = counts.sum() / (NUM_CLASSES * counts)
+    return w / w.mean()

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from fer_core.checkpoint import read_checkpoint
-from fer_core.config import RECIPES, SAMPLE_DATA, TrainConfig
+from fer_core.config import RECIPES, SAMPLE_DATA, TrainConfig, tune_allocator
 from fer_core.data import DataError, load_ferplus
+from fer_core.models import build_model
 from fer_core.targets import soft_targets
-from fer_core.train import RunFolder, bf16_supported, config_from_args, fit, get_args_parser, lr_at, main
+from fer_core.train import RunFolder, bf16_supported, build_for_training, config_from_args, fit, get_args_parser, lr_at, main
 
 TINY = TrainConfig(model="small", width=8, batch_size=32, epochs=2, lr=0.05, warmup_epochs=1, crop_size=44, threads=1,
                    patience=0)
@@ -59,6 +60,36 @@ def test_learns_on_the_real_sample(sample_data, tmp_path, precision):
     assert best["epoch"] == status["best_epoch"] and best["config"]["precision"] == precision
     last = read_checkpoint(tmp_path / "run" / "last.pt")
     assert all(v.dtype == torch.float32 for v in last["model"].values() if v.is_floating_point())  # bf16 only in autocast
+
+
+@pytest.mark.parametrize("name", ["vgg", "resnet"])
+def test_training_model_has_in_place_relus_and_takes_the_same_sgd_step(sample_data, name):
+    cfg = TrainConfig(model=name, width=8)
+    model, opt = build_for_training(cfg, torch.device("cpu"))
+    plain = build_model(name, width=8).to(memory_format=torch.channels_last)
+    plain.load_state_dict(model.state_dict())
+    relus = [m for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+    assert relus and all(m.inplace for m in relus)
+    assert not any(m.inplace for m in plain.modules() if isinstance(m, torch.nn.ReLU))  # Captum's hooks need these
+    x = (sample_data.split("Training")[0][:16, 2:46, 2:46].float().unsqueeze(1) / 255).contiguous(
+        memory_format=torch.channels_last)
+    y = sample_data.split("Training")[1][:16]
+    for net in (model, plain):
+        net.train()
+        torch.manual_seed(0)  # the same dropout mask
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+    for (n, a), b in zip(model.named_parameters(), plain.parameters(), strict=True):
+        assert torch.equal(a.grad, b.grad), n
+
+
+def test_tune_allocator_applies_on_glibc_and_can_be_turned_off(monkeypatch):
+    import platform
+    if platform.libc_ver()[0] != "glibc":
+        assert tune_allocator() is False
+        return
+    assert tune_allocator() is True  # glibc accepted both thresholds
+    monkeypatch.setenv("FER_TUNE_MALLOC", "0")
+    assert tune_allocator() is False
 
 
 def test_bf16_forward_returns_float32_logits_close_to_fp32():
