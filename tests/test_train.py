@@ -281,6 +281,7 @@ def test_recipes_fill_the_config_and_config_files_and_flags_win(tmp_path, run_ma
     hour = parse("--recipe", "hour")
     assert (hour.model, hour.width, hour.epochs, hour.warmup_epochs, hour.soft_labels, hour.patience) == ("vgg", 32, 20, 1, .3, 0)
     assert (parse("--recipe", "hour", "--epochs", 5).epochs, parse("--recipe", "hour", "--epochs", 5).width) == (5, 32)
+    assert parse("--recipe", "t65") == parse("--recipe", "hour", "--epochs", 30)  # the measured 65% run, nothing else
     (tmp_path / "c.json").write_text(json.dumps({"width": 24}))
     both = parse("--recipe", "fer_vgg", "--config", tmp_path / "c.json")
     assert (both.width, both.epochs, both.patience) == (24, 60, 20)  # the file's width, the recipe's epochs
