@@ -26,7 +26,7 @@ from torchvision import transforms as T
 from fer_core.config import SAMPLE_DATA, TrainConfig, set_threads, tune_allocator
 from fer_core.data import load_dataset
 from fer_core.models import build_model, count_params
-from fer_core.train import bf16_supported, build_for_training, forward, make_optimizer
+from fer_core.train import bf16_supported, build_for_training, forward, make_optimizer, set_relu_inplace
 from fer_core.transforms import Normalization, augment_batch
 
 
@@ -71,9 +71,8 @@ def bench_project(name: str, width: int, x: torch.Tensor, y: torch.Tensor, norm:
     torch.manual_seed(0)
     model, opt = build_for_training(TrainConfig(model=name, width=width), torch.device("cpu"))
     model.train()
-    for m in model.modules():
-        if untuned and isinstance(m, torch.nn.ReLU):
-            m.inplace = False
+    if untuned:
+        set_relu_inplace(model, False)
     gen = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(x), generator=gen)
 

@@ -78,9 +78,15 @@ def build_for_training(cfg: TrainConfig, device: torch.device,
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels once
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    for m in (m for m in model.modules() if isinstance(m, nn.ReLU)):  # one allocation less per block, same numbers
-        m.inplace = True  # (only for training: Captum's hooks need build_model's out-of-place ReLUs)
+    set_relu_inplace(model, True)  # only for training: Captum's hooks need build_model's out-of-place ReLUs
     return model, make_optimizer(model, cfg)
+
+
+def set_relu_inplace(model: nn.Module, inplace: bool) -> None:
+    """Make every nn.ReLU work in place (one activation-sized allocation less per block, the same numbers) or not."""
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = inplace
 
 
 PRECISIONS = ("fp32", "bf16")

@@ -93,7 +93,6 @@ def test_tune_allocator_applies_on_glibc_and_can_be_turned_off(monkeypatch):
 
 
 def test_bf16_forward_returns_float32_logits_close_to_fp32():
-    from fer_core.models import build_model
     from fer_core.train import forward
 
     torch.manual_seed(0)
