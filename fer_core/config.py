@@ -142,7 +142,8 @@ RECIPES: dict[str, Recipe] = {
     "hour": Recipe("an hour of 2 CPU cores: vgg width 32, a 20-epoch cosine with FER+ soft labels; 64.7% PublicTest after "
                    "60 min of SGD on a 2-core Zen 3 in float32 (60% at epoch 6, 19 min)", _HOUR + (("epochs", 20),)),
     "t65": Recipe("65% on 2 CPU cores: the hour recipe as a 30-epoch cosine; 65.7% PublicTest at epoch 19 (53 min of SGD on "
-                  "a 2-core Zen 3 in float32), best 67.4% at epoch 25, 84 min in all", _HOUR + (("epochs", 30),)),
+                  "a 2-core Zen 3 in float32; 16 min with --precision bf16 on 2 AMX cores), best 67.4% at epoch 25",
+                  _HOUR + (("epochs", 30),)),
     "fer_vgg": Recipe("the first cycle of the shipped fer_vgg.pt: vgg width 48, 60 epochs, 69.30% PublicTest (65% at "
                       "epoch 22; 1.7 h on 2 AVX512-BF16 cores with --precision bf16, about 2.5x that in float32)",
                       (("model", "vgg"), ("width", 48), ("epochs", 60), ("warmup_epochs", 3), ("patience", 20))),
