@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -72,6 +73,14 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, cfg: TrainCo
     atomic_torch_save(checkpoint_dict(model, cfg, norm, **extra), path)
 
 
+def _load_error(e: Exception) -> str:
+    """torch.load's failure in one line; its weights-only advice (load untrusted pickles) is not repeated."""
+    if isinstance(e, pickle.UnpicklingError):
+        return "not a pickle of tensors and plain values: a different file type, a damaged file, or arbitrary objects"
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first.split('. ')[0][:300]}"
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """torch.load with weights_only=True, turning every failure into a CheckpointError."""
     path = Path(path)
@@ -80,7 +89,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and torch errors all mean the same thing here
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_load_error(e)})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a fer_core checkpoint (expected format {FORMAT!r})")
     if list(ckpt.get("emotions", [])) != list(EMOTIONS):

@@ -221,9 +221,7 @@ class RunFolder:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         p = self.file("metrics.jsonl")
-        if not p.exists():
-            return []
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         from .config import atomic_write_bytes
@@ -387,9 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {cfg.model} width {cfg.width}: {count_params(model):,} parameters; run folder {args.run}", flush=True)
     try:
         status = fit(cfg, args.run, resume=args.resume, on_epoch_end=on_epoch, on_step=on_step, stopper=stopper)
-    except (DataNotFoundError, DataError, CheckpointError, FileNotFoundError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        RunFolder(args.run).write_status(state="failed", error=str(e))
+    except (DataNotFoundError, DataError, CheckpointError, OSError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)  # OSError: an unwritable run folder or a full disk (last.pt is intact)
+        if Path(args.run).is_dir():
+            RunFolder(args.run).write_status(state="failed", error=str(e))
         return 2
     print(f"{status['state']}: best val_acc {status['best_acc']:.4f} at epoch {status['best_epoch'] + 1}", flush=True)
     return 0 if status["state"] in ("finished", "stopped") else 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,8 +60,13 @@ def test_bad_checkpoints_give_clear_errors(saved, tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_model(tmp_path / "nope.pt")
     (tmp_path / "junk.pt").write_bytes(b"hello")
-    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint") as err:
         load_model(tmp_path / "junk.pt")
+    assert "weights_only" not in str(err.value) and "\n" not in str(err.value)  # no advice to load unsafely
+    torch.save({"format": "x", "obj": Path("/")}, tmp_path / "objects.pt")  # arbitrary objects: refused, not run
+    with pytest.raises(CheckpointError, match="not a pickle of tensors") as err:
+        load_model(tmp_path / "objects.pt")
+    assert "weights_only" not in str(err.value)
     (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:2000])
     with pytest.raises(CheckpointError, match="not a readable"):
         load_model(tmp_path / "cut.pt")

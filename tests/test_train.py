@@ -218,6 +218,13 @@ def test_cli_missing_data_is_a_clear_message(tmp_path, run_main):
     assert json.loads((tmp_path / "r" / "status.json").read_text())["state"] == "failed"
 
 
+def test_cli_unwritable_run_folder_is_a_clear_message(sample_path, tmp_path, run_main):
+    (tmp_path / "a_file").write_text("keep me")
+    r = run_main(main, "--run", tmp_path / "a_file" / "r", "--data", sample_path, "--model", "small", "--width", 8)
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "a_file" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "a_file").read_text() == "keep me"
+
+
 @pytest.mark.slow
 def test_cli_sigterm_saves_and_resume_finishes(sample_path, tmp_path):
     run = tmp_path / "r"
