@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import NUM_CLASSES, TrainConfig
-from .data import FERData, with_vote_shares
+from .data import DataError, FERData, with_vote_shares
 
 
 def training_rows(data: FERData, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,6 +26,11 @@ def select_splits(data: FERData, cfg: TrainConfig) -> tuple[torch.Tensor, torch.
     x, y = data.split("Training")
     train, held = training_rows(data, cfg)
     vx, vy = data.split(cfg.val_split) if cfg.val_split in data.images else (x[held], y[held])
+    if len(train) < cfg.batch_size or len(vx) == 0:
+        where = f" ({cfg.val_split})" if cfg.val_split in data.images else " (every 10th Training image, as there is no "\
+            f"{cfg.val_split} split)"
+        raise DataError(f"{data.source or 'the data'}: {len(train)} images to train on and {len(vx)} to validate on{where}; "
+                        f"training needs at least one batch ({cfg.batch_size}) and one validation image")
     return x[train], y[train], vx, vy
 
 

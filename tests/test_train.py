@@ -14,7 +14,7 @@ import torch
 
 from fer_core.checkpoint import read_checkpoint
 from fer_core.config import RECIPES, SAMPLE_DATA, TrainConfig, tune_allocator
-from fer_core.data import DataError, load_ferplus
+from fer_core.data import DataError, FERData, load_ferplus
 from fer_core.models import build_model
 from fer_core.targets import soft_targets
 from fer_core.train import RunFolder, bf16_supported, build_for_training, config_from_args, fit, get_args_parser, lr_at, main
@@ -216,6 +216,14 @@ def test_cli_missing_data_is_a_clear_message(tmp_path, run_main):
     assert r.returncode == 2
     assert "FER2013 data not found" in r.stderr and "FER_DATA" in r.stderr
     assert json.loads((tmp_path / "r" / "status.json").read_text())["state"] == "failed"
+
+
+def test_too_few_images_for_a_batch_is_a_clear_error(sample_data, tmp_path):
+    x, y = sample_data.split("Training")
+    few = FERData(images={"Training": x[:12]}, labels={"Training": y[:12]})
+    with pytest.raises(DataError, match="10 images to train on and 2 to validate on .*at least one batch \\(16\\)"):
+        fit(TINY.replace(epochs=1, batch_size=16), tmp_path / "r", data=few)
+    assert not (tmp_path / "r" / "last.pt").exists()
 
 
 def test_cli_unwritable_run_folder_is_a_clear_message(sample_path, tmp_path, run_main):
