@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fer_core.config import read_json
 from fer_core.metrics import time_to_accuracy
-from fer_core.train import RunFolder
+from fer_core.runfolder import RunFolder
 
 
 def main(argv: list[str] | None = None) -> int:

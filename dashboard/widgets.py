@@ -19,7 +19,7 @@ from fer_core.checkpoint import CheckpointError, LoadedModel
 from fer_core.config import DEFAULT_CHECKPOINT, SAMPLE_DATA, DataNotFoundError, data_help, resolve_data_path
 from fer_core.data import DataError, FERData
 from fer_core.metrics import time_to_accuracy
-from fer_core.train import RunFolder
+from fer_core.runfolder import RunFolder
 from fer_core.transforms import TTA_VIEWS
 
 # Material icons ship with Streamlit's fonts; emoji depend on the viewer's system fonts.

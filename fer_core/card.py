@@ -16,7 +16,7 @@ from .distill import teacher_paths
 from .evaluate import headline_order
 from .metrics import time_to_accuracy, top_confusions
 from .models import describe_model
-from .train import RunFolder
+from .runfolder import RunFolder
 
 LIMITS = """\
 - **Label noise.** FER2013 labels are single-annotator web labels; the FER+ majority of ten annotators picks

@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -23,25 +22,12 @@ from .config import RECIPES, DataNotFoundError, TrainConfig, atomic_write_json, 
 from .data import DataError, FERData, load_dataset
 from .distill import Teacher, check_distill, combined_loss, load_teachers
 from .models import build_model, count_params, list_models
+from .runfolder import RunFolder, Stopper
 from .targets import check_soft_labels, class_weights, select_splits, soft_targets
 from .transforms import Normalization, augment_batch, mixup, preprocess
 
 EpochCallback = Callable[[dict[str, Any]], None]
 StepCallback = Callable[[int, int, float], None]
-
-
-class Stopper:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between batches, so a stop never tears a file."""
-
-    def __init__(self) -> None:
-        self.stop = False
-
-    def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.stop = True
 
 
 def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -204,29 +190,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Normaliza
         loss += F.cross_entropy(out, y[i : i + batch_size], reduction="sum").item()
         correct += (out.argmax(1) == y[i : i + batch_size]).sum().item()
     return {"val_loss": loss / max(len(x), 1), "val_acc": correct / max(len(x), 1)}
-
-
-class RunFolder:
-    """A run's files: config.json, metrics.jsonl, status.json, last.pt, best.pt (all written atomically)."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-
-    def file(self, name: str) -> Path:
-        return self.path / name
-
-    def write_status(self, **status: Any) -> None:
-        atomic_write_json(self.file("status.json"), {"pid": os.getpid(), "updated": time.time(), **status})
-
-    def read_metrics(self) -> list[dict[str, Any]]:
-        p = self.file("metrics.jsonl")
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
-
-    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
-        from .config import atomic_write_bytes
-
-        atomic_write_bytes(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in rows).encode())
 
 
 def read_init(cfg: TrainConfig) -> dict[str, Any]:
