@@ -98,6 +98,7 @@ class TrainConfig:
     teacher: str = ""  # distil from this checkpoint's outputs on each augmented batch; "a.pt,b.pt" = their mean ("" = none)
     distill: float = 0.0  # weight of the teacher's term in the loss (0 to 1; the label loss gets 1 - distill)
     distill_t: float = 2.0  # softmax temperature of the teacher's term
+    ema: float = 0.0  # per-step decay of an average of the weights that is evaluated and saved as best.pt (0 = off)
     val_split: str = "PublicTest"  # split used for model selection and early stopping
     limit: int = 0  # use only the first N training images (0 = all; for smoke runs)
     seed: int = 0  # seeds the model init, batch order and augmentation

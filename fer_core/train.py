@@ -21,6 +21,7 @@ from .checkpoint import CheckpointError, float_weights, read_checkpoint, save_ch
 from .config import RECIPES, DataNotFoundError, TrainConfig, atomic_write_json, set_seed, set_threads, tune_allocator
 from .data import DataError, FERData, load_dataset
 from .distill import Teacher, check_distill, combined_loss, load_teachers
+from .ema import WeightEMA, check_ema
 from .models import build_model, count_params, list_models
 from .runfolder import RunFolder, Stopper
 from .targets import check_soft_labels, class_weights, select_splits, soft_targets
@@ -120,11 +121,13 @@ def forward(model: nn.Module, xb: torch.Tensor, precision: str = "fp32") -> torc
 def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
                     norm: Normalization, epoch: int, weight: torch.Tensor | None = None,
                     on_step: StepCallback | None = None, stopper: Stopper | None = None,
-                    targets: torch.Tensor | None = None, teacher: Teacher | None = None) -> dict[str, float]:
+                    targets: torch.Tensor | None = None, teacher: Teacher | None = None,
+                    ema: WeightEMA | None = None) -> dict[str, float]:
     """One pass over uint8 images x (N, 48, 48) on the model's device; returns loss, accuracy, images/s (or `stopped`).
 
     `targets` (N, 7), when given, are the training targets (soft labels) instead of the class indices y; accuracy
-    is still against y. A `teacher` adds its distillation term, scored on the same augmented batch. Loss and
+    is still against y. A `teacher` adds its distillation term, scored on the same augmented batch; `ema` is
+    updated after every step. Loss and
     accuracy accumulate on the device, augmentation draws its random numbers there, and on a GPU `on_step` is
     called every 25 steps: nothing makes the loop wait for the GPU after each batch.
     """
@@ -165,6 +168,8 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema is not None:
+            ema.update()
         total_loss += loss.detach() * len(idx)
         correct += (out.argmax(1) == yb).sum()
         seen += len(idx)
@@ -208,6 +213,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     check_precision(cfg.precision)  # before any file is written
     check_soft_labels(cfg.soft_labels)
     check_distill(cfg)
+    check_ema(cfg.ema)
     teachers = load_teachers(cfg.teacher)  # a bad teacher fails before the data loads
     device = check_device(cfg.device)  # likewise; resuming keeps this device, whatever the run trained on
     run = RunFolder(run_dir)
@@ -228,8 +234,12 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     norm = Normalization(**source["norm"]) if source else Normalization.fit(x.cpu())
     model, opt = build_for_training(cfg, device, float_weights(init) if init is not None else None)
     teacher = Teacher(teachers, norm, cfg.precision, device) if teachers else None
+    ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None  # then selection, best.pt and reports use the average
+    judged = ema.model if ema is not None else model
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["optimizer"])
         start_epoch, best_acc, best_epoch = ckpt["epoch"] + 1, ckpt["best_acc"], ckpt["best_epoch"]
         history = [r for r in run.read_metrics() if r["epoch"] < start_epoch]
@@ -240,19 +250,19 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     run.write_status(**status)
     epoch = start_epoch
     for epoch in range(start_epoch, cfg.epochs):
-        tr = train_one_epoch(model, opt, x, y, cfg, norm, epoch, weight, on_step, stopper, targets, teacher)
+        tr = train_one_epoch(model, opt, x, y, cfg, norm, epoch, weight, on_step, stopper, targets, teacher, ema)
         if tr.get("stopped"):
             status["state"] = "stopped"
             break
-        row = {"epoch": epoch, **tr, **evaluate(model, vx, vy, norm, cfg.crop_size, channels_last=cfg.channels_last),
+        row = {"epoch": epoch, **tr, **evaluate(judged, vx, vy, norm, cfg.crop_size, channels_last=cfg.channels_last),
                "lr": opt.param_groups[0]["lr"], "time": time.time()}
         improved = row["val_acc"] > best_acc
         if improved:
             best_acc, best_epoch = row["val_acc"], epoch
-            save_checkpoint(run.file("best.pt"), model, cfg, norm, epoch=epoch, best_acc=best_acc, best_epoch=best_epoch,
+            save_checkpoint(run.file("best.pt"), judged, cfg, norm, epoch=epoch, best_acc=best_acc, best_epoch=best_epoch,
                             metrics=row)
         save_checkpoint(run.file("last.pt"), model, cfg, norm, optimizer=opt.state_dict(), epoch=epoch,
-                        best_acc=best_acc, best_epoch=best_epoch)
+                        best_acc=best_acc, best_epoch=best_epoch, **({"ema": ema.state_dict()} if ema else {}))
         history.append(row)
         run.write_metrics(history)
         epoch_s = row["train_seconds"]

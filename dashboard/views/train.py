@@ -40,11 +40,14 @@ with st.expander("New training run", expanded=current is None):
         model = c[1].selectbox("Model", list_models(), index=list_models().index(d.model))
         width = c[2].number_input("Width", 4, 128, d.width, help="Channels of the first stage (doubles per stage)")
         epochs = c[3].number_input("Epochs", 1, 500, d.epochs)
-        c = st.columns(4)
+        c = st.columns(5)
         lr = c[0].number_input("Learning rate", 1e-4, 1.0, d.lr, format="%.4f")
         batch_size = c[1].number_input("Batch size", 8, 1024, d.batch_size, step=8)
-        patience = c[2].number_input("Patience (0 = off)", 0, 500, d.patience, help="Stop after N epochs without progress")
-        crop_size = c[3].number_input("Crop size", 32, 48, d.crop_size)
+        ema = c[2].number_input("Weight average", 0.0, 0.9999, d.ema, step=0.001, format="%.4f",
+                                help="Per-step decay of an exponential moving average of the weights (0 = off; 0.999 "
+                                     "averages about the last 1,000 steps): the average is what is evaluated and saved")
+        patience = c[3].number_input("Patience (0 = off)", 0, 500, d.patience, help="Stop after N epochs without progress")
+        crop_size = c[4].number_input("Crop size", 32, 48, d.crop_size)
         st.markdown("**Augmentation and targets**")
         c = st.columns(4)
         augment = c[0].selectbox("Augmentation", list(AUGMENT_LEVELS), index=list(AUGMENT_LEVELS).index(d.augment))
@@ -82,7 +85,7 @@ if submitted:
     try:  # fine-tuning: the form's values win; what the form does not show comes from the checkpoint's recipe
         base = d if start == RANDOM else init_recipe(start)
         cfg = base.replace(data=str(s.data_path), model=model, width=int(width), epochs=int(epochs), lr=float(lr),
-                           batch_size=int(batch_size), augment=augment, label_smoothing=float(label_smoothing),
+                           batch_size=int(batch_size), ema=float(ema), augment=augment, label_smoothing=float(label_smoothing),
                            patience=int(patience), erasing=float(erasing), mixup=float(mixup), soft_labels=float(soft_labels),
                            labels=labels, limit=int(limit), threads=int(threads), crop_size=int(crop_size),
                            class_weights=class_weights, precision="bf16" if bf16 else "fp32", device=device,
