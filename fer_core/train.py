@@ -127,9 +127,8 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
 
     `targets` (N, 7), when given, are the training targets (soft labels) instead of the class indices y; accuracy
     is still against y. A `teacher` adds its distillation term, scored on the same augmented batch; `ema` is
-    updated after every step. Loss and
-    accuracy accumulate on the device, augmentation draws its random numbers there, and on a GPU `on_step` is
-    called every 25 steps: nothing makes the loop wait for the GPU after each batch.
+    updated after every step. Loss and accuracy accumulate on the device, augmentation draws its random numbers
+    there, and on a GPU `on_step` is called every 25 steps: nothing makes the loop wait for the GPU after each batch.
     """
     model.train()
     seed = cfg.seed * 100_003 + epoch  # fixed per epoch: resume is exact
