@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 from pathlib import Path
@@ -14,6 +15,14 @@ import streamlit as st
 from fer_core.checkpoint import LoadedModel, load_model
 from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS
 from fer_core.data import FERData, find_ferplus, load_dataset, load_ferplus
+
+
+def example_photo() -> tuple[str, bytes] | None:
+    """A portrait to try the Predict page on: scikit-image's bundled astronaut (Eileen Collins, NASA, public domain), read
+    from the installed package (no download); None where scikit-image is not installed."""
+    spec = importlib.util.find_spec("skimage")
+    path = Path(spec.origin).parent / "data" / "astronaut.png" if spec and spec.origin else None
+    return ("astronaut.png", path.read_bytes()) if path and path.is_file() else None
 
 
 def mtime(path: str | Path) -> float:
@@ -107,23 +116,33 @@ def report_problem(path: str | Path) -> str:
     return _report(str(path), mtime(path))[1]
 
 
-def find_reports(runs_root: Path) -> list[Path]:
-    """Saved reports: beside the shipped checkpoint, in run folders and in RUNS/reports, newest first."""
+def find_reports(runs_root: Path, first: Path | None = None) -> list[Path]:
+    """Saved reports: beside the shipped checkpoints, in run folders and in RUNS/reports, newest first; with `first`,
+    that checkpoint's reports lead, its centre-crop report (STEM.report.json) at the top."""
     found = list(DEFAULT_CHECKPOINT.parent.glob("*.report.json"))
     if runs_root.is_dir():
         found += list(runs_root.glob("*/*.report.json"))
-    return sorted(set(found), key=mtime, reverse=True)
+    newest = sorted(set(found), key=mtime, reverse=True)
+    if first is None:
+        return newest
+    own = set(report_paths(first, runs_root))
+    return sorted(newest, key=lambda p: (p not in own, p.name != f"{first.stem}.report.json"))  # stable: newest first within
 
 
-def model_reports(checkpoint: Path, runs_root: Path) -> list[dict[str, Any]]:
-    """Reports of one checkpoint: beside it (STEM.report.json, STEM.*.report.json), and those the dashboard wrote
-    into RUNS/reports for it since the file last changed (older ones describe weights that were replaced)."""
+def report_paths(checkpoint: Path, runs_root: Path) -> list[Path]:
+    """Report files of one checkpoint, newest first: beside it (STEM.report.json, STEM.*.report.json), and those the
+    dashboard wrote into RUNS/reports for it since the file last changed (older ones describe weights that were replaced)."""
     stem = checkpoint.stem
     paths = [*checkpoint.parent.glob(f"{stem}.report.json"), *checkpoint.parent.glob(f"{stem}.*.report.json")]
     made = report_out(checkpoint, runs_root, "*", "*")
     if made.parent != checkpoint.parent:
         paths += [p for p in made.parent.glob(made.name) if mtime(p) >= mtime(checkpoint)]
-    return [r for p in sorted(set(paths), key=mtime, reverse=True) for r in get_reports(p)]
+    return sorted(set(paths), key=mtime, reverse=True)
+
+
+def model_reports(checkpoint: Path, runs_root: Path) -> list[dict[str, Any]]:
+    """The reports in `report_paths`' files, newest first."""
+    return [r for p in report_paths(checkpoint, runs_root) for r in get_reports(p)]
 
 
 def find_checkpoints(runs_root: Path) -> list[Path]:

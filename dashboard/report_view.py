@@ -40,8 +40,9 @@ def overview(r: dict[str, Any]) -> None:
         col.metric(name, f"{r[k]:.1%}" if k in ("accuracy", "macro_f1", "weighted_f1") else f"{r[k]:.3f}")
     cols[-1].metric("images", f"{r['n']:,}")
     m = r.get("model", {})
+    epoch = f", epoch {m['epoch'] + 1}" if isinstance(m.get("epoch"), int) else ""  # none for a soup of several epochs
     st.caption(f"{r.get('checkpoint', '?')}: {m.get('name', '?')} width {m.get('width', '?')}, "
-               f"{m.get('params', 0):,} parameters, epoch {m.get('epoch', '?')}; {r['split']} of {r.get('data', '?')}, "
+               f"{m.get('params', 0):,} parameters{epoch}; {r['split']} of {r.get('data', '?')}, "
                f"created {r.get('created', '?')}")
     table = pd.DataFrame(r["per_class"]).T.rename_axis("emotion").reset_index()
     st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f")

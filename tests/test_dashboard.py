@@ -211,15 +211,18 @@ def test_dataset_page_charts_and_sample_grid(runs):
     at = open_page("views/dataset.py")
     assert len(at.get("plotly_chart")) == 2  # class balance and FER+ agreement (votes sit beside the sample)
     assert "Disgust is 14.3% of Training here" in texts(at.info)
-    table = at.dataframe[0].value  # counts and shares per split, emotions in dataset order
-    assert list(table.index) == list(EMOTIONS) and table.loc["disgust", "Training count"] == 50
+    table = at.dataframe[0].value  # shares per split (what the chart shows), emotions in dataset order
+    assert list(table.index) == list(EMOTIONS)
+    assert list(table.columns) == [f"{s} share" for s in ("Training", "PublicTest", "PrivateTest")]
     assert table.loc["disgust", "Training share"] == pytest.approx(50 / 350)
-    assert table["PublicTest share"].sum() == pytest.approx(1) and table["PublicTest count"].sum() == 140
+    assert table["PublicTest share"].sum() == pytest.approx(1)
     assert len(captions(at)) == 32 and captions(at)[0] == "#150"  # happy is class 3: rows 150.. of the 350 training images
     at.selectbox(key="grid-emotion").set_value("disgust").run()
     at.number_input(key="grid-page").set_value(2).run()
     assert captions(at)[:2] == ["#82", "#83"] and len(captions(at)) == 18
     at.segmented_control(key="balance-value").set_value("count").run()
+    table = at.dataframe[0].value  # the table follows the chart's toggle
+    assert table.loc["disgust", "Training count"] == 50 and table["PublicTest count"].sum() == 140
     assert not at.exception
 
 
@@ -262,6 +265,16 @@ def test_predict_from_the_camera(runs):
     Image.fromarray(np.asarray(Image.open(io.BytesIO(astronaut_png())))).save(buf, format="JPEG")
     at.camera_input(key="camera").set_value(("camera.jpg", buf.getvalue(), "image/jpeg")).run()
     assert not at.exception and "**camera.jpg**" in texts(at.markdown)
+
+
+def test_predict_example_photo_needs_no_upload(runs):
+    at = open_page("views/predict.py")
+    assert "Example photo" in texts(at.info)
+    at.toggle(key="use-example").set_value(True).run()
+    assert not at.exception and "**astronaut.png**" in texts(at.markdown)
+    assert [c.rsplit(" ", 1)[0] for c in captions(at) if c.startswith("face ")] == ["face 1: happy"], captions(at)  # she smiles
+    at.toggle(key="use-example").set_value(False).run()
+    assert "**astronaut.png**" not in texts(at.markdown)
 
 
 def submit_train_form(at: AppTest, name: str) -> None:
@@ -411,6 +424,23 @@ def test_evaluate_shows_and_compares_the_reports_of_the_shipped_file(runs, shipp
     assert compared.loc["accuracy", b] == make_report("PrivateTest")["accuracy"]
     assert compared.loc["macro F1", "difference"] == pytest.approx(
         make_report("PrivateTest")["macro_f1"] - make_report("PublicTest")["macro_f1"])
+
+
+def test_evaluate_opens_on_the_sidebar_models_report(runs, shipped):
+    """Newer reports of other models or of TTA do not push the sidebar model's centre-crop report off the top."""
+    time.sleep(0.05)  # newer mtimes than the shipped report's
+    atomic_write_json(shipped.with_name("fer_other.report.json"), make_report("PublicTest"))
+    atomic_write_json(shipped.with_name(f"{shipped.stem}.tencrop.report.json"), make_report("PublicTest"))
+    run = runs / "r1"
+    run.mkdir(parents=True)
+    shutil.copy(shipped, run / "best.pt")
+    atomic_write_json(run / "best.PublicTest.none.report.json", make_report("PrivateTest"))
+    at = open_page("views/evaluate.py")
+    assert at.selectbox(key="report_a").value == f"{shipped.with_suffix('.report.json')}#0"
+    assert at.selectbox(key="report_a").options[2].startswith(f"{shipped.stem}.tencrop")  # then the model's other reports
+    at.sidebar.selectbox(key="checkpoint").set_value(str(run / "best.pt")).run()
+    at.switch_page("views/evaluate.py").run()
+    assert not at.exception and at.selectbox(key="report_a").value == f"{run / 'best.PublicTest.none.report.json'}#0"
 
 
 def test_unreadable_report_files_are_skipped_with_a_warning(runs, shipped_bare):

@@ -19,11 +19,12 @@ st.caption(f"`{data.source}`: " + ", ".join(f"{split} {len(data.labels[split]):,
 st.subheader("Class balance")
 table = loaders.class_table(str(s.data_path), stamp)
 chart, numbers = st.columns([3, 2])
-value = chart.segmented_control("Show", ["share", "count"], default="share", key="balance-value")
-chart.plotly_chart(plots.class_balance(table, value or "share"), key="balance")
-wide = {f"{split} {v}": table[table.split == split].set_index("emotion")[v] for split in data.splits for v in ("count", "share")}
-numbers.dataframe(pd.DataFrame(wide).reindex(EMOTIONS),
-                  column_config={f"{split} share": st.column_config.NumberColumn(format="percent") for split in data.splits})
+value = chart.segmented_control("Show", ["share", "count"], default="share", key="balance-value") or "share"
+chart.plotly_chart(plots.class_balance(table, value), key="balance")
+# The table shows what the chart shows, one column per split, so it fits beside it.
+wide = {f"{split} {value}": table[table.split == split].set_index("emotion")[value] for split in data.splits}
+numbers.dataframe(pd.DataFrame(wide).reindex(EMOTIONS), column_config={
+    c: st.column_config.NumberColumn(format="percent" if value == "share" else "%d") for c in wide})
 train = table[table.split == "Training"].set_index("emotion")
 if len(train):
     full = "" if train["count"].sum() == 28_709 else " In the full FER2013 Training split disgust is 1.5% (436 of 28,709)."

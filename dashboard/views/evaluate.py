@@ -10,7 +10,7 @@ import widgets
 
 s = widgets.settings()
 st.title("Evaluate")
-paths = loaders.find_reports(s.runs_root)
+paths = loaders.find_reports(s.runs_root, first=s.checkpoint)  # the sidebar model's reports first
 with st.expander("Evaluate a checkpoint", expanded=not paths, icon=":material/play_arrow:"):
     st.caption("Runs `python -m fer_core.evaluate ... --out` in a separate process; the report is saved beside the run's "
                "checkpoint (or in the runs folder's reports/) and appears below.")
@@ -28,6 +28,9 @@ names = {k: rv.label(r, k.rsplit("#", 1)[0]) for k, r in reports.items()}
 for key in ("report_a", "report_b"):  # a report deleted since the last run: fall back to the defaults
     if st.session_state.get(key) not in reports:
         st.session_state.pop(key, None)
+if st.session_state.get("report_a_model") != str(s.checkpoint):  # another model in the sidebar: open on its report
+    st.session_state.pop("report_a", None)
+    st.session_state["report_a_model"] = str(s.checkpoint)
 left, right = st.columns(2)
 key_a = left.selectbox("Report", list(reports), format_func=names.get, key="report_a")
 key_b = right.selectbox("Compare with", [None, *reports], format_func=lambda k: names.get(k, "(none)"), key="report_b")

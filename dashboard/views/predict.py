@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+import loaders
 import widgets
 from fer_core.config import EMOTIONS
 from fer_core.transforms import TTA_MODES
@@ -20,7 +21,11 @@ except ImportError as e:  # the explanation stack (captum, OpenCV) is missing: s
 
 files = st.file_uploader("Photos (several at once)", type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"],
                          accept_multiple_files=True, key="uploads")
-shot = st.camera_input("Take a photo", key="camera") if st.toggle("Use the camera", key="use-camera") else None
+toggles = st.columns([1, 1, 3])
+use_camera = toggles[0].toggle("Use the camera", key="use-camera")
+example = loaders.example_photo() if toggles[1].toggle("Example photo", key="use-example", help="A portrait to try the page "
+                                                       "on: scikit-image's astronaut (Eileen Collins, NASA)") else None
+shot = st.camera_input("Take a photo", key="camera") if use_camera else None
 c = st.columns(5)
 detect = c[0].toggle("Find faces", value=True, key="detect", help="Off: the whole image is one face (for ready-made crops)")
 tta = c[1].selectbox("Test-time augmentation", TTA_MODES, key="tta", help=widgets.TTA_HELP)
@@ -29,8 +34,10 @@ target = c[3].selectbox("Explain class", ["predicted", *EMOTIONS], key="target",
 alpha = c[4].slider("Map opacity", 0.0, 1.0, 0.5, 0.05, key="alpha")
 
 sources = [(f.name, f.getvalue()) for f in files or []] + ([("camera.jpg", shot.getvalue())] if shot is not None else [])
+sources += [example] if example else []
 if not sources:
-    st.info("Upload one or more photos (or take one with the camera) to see the faces, their expressions and why. "
+    st.info("Upload one or more photos (or take one with the camera, or turn on **Example photo**) to see the faces, their "
+            "expressions and why. "
             f"Model: {widgets.checkpoint_label(str(s.checkpoint))}, {model.num_params:,} parameters.")
     st.stop()
 target_index = None if target == "predicted" else EMOTIONS.index(target)
