@@ -90,3 +90,11 @@ def time_to_accuracy(rows: Sequence[dict[str, Any]], target: float) -> tuple[int
     if first is None:
         return None
     return rows[first]["epoch"] + 1, float(sum(r["train_seconds"] for r in rows[: first + 1]))
+
+
+def eta_seconds(rows: Sequence[dict[str, Any]], epochs_left: int, window: int = 5) -> float:
+    """Seconds a run still needs: the median wall time of its last `window` epochs (SGD steps, evaluation and saving, from
+    the rows' end times) times `epochs_left`; the median ignores a gap such as a stop and resume. One row: its SGD time."""
+    times = [r["time"] for r in rows[-(window + 1):]]
+    per_epoch = [b - a for a, b in zip(times, times[1:], strict=False)] or [rows[-1]["train_seconds"]]
+    return float(np.median(per_epoch)) * epochs_left

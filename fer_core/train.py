@@ -22,6 +22,7 @@ from .config import RECIPES, DataNotFoundError, TrainConfig, atomic_write_json, 
 from .data import DataError, FERData, load_dataset
 from .distill import Teacher, check_distill, combined_loss, load_teachers
 from .ema import WeightEMA, check_ema
+from .metrics import eta_seconds
 from .models import build_model, count_params, list_models
 from .runfolder import RunFolder, Stopper
 from .targets import check_soft_labels, class_weights, select_splits, soft_targets
@@ -264,9 +265,8 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
                         best_acc=best_acc, best_epoch=best_epoch, **({"ema": ema.state_dict()} if ema else {}))
         history.append(row)
         run.write_metrics(history)
-        epoch_s = row["train_seconds"]
         status |= {"epoch": epoch + 1, "best_acc": best_acc, "best_epoch": best_epoch, "last": row,
-                   "eta_s": epoch_s * (cfg.epochs - epoch - 1)}
+                   "eta_s": eta_seconds(history, cfg.epochs - epoch - 1)}
         early = cfg.patience > 0 and epoch - best_epoch >= cfg.patience
         if early or epoch + 1 == cfg.epochs:
             status["state"] = "finished"

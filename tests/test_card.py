@@ -54,6 +54,17 @@ def test_time_to_accuracy_counts_sgd_seconds_up_to_the_first_epoch_at_the_target
     assert time_to_accuracy(rows, 0.71) is None and time_to_accuracy([], 0.5) is None
 
 
+def test_eta_is_the_median_wall_time_of_recent_epochs_times_the_epochs_left():
+    from fer_core.metrics import eta_seconds
+
+    # epochs end 60 s apart (50 s of SGD plus evaluation), with a one-hour stop and resume after the third
+    ends = [1000.0, 1060.0, 1120.0, 4720.0, 4780.0, 4840.0]
+    rows = [{"epoch": e, "train_seconds": 50.0, "time": t} for e, t in enumerate(ends)]
+    assert eta_seconds(rows, 10) == 600.0  # the evaluation counts; the resume gap does not
+    assert eta_seconds(rows[:1], 4) == 200.0  # one epoch: its SGD time is all there is
+    assert eta_seconds(rows, 0) == 0.0
+
+
 def test_card_names_the_targets_beyond_the_labels():
     from fer_core.card import targets_note
 
