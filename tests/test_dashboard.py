@@ -277,6 +277,15 @@ def test_predict_example_photo_needs_no_upload(runs):
     assert "**astronaut.png**" not in texts(at.markdown)
 
 
+def test_example_photo_without_scikit_image_says_what_to_install(runs, dash, monkeypatch):
+    loaders, _ = dash
+    monkeypatch.setattr(loaders.importlib.util, "find_spec", lambda name: None)
+    assert loaders.example_photo() is None
+    at = open_page("views/predict.py")
+    at.toggle(key="use-example").set_value(True).run()
+    assert not at.exception and "scikit-image, which is not installed" in texts(at.warning)
+
+
 def submit_train_form(at: AppTest, name: str) -> None:
     by_label(at.text_input, "Run name").set_value(name)
     by_label(at.number_input, "Width").set_value(8)

@@ -23,8 +23,11 @@ files = st.file_uploader("Photos (several at once)", type=["jpg", "jpeg", "png",
                          accept_multiple_files=True, key="uploads")
 toggles = st.columns([1, 1, 3])
 use_camera = toggles[0].toggle("Use the camera", key="use-camera")
-example = loaders.example_photo() if toggles[1].toggle("Example photo", key="use-example", help="A portrait to try the page "
-                                                       "on: scikit-image's astronaut (Eileen Collins, NASA)") else None
+want_example = toggles[1].toggle("Example photo", key="use-example",
+                                 help="A portrait to try the page on: scikit-image's astronaut (Eileen Collins, NASA)")
+example = loaders.example_photo() if want_example else None
+if want_example and example is None:
+    st.warning("The example photo comes with scikit-image, which is not installed: `pip install -r requirements.txt -e .`.")
 shot = st.camera_input("Take a photo", key="camera") if use_camera else None
 c = st.columns(5)
 detect = c[0].toggle("Find faces", value=True, key="detect", help="Off: the whole image is one face (for ready-made crops)")
