@@ -32,7 +32,9 @@ shot = st.camera_input("Take a photo", key="camera") if use_camera else None
 c = st.columns(5)
 detect = c[0].toggle("Find faces", value=True, key="detect", help="Off: the whole image is one face (for ready-made crops)")
 tta = c[1].selectbox("Test-time augmentation", TTA_MODES, key="tta", help=widgets.TTA_HELP)
-method = c[2].selectbox("Explanation", list(METHODS), format_func=METHODS.get, key="method")
+short = {m: label.partition(" (")[0] for m, label in METHODS.items()}  # the full label does not fit a fifth of the page
+details = "  \n".join(f"**{short[m]}** {label.removeprefix(short[m]).strip()}" for m, label in METHODS.items())
+method = c[2].selectbox("Explanation", list(METHODS), format_func=short.get, key="method", help=details)
 target = c[3].selectbox("Explain class", ["predicted", *EMOTIONS], key="target", help="Which class the map explains")
 alpha = c[4].slider("Map opacity", 0.0, 1.0, 0.5, 0.05, key="alpha")
 
