@@ -61,7 +61,7 @@ def confusion_table(r: dict[str, Any]) -> str:
 def imbalance_note(r: dict[str, Any]) -> str:
     """The class-imbalance limit, from the report's own per-class recalls and largest confusions."""
     recall = {name: m["recall"] for name, m in r["per_class"].items()}
-    order = sorted(recall, key=recall.get)
+    order = sorted(recall, key=lambda name: recall[name])
     confusions = ", ".join(f"{EMOTIONS[t]} as {EMOTIONS[p]} ({n})" for n, t, p in top_confusions(r["confusion_matrix"]))
     return (f"- **Class imbalance.** Disgust is 1.5% of Training (436 images; {r['per_class']['disgust']['support']} "
             f"{r['split']} faces), so its recall ({recall['disgust']:.2f} here) moves most from run to run. The lowest "

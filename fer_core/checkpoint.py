@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -50,7 +51,7 @@ class LoadedModel:
         return float(self.meta.get("temperature_tta", {}).get(tta, self.temperature))
 
     @cached_property
-    def fast(self) -> nn.Module:
+    def fast(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The eval-only copy used for predictions (oneDNN fp32, int8, ONNX Runtime); `model` stays for gradients and hooks."""
         if self.precision == "fp32":
             return inference_copy(self.model)

@@ -166,7 +166,7 @@ def load_csv(path: str | os.PathLike[str], cache: bool = True) -> FERData:
             tmp = cpath.with_name(f".{cpath.name}.{os.getpid()}.tmp.npz")
             arrays = {f"x_{s}": data.images[s].numpy() for s in data.splits}
             arrays |= {f"y_{s}": data.labels[s].numpy() for s in data.splits}
-            np.savez(tmp, **arrays)
+            np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub takes **arrays for allow_pickle
             os.replace(tmp, cpath)
         except OSError:
             pass  # caching is an optimisation; a read-only home must not break loading
@@ -183,10 +183,10 @@ def read_grey48(path: str | os.PathLike[str]) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("L")
-        if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-            im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+        grey = im.convert("L")
+    if grey.size != (IMAGE_SIZE, IMAGE_SIZE):
+        grey = grey.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+    return np.asarray(grey, dtype=np.uint8)
 
 
 def load_folder(root: str | os.PathLike[str]) -> FERData:

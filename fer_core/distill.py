@@ -48,7 +48,7 @@ class Teacher:
         members = loaded if isinstance(loaded, list) else [loaded]
         if not members:
             raise ValueError("a Teacher needs at least one checkpoint")
-        self.nets: list[nn.Module] = [m.model.to(device, memory_format=torch.channels_last).eval() for m in members]
+        self.nets: list[nn.Module] = [m.model.to(device).to(memory_format=torch.channels_last).eval() for m in members]
         self.precision = precision
         for net in self.nets:
             for p in net.parameters():

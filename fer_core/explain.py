@@ -176,7 +176,7 @@ def overlay(image: np.ndarray | Image.Image, heatmap: np.ndarray, alpha: float =
     # Sample the map only where the square meets the photo (resizing it to side x side first would allocate
     # side**2 floats: gigabytes for a whole-image "face" of a long panorama).
     s = heat.shape[1] / side, heat.shape[0] / side
-    to_map = np.float32([[s[0], 0, (cx0 - x0 + 0.5) * s[0] - 0.5], [0, s[1], (cy0 - y0 + 0.5) * s[1] - 0.5]])
+    to_map = np.array([[s[0], 0, (cx0 - x0 + 0.5) * s[0] - 0.5], [0, s[1], (cy0 - y0 + 0.5) * s[1] - 0.5]], np.float32)
     big = cv2.warpAffine(heat, to_map, (cx1 - cx0, cy1 - cy0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_REPLICATE)
     region = np.asarray(photo.crop((cx0, cy0, cx1, cy1)))

@@ -205,7 +205,7 @@ class HaarDetector:
 
     def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", work_pixels: int = 640 * 480,
                  min_side: int = 320, scale_factor: float = 1.2, min_neighbors: int = 5, min_face: float = 0.08) -> None:
-        self.path = Path(cv2.data.haarcascades) / cascade
+        self.path = Path(cv2.data.haarcascades) / cascade  # type: ignore[attr-defined]  # not in OpenCV's stubs
         self.work_pixels, self.min_side = work_pixels, min_side
         self.scale_factor, self.min_neighbors, self.min_face = scale_factor, min_neighbors, min_face
         self._local = threading.local()

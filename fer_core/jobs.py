@@ -148,7 +148,7 @@ def _lock_holder(root: Path) -> tuple[str, int] | None:
     pid = lock.get("pid")
     if pid is None and time.time() - lock.get("started", 0) < START_GRACE_S:
         return lock.get("run", "?"), lock.get("owner", 0)  # its starter is between writing the lock and Popen
-    return (lock.get("run", "?"), pid) if is_trainer(pid) else None
+    return (lock.get("run", "?"), pid) if pid is not None and is_trainer(pid) else None
 
 
 def _acquire(root: Path, run_dir: Path) -> None:
@@ -183,8 +183,12 @@ def current_job(root: str | os.PathLike[str] | None = None) -> RunInfo | None:
 # ---------------------------------------------------------------------------------------------- start / stop
 
 
-def _launch(run_dir: Path, args: list[str], log_name: str = LOG_FILE) -> subprocess.Popen:
-    command = [sys.executable, "-m", *args]
+def _command(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", *args]
+
+
+def _launch(run_dir: Path, args: list[str], log_name: str = LOG_FILE) -> subprocess.Popen[bytes]:
+    command = _command(args)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # epoch lines reach the log as they happen
     with open(run_dir / log_name, "ab") as log:  # the child keeps its own descriptor; ours closes here
         log.write(f"\n$ {' '.join(command)}\n".encode())
@@ -209,10 +213,10 @@ def _start(root: Path, run_dir: Path, flags: list[str], resume: bool) -> Job:
         except BaseException:
             (root / LOCK_NAME).unlink(missing_ok=True)
             raise
-        job = {"pid": proc.pid, "command": proc.args, "flags": flags, "started": time.time()}
+        job = {"pid": proc.pid, "command": _command(args), "flags": flags, "started": time.time()}
         atomic_write_json(run_dir / JOB_FILE, job)
         atomic_write_json(root / LOCK_NAME, {"run": str(run_dir), "pid": proc.pid, "started": job["started"]})
-    return Job(run_dir=run_dir, pid=proc.pid, command=list(proc.args), log=run_dir / LOG_FILE)
+    return Job(run_dir=run_dir, pid=proc.pid, command=_command(args), log=run_dir / LOG_FILE)
 
 
 def start_job(cfg: TrainConfig, runs_root: str | os.PathLike[str] | None = None, name: str | None = None) -> Job:
@@ -268,7 +272,7 @@ def start_evaluation(checkpoint: str | os.PathLike[str], data: str | os.PathLike
             "--split", split, "--tta", tta, "--labels", labels, "--precision", precision, "--out", str(out)]
     log = out.name.removesuffix(".json") + ".log"
     proc = _launch(out.parent, args, log_name=log)
-    return Job(run_dir=out.parent, pid=proc.pid, command=list(proc.args), log=out.parent / log)
+    return Job(run_dir=out.parent, pid=proc.pid, command=_command(args), log=out.parent / log)
 
 
 # ---------------------------------------------------------------------------------------------- registry

@@ -50,7 +50,7 @@ def normalize_confusion(cm: Sequence[Sequence[int]], by: str = "true") -> list[l
     return np.divide(m, total, out=np.zeros_like(m), where=np.asarray(total) > 0).tolist()
 
 
-def reliability(probs: np.ndarray, y_true: Sequence[int] | np.ndarray, n_bins: int = 15) -> dict[str, object]:
+def reliability(probs: np.ndarray, y_true: Sequence[int] | np.ndarray, n_bins: int = 15) -> dict[str, Any]:
     """Expected calibration error of the top-1 confidence, with the per-bin table for a reliability diagram."""
     probs = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y_true)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ from .quantize import MIN_AGREEMENT, QuantizationError
 class OrtModel:
     """Callable like an eval model: (B, 1, H, W) float tensor -> (B, num_classes) logits, computed by ONNX Runtime."""
 
-    def __init__(self, session: object, int8: bool, agreement: float) -> None:
+    def __init__(self, session: Any, int8: bool, agreement: float) -> None:  # an onnxruntime.InferenceSession
         self.session, self.int8, self.agreement = session, int8, agreement
         self.activation_bits = 7 if int8 else None  # reduce_range: safe on CPUs with and without VNNI
 
@@ -25,7 +26,7 @@ class OrtModel:
         return torch.from_numpy(out)
 
 
-def _modules():
+def _modules() -> tuple[Any, ...]:
     try:
         import onnxruntime as ort
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -54,7 +55,7 @@ def ort_copy(model: nn.Module, calib: torch.Tensor, int8: bool = False, threads:
     # batch 1 took 16 ms instead of 9 on 2 cores).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
 
-    class Faces(Reader):
+    class Faces(Reader):  # type: ignore[misc, valid-type]  # onnxruntime's reader class, imported when first needed
         def __init__(self) -> None:
             self.batches = iter([{"x": calib[i:i + 1].numpy()} for i in range(len(calib))])
 

@@ -75,7 +75,7 @@ def _to_predictions(boxes: list[Box], crops: np.ndarray, probs: np.ndarray, marg
     out = []
     for box, crop, p in zip(boxes, crops, probs, strict=True):
         k = int(p.argmax())
-        out.append(FacePrediction(box=tuple(int(v) for v in box), label=EMOTIONS[k],
+        out.append(FacePrediction(box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])), label=EMOTIONS[k],
                                   probs={e: float(v) for e, v in zip(EMOTIONS, p, strict=True)},
                                   confidence=float(p[k]), crop=crop, margin=margin))
     return out
@@ -107,10 +107,10 @@ def iter_predictions(paths: Iterable[str | os.PathLike], model: LoadedModel, det
     """(path, faces) or (path, error) per file, in order; the faces of `chunk_size` files go through the model together."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
-    paths = [str(p) for p in paths]
-    for start in range(0, len(paths), chunk_size):
+    names = [str(p) for p in paths]
+    for start in range(0, len(names), chunk_size):
         found: list[tuple[str, list[Box], np.ndarray] | tuple[str, str]] = []
-        for path in paths[start : start + chunk_size]:
+        for path in names[start : start + chunk_size]:
             try:
                 found.append((path, *face_crops(load_image(path), detect)))
             except ImageError as e:

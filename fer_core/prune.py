@@ -21,6 +21,13 @@ def conv_blocks(model: VGG) -> list[nn.Sequential]:
     return [m for m in model.features if isinstance(m, nn.Sequential)]
 
 
+def _conv_bn(block: nn.Sequential) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
+    conv, bn = block[0], block[1]
+    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
+        raise TypeError(f"expected a conv-BN-ReLU block, found {block}")
+    return conv, bn
+
+
 @torch.no_grad()
 def channel_importance(model: VGG, faces: torch.Tensor) -> list[torch.Tensor]:
     """Per conv block, each output channel's mean activation on `faces` times the norm of the weights reading it.
@@ -34,25 +41,25 @@ def channel_importance(model: VGG, faces: torch.Tensor) -> list[torch.Tensor]:
     finally:
         for h in hooks:
             h.remove()
-    readers = [b[0].weight for b in blocks[1:]] + [model.head.fc.weight]  # (cout, cin, ...) of whoever reads each
+    readers = [_conv_bn(b)[0].weight for b in blocks[1:]] + [model.head.fc.weight]  # (cout, cin, ...) of whoever reads each
     return [a * w.transpose(0, 1).flatten(1).norm(dim=1) for a, w in zip(acts, readers, strict=True)]
 
 
 @torch.no_grad()
 def prune_vgg(model: VGG, narrow: VGG, faces: torch.Tensor) -> VGG:
     """Fill `narrow` (same stages and depth, fewer channels) with the channels of `model` that matter most on `faces`."""
-    old, new = conv_blocks(model), conv_blocks(narrow)
+    old, new = [_conv_bn(b) for b in conv_blocks(model)], [_conv_bn(b) for b in conv_blocks(narrow)]
     if len(old) != len(new):
         raise ValueError(f"cannot prune a {len(old)}-conv model into a {len(new)}-conv one")
     keep_in = torch.arange(old[0][0].in_channels)
-    for o, n, score in zip(old, new, channel_importance(model, faces), strict=True):
-        k = n[0].out_channels
-        if k > o[0].out_channels:
-            raise ValueError(f"cannot widen a layer ({o[0].out_channels} -> {k} channels) by pruning")
+    for (o_conv, o_bn), (n_conv, n_bn), score in zip(old, new, channel_importance(model, faces), strict=True):
+        k = n_conv.out_channels
+        if k > o_conv.out_channels:
+            raise ValueError(f"cannot widen a layer ({o_conv.out_channels} -> {k} channels) by pruning")
         keep = score.topk(k).indices.sort().values
-        n[0].weight.copy_(o[0].weight[keep][:, keep_in])
+        n_conv.weight.copy_(o_conv.weight[keep][:, keep_in])
         for name in ("weight", "bias", "running_mean", "running_var"):
-            getattr(n[1], name).copy_(getattr(o[1], name)[keep])
+            getattr(n_bn, name).copy_(getattr(o_bn, name)[keep])
         keep_in = keep
     narrow.head.fc.weight.copy_(model.head.fc.weight[:, keep_in])
     narrow.head.fc.bias.copy_(model.head.fc.bias)
@@ -66,6 +73,7 @@ def prune_checkpoint(src: str | os.PathLike[str], width: int, out: str | os.Path
         raise CheckpointError(f"{src}: pruning needs a VGG-family model, not {loaded.config.model}")
     cfg = replace(loaded.config, width=width, init=str(src))
     narrow = build_model(cfg.model, width=width, drop_rate=cfg.drop_rate)
+    assert isinstance(narrow, VGG)  # the same registry name as the VGG just loaded
     prune_vgg(loaded.model, narrow, calibration_batch(loaded.norm, cfg.crop_size))
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)

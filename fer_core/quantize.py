@@ -88,5 +88,5 @@ def int8_copy(model: nn.Module, calib: torch.Tensor, min_agreement: float = MIN_
     if agreement < min_agreement:
         raise QuantizationError(f"int8 copy agrees with the float model on {agreement:.1%} of the calibration faces "
                                 f"(at least {min_agreement:.0%} needed)")
-    quantized.activation_bits = 7 if seven_bits else 8  # what this copy used, for reports
+    quantized.activation_bits = 7 if seven_bits else 8  # type: ignore[assignment]  # what this copy used, for reports
     return quantized
