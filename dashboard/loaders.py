@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.checkpoint import LoadedModel, load_model
-from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS
+from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, REPO_ROOT
 from fer_core.data import FERData, find_ferplus, load_dataset, load_ferplus
 
 
@@ -203,3 +203,17 @@ def explain_crop(crop: np.ndarray, checkpoint: str, stamp: float, method: str, t
     from fer_core.explain import explain
 
     return explain(get_model(checkpoint), crop, method=method, target=target)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def face_probs(crop: np.ndarray, checkpoint: str, stamp: float, tta: str) -> dict[str, float]:
+    """Class probabilities of one (48, 48) face crop, by emotion name."""
+    from fer_core.predict import predict_crops
+
+    return {e: float(p) for e, p in zip(EMOTIONS, predict_crops(crop, get_model(checkpoint), tta)[0], strict=True)}
+
+
+def report_checkpoint(report: dict[str, Any]) -> Path | None:
+    """The checkpoint a report was made with, where it is still here (shipped reports name it relative to the repo)."""
+    name = str(report.get("checkpoint") or "")
+    return next((p for p in (Path(name), REPO_ROOT / name) if name and p.is_file()), None)

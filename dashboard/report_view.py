@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,39 @@ def gallery(r: dict[str, Any], fallback: Path | None) -> None:
     wrong = int((y != yhat).sum())
     st.caption(f"{len(idx):,} of {wrong:,} misclassified images ({len(y):,} in {r['split']}); most confident first")
     shown = idx[widgets.pager(len(idx), PER_PAGE, "gal-page", cols[2])]
-    widgets.image_grid(images[shown], [f"{names[y[i]]} → {names[yhat[i]]} {conf[i]:.0%}" for i in shown])
+    caption = lambda i: f"{names[y[i]]} → {names[yhat[i]]} {conf[i]:.0%}"
+    widgets.image_grid(images[shown], [caption(i) for i in shown])
+    if len(shown):
+        up_close(r, images, [int(i) for i in shown], caption)
+
+
+def up_close(r: dict[str, Any], images: np.ndarray, shown: list[int], caption: Callable[[int], str]) -> None:
+    """One of the shown mistakes, explained for the class the model chose and for the true one, with all its probabilities."""
+    from fer_core.explain import CAVEATS, overlay
+
+    st.subheader("A mistake up close")
+    checkpoint = loaders.report_checkpoint(r)
+    if checkpoint is None:
+        st.info(f"The checkpoint this report was made with ({r.get('checkpoint') or 'not recorded'}) is not here, so its "
+                "mistakes cannot be explained.")
+        return
+    cols = st.columns([2, 1])
+    number = {i: n for n, i in enumerate(shown, 1)}
+    i = cols[0].selectbox("Face", shown, format_func=lambda i: f"{number[i]}. {caption(i)}", key="gal-pick",
+                          help="Faces of this page, in the grid's order (left to right, top to bottom)")
+    method = widgets.method_select(cols[1], key="gal-method")
+    y, yhat = r["predictions"]["y_true"][i], r["predictions"]["y_pred"][i]
+    face, stamp, names = images[i], loaders.mtime(checkpoint), r["labels"]
+    left, middle, right = st.columns([1, 1, 2], vertical_alignment="center")
+    for col, target, role in ((left, yhat, "chosen"), (middle, y, "true")):
+        heat = loaders.explain_crop(face, str(checkpoint), stamp, method, int(target))
+        col.image(overlay(face, heat), caption=f"evidence for {names[target]} ({role})", width="stretch")
+        if not heat.any():  # Grad-CAM keeps only positive evidence: often none for a class the model did not choose
+            col.caption("No positive evidence for this class with this method.")
+    probs = loaders.face_probs(face, str(checkpoint), stamp, r["tta"])
+    right.plotly_chart(plots.probabilities(probs), key="gal-probs")
+    st.caption(f"{r['split']} image {i}. Maps and probabilities come from {checkpoint.name} as it is now, in float32 with "
+               f"TTA {r['tta']}." + (f" {CAVEATS[method]}" if method in CAVEATS else ""))
 
 
 def compare(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> None:

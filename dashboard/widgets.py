@@ -227,6 +227,17 @@ def runs_view(runs_root: Path, chosen: str) -> None:
 # ---------------------------------------------------------------------------------------------- photos
 
 
+def method_select(container: st.delta_generator.DeltaGenerator, key: str) -> str:
+    """The explanation-method picker: short names in the box (a full label does not fit a narrow column), the details
+    of each in its help."""
+    from fer_core.explain import METHODS
+
+    short = {m: label.partition(" (")[0] for m, label in METHODS.items()}
+    details = "  \n".join(f"**{short[m]}** {label.removeprefix(short[m]).strip()}" for m, label in METHODS.items())
+    return container.selectbox("Explanation", list(METHODS), format_func=short.get, key=key, help=details)
+
+
+
 def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta: str, method: str, target: int | None,
                  alpha: float, key: str) -> None:
     """One uploaded photo: annotated picture with downloads, and per face an attribution overlay and probability bars."""

@@ -230,6 +230,8 @@ def test_evaluate_shows_and_compares_saved_reports(page, server: str, reports: d
         screenshot(page, f"evaluate-{tab.split()[0].lower()}")
     page.get_by_role("tab", name="Misclassified").click()
     expect(page.get_by_text(re.compile(r"^\w+ → \w+ \d+%$")).first).to_be_visible()
+    expect(page.get_by_text("A mistake up close")).to_be_visible()  # the first mistake, explained for both classes
+    expect(page.get_by_text(re.compile(r"^evidence for \w+ \(true\)$"))).to_be_visible()
 
     chosen = page.get_by_role("combobox", name="Report", exact=True).input_value()
     split, other = ("PrivateTest", "PublicTest") if "· PrivateTest" in chosen else ("PublicTest", "PrivateTest")

@@ -406,17 +406,49 @@ def test_evaluate_page_browses_and_compares_saved_reports(runs, shipped_bare):
     first, second = save_report(runs, "PublicTest"), save_report(runs, "PrivateTest")
     at = open_page("views/evaluate.py")
     assert len(at.tabs) == 6 and {"accuracy", "macro F1", "ECE"} <= {m.label for m in at.metric}
-    assert len(at.get("plotly_chart")) == 3  # confusion, reliability, published results
-    gallery = captions(at)
+    assert len(at.get("plotly_chart")) == 4  # confusion, reliability, a mistake's probabilities, published results
+    gallery = [c for c in captions(at) if not c.startswith("evidence for")]  # the grid, not the mistake up close
     assert gallery and all("→" in c for c in gallery)
     at.selectbox(key="gal-true").set_value("happy").run()
-    assert all(c.startswith("happy →") for c in captions(at))
+    assert all(c.startswith("happy →") for c in captions(at) if not c.startswith("evidence for"))
     at.segmented_control(key="main-norm").set_value("counts").run()
     keys = at.selectbox(key="report_a").options
     assert len(keys) == 2
     at.selectbox(key="report_b").set_value(f"{first}#0" if at.selectbox(key="report_a").value.startswith(str(second))
                                            else f"{second}#0").run()
-    assert not at.exception and len(at.get("plotly_chart")) == 6  # plus per-class F1 and two confusion matrices
+    assert not at.exception and len(at.get("plotly_chart")) == 7  # plus per-class F1 and two confusion matrices
+
+
+def test_evaluate_explains_a_mistake_for_the_chosen_and_the_true_class(runs, shipped_bare):
+    save_report(runs, "PublicTest")
+    r = make_report("PublicTest")
+    y, yhat, conf = (np.asarray(r["predictions"][k]) for k in ("y_true", "y_pred", "confidence"))
+    at = open_page("views/evaluate.py")
+    pick = at.selectbox(key="gal-pick")
+    wrong = np.flatnonzero(y != yhat)
+    assert pick.options[0] == f"1. {EMOTIONS[y[pick.value]]} → {EMOTIONS[yhat[pick.value]]} {conf[pick.value]:.0%}"
+    assert pick.value == wrong[np.argmax(conf[wrong])]  # the grid's first face: the most confident mistake
+    traces = [d for c in at.get("plotly_chart") for d in json.loads(c.proto.spec)["data"]]
+    bars = [d for d in traces if d.get("type") == "bar" and d.get("y") == list(EMOTIONS)]
+    assert len(bars) == 1  # the face's probabilities
+    probs = dict(zip(bars[0]["y"], bars[0]["x"], strict=True))
+    assert max(probs, key=probs.get) == EMOTIONS[yhat[pick.value]]  # recomputed: the same answer as the report's
+    assert probs[EMOTIONS[yhat[pick.value]]] == pytest.approx(conf[pick.value], abs=1e-4)
+
+    at.selectbox(key="gal-true").set_value("sad").run()  # another filter: the picker follows the grid
+    i = at.selectbox(key="gal-pick").value
+    assert y[i] == EMOTIONS.index("sad") and yhat[i] != y[i]
+    at.selectbox(key="gal-method").set_value("saliency").run()
+    assert not at.exception
+    assert {f"evidence for {EMOTIONS[yhat[i]]} (chosen)", "evidence for sad (true)"} <= set(captions(at))
+
+
+def test_evaluate_says_why_a_mistake_cannot_be_explained_without_its_checkpoint(runs, shipped_bare):
+    out = save_report(runs, "PublicTest")
+    atomic_write_json(out, {**make_report("PublicTest"), "checkpoint": "/nowhere/gone.pt"})
+    at = open_page("views/evaluate.py")
+    assert not at.exception and captions(at)  # the gallery still shows the mistakes
+    assert "(/nowhere/gone.pt) is not here" in texts(at.info)
 
 
 def test_evaluate_shows_and_compares_the_reports_of_the_shipped_file(runs, shipped):

@@ -13,7 +13,7 @@ s = widgets.settings()
 st.title("Predict")
 model = widgets.model_or_stop(s.checkpoint)
 try:
-    from fer_core.explain import METHODS
+    import fer_core.explain  # noqa: F401 - the explanation stack (captum, OpenCV) is installed
 except ImportError as e:  # the explanation stack (captum, OpenCV) is missing: say what to install
     st.error(f"Prediction needs fer_core.predict / fer_core.explain and their dependencies: {e}. "
              "Run `pip install -r requirements.txt -e .`.")
@@ -32,9 +32,7 @@ shot = st.camera_input("Take a photo", key="camera") if use_camera else None
 c = st.columns(5)
 detect = c[0].toggle("Find faces", value=True, key="detect", help="Off: the whole image is one face (for ready-made crops)")
 tta = c[1].selectbox("Test-time augmentation", TTA_MODES, key="tta", help=widgets.TTA_HELP)
-short = {m: label.partition(" (")[0] for m, label in METHODS.items()}  # the full label does not fit a fifth of the page
-details = "  \n".join(f"**{short[m]}** {label.removeprefix(short[m]).strip()}" for m, label in METHODS.items())
-method = c[2].selectbox("Explanation", list(METHODS), format_func=short.get, key="method", help=details)
+method = widgets.method_select(c[2], key="method")
 target = c[3].selectbox("Explain class", ["predicted", *EMOTIONS], key="target", help="Which class the map explains")
 alpha = c[4].slider("Map opacity", 0.0, 1.0, 0.5, 0.05, key="alpha")
 
