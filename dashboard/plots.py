@@ -76,6 +76,22 @@ def curves(rows: Sequence[dict[str, Any]]) -> go.Figure:
     return _tidy(fig, height=320).update_layout(margin_t=30)  # room for the subplot titles
 
 
+def compare_runs(series: dict[str, Sequence[dict[str, Any]]], by: str = "epoch") -> go.Figure:
+    """Validation accuracy of several runs on one chart, against epochs or minutes of SGD (evaluations not counted, as in
+    the time-to-accuracy figures)."""
+    fig = go.Figure()
+    for name, rows in series.items():
+        if by == "epoch":
+            x, at = [r["epoch"] + 1 for r in rows], "epoch %{x}"
+        else:
+            x, at = list(np.cumsum([r["train_seconds"] for r in rows]) / 60), "%{x:.1f} min"
+        fig.add_scatter(x=x, y=[r["val_acc"] for r in rows], mode="lines+markers", name=name,
+                        hovertemplate=f"{name}, {at}: %{{y:.2%}}<extra></extra>")
+    fig.update_layout(xaxis_title="epoch" if by == "epoch" else "minutes of SGD", yaxis_title="validation accuracy",
+                      yaxis_tickformat=".0%")
+    return _tidy(fig)
+
+
 def probabilities(probs: dict[str, float]) -> go.Figure:
     """Horizontal bars of one face's class probabilities, in EMOTIONS order."""
     names = list(probs)

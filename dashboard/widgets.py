@@ -208,6 +208,23 @@ def _run_panel(run_dir: Path) -> None:
         st.code("\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log.exists() else "(no log)", language=None)
 
 
+COMPARE_BY = {"epoch": "epoch", "minutes": "minutes of SGD"}
+
+
+def runs_compare(runs_root: Path, runs: list[jobs.RunInfo]) -> None:
+    """Several runs' validation accuracy on one chart (shown once two runs have finished an epoch)."""
+    names = [r.name for r in runs if r.epoch]
+    if len(names) < 2:
+        return
+    st.subheader("Compare runs")
+    c = st.columns([3, 1])
+    picked = c[0].multiselect("Runs", names, default=names[:3], key="compare-runs", placeholder="pick runs to compare")
+    by = c[1].segmented_control("Against", list(COMPARE_BY), format_func=COMPARE_BY.get, default="epoch", key="compare-by")
+    if picked:
+        series = {name: RunFolder(runs_root / name).read_metrics() for name in picked}
+        st.plotly_chart(plots.compare_runs(series, by or "epoch"), key="compare-chart")
+
+
 def runs_view(runs_root: Path, chosen: str) -> None:
     """The chosen run (progress, metrics, curves, actions) and the table of all runs, refreshed every 2 s while a job runs."""
     polling = any(r.active for r in jobs.list_runs(runs_root))
@@ -220,6 +237,7 @@ def runs_view(runs_root: Path, chosen: str) -> None:
         _run_panel(runs_root / chosen)
         st.subheader("All runs")
         runs_table(runs)
+        runs_compare(runs_root, runs)
 
     view()
 

@@ -532,6 +532,30 @@ def test_home_and_dataset_pages_on_the_full_data(full_data_path, tmp_path, monke
     assert len(at.get("plotly_chart")) == (2 if find_ferplus(full_data_path) else 1)
 
 
+def test_train_page_compares_runs_by_epoch_and_by_minutes(runs):
+    from fer_core.train import fit
+
+    for name, lr in (("lr-high", 0.1), ("lr-low", 0.01)):  # two real (tiny) runs on the sample
+        fit(TINY.replace(epochs=2, lr=lr), runs / name)
+    at = open_page("views/train.py")
+    assert "Compare runs" in texts(at.subheader)
+    assert sorted(at.multiselect(key="compare-runs").value) == ["lr-high", "lr-low"]
+
+    def traces() -> dict[str, dict]:
+        spec = json.loads(next(c for c in at.get("plotly_chart") if c.proto.id.endswith("compare-chart")).proto.spec)
+        return {t["name"]: t for t in spec["data"]}
+
+    for name in ("lr-high", "lr-low"):
+        rows = RunFolder(runs / name).read_metrics()
+        assert traces()[name]["x"] == [1, 2] and traces()[name]["y"] == [r["val_acc"] for r in rows]
+    at.segmented_control(key="compare-by").set_value("minutes").run()
+    rows = RunFolder(runs / "lr-low").read_metrics()
+    minutes = np.cumsum([r["train_seconds"] for r in rows]) / 60
+    assert traces()["lr-low"]["x"] == pytest.approx(list(minutes))
+    at.multiselect(key="compare-runs").set_value(["lr-high"]).run()
+    assert not at.exception and list(traces()) == ["lr-high"]
+
+
 def test_training_curves_plot_each_epochs_numbers_on_whole_epoch_ticks(monkeypatch):
     monkeypatch.syspath_prepend(str(REPO_ROOT / "dashboard"))
     plots = importlib.import_module("plots")
