@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import ast
+import importlib
+import json
 import subprocess
 import sys
+import sysconfig
+from importlib.metadata import entry_points
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 import fer_core
+from fer_core.config import EMOTIONS, SAMPLE_DATA
 
 PKG = Path(fer_core.__file__).parent
 ROOT = PKG.parent
@@ -37,3 +45,20 @@ def test_mypy_passes_on_the_package():
     # pyproject's [tool.mypy]: fer_core only, every function annotated. A cold run takes ~20 s.
     r = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_console_scripts_are_the_module_clis(tmp_path):
+    scripts = {ep.name: ep for ep in entry_points(group="console_scripts") if ep.value.startswith("fer_core.")}
+    assert set(scripts) == {"fer-train", "fer-evaluate", "fer-predict", "fer-calibrate", "fer-soup", "fer-prune", "fer-card"}, \
+        "console scripts missing: reinstall with `pip install -r requirements.txt -e .`"
+    for ep in scripts.values():
+        assert ep.load() is importlib.import_module(ep.module).main
+    from fer_core.data import load_dataset
+
+    face = load_dataset(SAMPLE_DATA).images["PublicTest"][0].numpy()
+    Image.fromarray(np.asarray(face)).save(tmp_path / "face.png")
+    exe = Path(sysconfig.get_path("scripts")) / "fer-predict"  # where pip put it, whether or not that is on PATH
+    r = subprocess.run([str(exe), "--no-detect", "--json", str(tmp_path / "face.png")], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.splitlines()[-1])["faces"][0]["label"] in EMOTIONS
