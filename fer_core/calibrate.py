@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, load_model, read_checkpoint
-from .config import DataNotFoundError, atomic_torch_save, set_threads
+from .config import DataNotFoundError, atomic_torch_save, cli_prog, set_threads
 from .data import DataError, load_dataset
 from .evaluate import probs_at, view_logits
 from .metrics import reliability
@@ -74,7 +74,9 @@ def calibrate_checkpoint(checkpoint: str | Path, data: str | Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Fit a softmax temperature on the selection split and store it in the checkpoint.")
+    p = argparse.ArgumentParser(
+        prog=cli_prog("fer_core.calibrate"),
+        description="Fit a softmax temperature on the selection split and store it in the checkpoint.")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", default=None, help="dataset path (default: the usual locations)")
     p.add_argument("--split", default="PublicTest", help="the model-selection split (never the one you report as test)")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_model
-from .config import EMOTIONS, TrainConfig, read_json
+from .config import EMOTIONS, TrainConfig, cli_prog, read_json
 from .distill import teacher_paths
 from .evaluate import headline_order
 from .metrics import time_to_accuracy, top_confusions
@@ -224,7 +224,7 @@ python -m fer_core.evaluate --checkpoint checkpoints/{Path(checkpoint).name} --d
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Render a model card from reports.")
+    p = argparse.ArgumentParser(prog=cli_prog("fer_core.card"), description="Render a model card from reports.")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--reports", nargs="+", required=True, help="evaluate CLI reports (JSON)")
     p.add_argument("--run", nargs="*", default=[], help="the run folder(s) the checkpoint came from, first to last")

@@ -151,6 +151,12 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def cli_prog(module: str) -> str:
+    """The name a CLI's usage line shows: its console script (fer-train ...) when run as one, else `python -m module`."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return name if name.startswith("fer-") else f"python -m {module}"
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch in one place."""
     random.seed(seed)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import EMOTIONS, IMAGE_SIZE, DataNotFoundError, atomic_write_json, set_threads
+from .config import EMOTIONS, IMAGE_SIZE, DataNotFoundError, atomic_write_json, cli_prog, set_threads
 from .data import DataError, load_dataset
 from .metrics import summarize
 from .models import count_params
@@ -121,7 +121,9 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Evaluate a checkpoint on one split and write a JSON report.")
+    p = argparse.ArgumentParser(
+        prog=cli_prog("fer_core.evaluate"),
+        description="Evaluate a checkpoint on one split and write a JSON report.")
     p.add_argument("--checkpoint", default=None, help="checkpoint path (default: the shipped model)")
     p.add_argument("--data", default=None, help="CSV (.csv/.csv.gz) or image folder (default: $FER_DATA or ../shared/data)")
     p.add_argument("--split", default="PublicTest", help="Training, PublicTest or PrivateTest")

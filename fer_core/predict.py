@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE, set_threads
+from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE, cli_prog, set_threads
 from .evaluate import predict_probs
 from .faces import MARGIN, Box, FaceDetector, ImageError, ImageSource, crop_face, detect_faces, load_image
 from .quantize import INFERENCE_PRECISIONS
@@ -204,7 +204,7 @@ def _save_annotated(path: str, faces: list[FacePrediction], outdir: Path, used: 
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fer_core.predict",
+    p = argparse.ArgumentParser(prog=cli_prog("fer_core.predict"),
                                 description="Find the faces in photos and predict their emotions.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     p.add_argument("--checkpoint", default=None, help=f"model checkpoint (default: {DEFAULT_CHECKPOINT})")

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_model, save_checkpoint
+from .config import cli_prog
 from .models import VGG, build_model
 from .quantize import calibration_batch
 
@@ -82,7 +83,7 @@ def prune_checkpoint(src: str | os.PathLike[str], width: int, out: str | os.Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(prog=cli_prog("fer_core.prune"), description=__doc__)
     p.add_argument("--checkpoint", required=True, help="trained VGG checkpoint to prune")
     p.add_argument("--width", type=int, required=True, help="first-stage channels of the pruned copy (doubling per stage)")
     p.add_argument("--out", required=True, help="where to write the pruned checkpoint (fine-tune it with train --init)")

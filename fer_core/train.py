@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import CheckpointError, float_weights, read_checkpoint, save_checkpoint
-from .config import RECIPES, DataNotFoundError, TrainConfig, atomic_write_json, set_seed, set_threads, tune_allocator
+from .config import RECIPES, DataNotFoundError, TrainConfig, atomic_write_json, cli_prog, set_seed, set_threads, tune_allocator
 from .data import DataError, FERData, load_dataset
 from .distill import Teacher, check_distill, combined_loss, load_teachers
 from .ema import WeightEMA, check_ema
@@ -285,7 +285,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Train a FER model (resumable run folder).")
+    p = argparse.ArgumentParser(prog=cli_prog("fer_core.train"), description="Train a FER model (resumable run folder).")
     p.add_argument("--run", default="runs/default", help="run folder (created; holds checkpoints and metrics)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
     p.add_argument("--recipe", choices=list(RECIPES), help="start from a named recipe (flags and --config override it): "

@@ -62,3 +62,5 @@ def test_console_scripts_are_the_module_clis(tmp_path):
                        timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.splitlines()[-1])["faces"][0]["label"] in EMOTIONS
+    usage = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120).stdout
+    assert usage.startswith("usage: fer-predict ")  # the usage line names the command that was typed
