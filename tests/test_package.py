@@ -64,3 +64,16 @@ def test_console_scripts_are_the_module_clis(tmp_path):
     assert json.loads(r.stdout.splitlines()[-1])["faces"][0]["label"] in EMOTIONS
     usage = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120).stdout
     assert usage.startswith("usage: fer-predict ")  # the usage line names the command that was typed
+
+
+def test_readme_python_example_runs_on_a_real_photo(tmp_path, monkeypatch):
+    from photos import astronaut, encode
+
+    block = (ROOT / "README.md").read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "photo.jpg").write_bytes(encode(astronaut(), "JPEG"))
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - the documented example, run as a user would
+    assert scope["faces"] and scope["faces"][0].label in EMOTIONS
+    assert scope["heat"].shape == (48, 48) and 0 <= scope["heat"].min() and scope["heat"].max() <= 1
+    assert Image.open(tmp_path / "photo.annotated.png").size == Image.open(tmp_path / "photo.jpg").size
