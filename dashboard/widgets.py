@@ -196,7 +196,11 @@ def _run_panel(run_dir: Path) -> None:
     cols[1].metric("ETA", _duration(max(eta, 0.0)) if eta is not None else "-")
     cols[2].metric("images/s", f"{info.last['images_per_s']:.0f}" if "images_per_s" in info.last else "-")
     cols[3].metric("last val loss", f"{info.last['val_loss']:.3f}" if "val_loss" in info.last else "-")
-    rows = RunFolder(run_dir).read_metrics()
+    try:
+        rows = RunFolder(run_dir).read_metrics()
+    except ValueError as e:
+        rows = []
+        st.warning(f"No curves: {e}")
     if rows:
         st.caption(_time_to_accuracy_line(rows))
         st.plotly_chart(plots.curves(rows), key=f"curves-{info.name}")
@@ -220,8 +224,13 @@ def runs_compare(runs_root: Path, runs: list[jobs.RunInfo]) -> None:
     c = st.columns([3, 1])
     picked = c[0].multiselect("Runs", names, default=names[:3], key="compare-runs", placeholder="pick runs to compare")
     by = c[1].segmented_control("Against", list(COMPARE_BY), format_func=COMPARE_BY.get, default="epoch", key="compare-by")
-    if picked:
-        series = {name: RunFolder(runs_root / name).read_metrics() for name in picked}
+    series = {}
+    for name in picked:
+        try:
+            series[name] = RunFolder(runs_root / name).read_metrics()
+        except ValueError as e:
+            st.warning(f"Left out of the chart: {e}")
+    if series:
         st.plotly_chart(plots.compare_runs(series, by or "epoch"), key="compare-chart")
 
 

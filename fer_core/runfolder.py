@@ -40,8 +40,18 @@ class RunFolder:
         atomic_write_json(self.file("status.json"), {"pid": os.getpid(), "updated": time.time(), **status})
 
     def read_metrics(self) -> list[dict[str, Any]]:
+        """The epochs' rows; ValueError naming the file and line if one is not a JSON object (the file is left as it is)."""
         p = self.file("metrics.jsonl")
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+        rows = []
+        for n, line in enumerate(p.read_text(errors="replace").splitlines() if p.exists() else [], 1):
+            try:
+                row = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{p}, line {n}: not valid JSON ({e.msg}); repair or delete that line") from e
+            if row is not None and not isinstance(row, dict):
+                raise ValueError(f"{p}, line {n}: expected one JSON object per epoch, found {type(row).__name__}")
+            rows += [row] if row is not None else []
+        return rows
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         atomic_write_bytes(self.file("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in rows).encode())

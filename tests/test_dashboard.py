@@ -555,6 +555,12 @@ def test_train_page_compares_runs_by_epoch_and_by_minutes(runs):
     at.multiselect(key="compare-runs").set_value(["lr-high"]).run()
     assert not at.exception and list(traces()) == ["lr-high"]
 
+    with open(runs / "lr-high" / "metrics.jsonl", "a") as f:
+        f.write("{not json\n")  # a damaged file: a warning, not a traceback, and the other run still plots
+    at.multiselect(key="compare-runs").set_value(["lr-high", "lr-low"]).run()
+    assert not at.exception and list(traces()) == ["lr-low"]
+    assert "lr-high/metrics.jsonl, line 3: not valid JSON" in texts(at.warning)
+
 
 def test_training_curves_plot_each_epochs_numbers_on_whole_epoch_ticks(monkeypatch):
     monkeypatch.syspath_prepend(str(REPO_ROOT / "dashboard"))

@@ -226,6 +226,23 @@ def test_too_few_images_for_a_batch_is_a_clear_error(sample_data, tmp_path):
     assert not (tmp_path / "r" / "last.pt").exists()
 
 
+def test_resume_with_a_damaged_metrics_file_is_a_clear_message_and_keeps_the_run(sample_path, sample_data, tmp_path,
+                                                                                   run_main):
+    run = tmp_path / "r"
+    fit(TINY.replace(epochs=1, data=str(sample_path)), run, data=sample_data)
+    good = (run / "metrics.jsonl").read_text()
+    (run / "metrics.jsonl").write_text(good + '{"epoch": 1, "val_acc": 0.3')  # a hand edit gone wrong
+    last = (run / "last.pt").read_bytes()
+    with pytest.raises(ValueError, match=r"metrics.jsonl, line 2: not valid JSON"):
+        RunFolder(run).read_metrics()
+    r = run_main(main, "--run", run, "--resume", "--epochs", 2)
+    assert r.returncode == 2 and "line 2: not valid JSON" in r.stderr and "Traceback" not in r.stderr
+    assert (run / "last.pt").read_bytes() == last and (run / "metrics.jsonl").read_text().startswith(good)
+    (run / "metrics.jsonl").write_text(good)  # repaired as the message says: the run resumes
+    assert run_main(main, "--run", run, "--resume", "--epochs", 2).returncode == 0
+    assert [r["epoch"] for r in RunFolder(run).read_metrics()] == [0, 1]
+
+
 def test_cli_unwritable_run_folder_is_a_clear_message(sample_path, tmp_path, run_main):
     (tmp_path / "a_file").write_text("keep me")
     r = run_main(main, "--run", tmp_path / "a_file" / "r", "--data", sample_path, "--model", "small", "--width", 8)
