@@ -290,20 +290,24 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
     """RunInfo from status.json, job.json and config.json, with the process checked for liveness."""
     run_dir = Path(run_dir)
     status = read_json(run_dir / "status.json") or {}
+    damaged = not status and (run_dir / "status.json").exists()  # unreadable: show the run as failed, never hide it
     job = read_json(run_dir / JOB_FILE) or {}
     pid = job.get("pid") or status.get("pid")
     alive = is_trainer(pid)
     saved = status.get("state")
     if alive:  # a resumed job runs before it rewrites status.json (loading data takes seconds)
         state = "running" if saved == "running" and status.get("pid") == pid else "starting"
-    elif saved == "running" or (saved is None and not job):
+    elif saved == "running" or (saved is None and not job and not damaged):
         state = "interrupted" if saved else "empty"
     else:
         state = saved or "failed"  # job.json but no status: the trainer died before its first write
     message = status.get("error") or status.get("reason") or ""
+    if damaged:
+        message = "status.json is not readable (damaged or edited by hand); resuming from last.pt rewrites it"
     if state in ("failed", "interrupted") and not message:
         message = _log_tail(run_dir)
-    return RunInfo(name=run_dir.name, path=run_dir, state=state, epoch=status.get("epoch", 0), epochs=status.get("epochs", 0),
+    whole = lambda key: v if isinstance(v := status.get(key), int) and v >= 0 else 0  # a hand edit may leave anything
+    return RunInfo(name=run_dir.name, path=run_dir, state=str(state), epoch=whole("epoch"), epochs=whole("epochs"),
                    best_acc=status.get("best_acc"), best_epoch=status.get("best_epoch"), pid=pid,
                    started=job.get("started") or status.get("started"), updated=status.get("updated"),
                    eta_s=status.get("eta_s"), last=status.get("last") or {},

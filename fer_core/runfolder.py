@@ -11,6 +11,8 @@ from typing import Any
 
 from .config import atomic_write_bytes, atomic_write_json
 
+METRIC_KEYS = ("epoch", "train_seconds", "val_acc")  # what every reader of metrics.jsonl relies on
+
 
 class Stopper:
     """Turns SIGINT/SIGTERM into a flag the loop checks between batches, so a stop never tears a file."""
@@ -50,6 +52,8 @@ class RunFolder:
                 raise ValueError(f"{p}, line {n}: not valid JSON ({e.msg}); repair or delete that line") from e
             if row is not None and not isinstance(row, dict):
                 raise ValueError(f"{p}, line {n}: expected one JSON object per epoch, found {type(row).__name__}")
+            if row is not None and (missing := [k for k in METRIC_KEYS if not isinstance(row.get(k), int | float)]):
+                raise ValueError(f"{p}, line {n}: no number for {', '.join(missing)}")
             rows += [row] if row is not None else []
         return rows
 

@@ -180,3 +180,25 @@ def test_killed_job_shows_interrupted_and_resumes(tmp_path):
     assert jobs.current_job(tmp_path) is None
     again = jobs.resume_job(job.run_dir, epochs=info.epoch + 1)
     assert jobs.wait_job(again.run_dir, timeout=120).state == "finished"
+
+
+def test_a_run_with_damaged_files_is_listed_and_resumes(tmp_path, sample_data, run_main):
+    from fer_core.train import fit, main
+
+    run = tmp_path / "runs" / "r"
+    fit(TINY, run, data=sample_data)
+    (run / "status.json").write_text('{"state": "fini')  # cut short by hand or by a full disk
+    info = jobs.read_run(run)
+    assert [r.name for r in jobs.list_runs(tmp_path / "runs")] == ["r"]  # not hidden as an empty folder
+    assert info.state == "failed" and "status.json is not readable" in info.message and info.resumable
+    (run / "status.json").write_text('{"state": "stopped", "epoch": "one", "epochs": null}')  # wrong types
+    assert (jobs.read_run(run).epoch, jobs.read_run(run).epochs) == (0, 0)
+    assert run_main(main, "--run", run, "--resume", "--epochs", 2).returncode == 0
+    info = jobs.read_run(run)
+    assert info.state == "finished" and info.epoch == 2 and info.message == "all epochs done"
+
+    rows = RunFolder(run).read_metrics()
+    del rows[0]["val_acc"]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match=r"metrics.jsonl, line 1: no number for val_acc"):
+        RunFolder(run).read_metrics()
