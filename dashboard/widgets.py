@@ -49,7 +49,9 @@ def default_data() -> tuple[Path, str]:
 
 def checkpoint_label(path: str) -> str:
     p = Path(path)
-    return f"shipped model ({p.name})" if p == DEFAULT_CHECKPOINT else f"run {p.parent.name} ({p.name})"
+    if p.parent == DEFAULT_CHECKPOINT.parent:  # checkpoints/: the default and the other shipped models
+        return f"shipped model ({p.name})"
+    return f"run {p.parent.name} ({p.name})"
 
 
 def sidebar() -> Settings:

@@ -121,6 +121,18 @@ def test_home_shows_model_data_and_links(runs):
     assert at.sidebar.selectbox(key="checkpoint").value == str(DEFAULT_CHECKPOINT)
 
 
+def test_sidebar_names_every_shipped_model_as_shipped(runs):
+    run = runs / "r1"
+    run.mkdir(parents=True)
+    shutil.copy(DEFAULT_CHECKPOINT.with_name("fer_fast.pt"), run / "best.pt")
+    at = open_page()
+    shipped = sorted(p.name for p in DEFAULT_CHECKPOINT.parent.glob("*.pt"))
+    assert len(shipped) >= 2  # the default and at least one faster alternative ship
+    options = at.sidebar.selectbox(key="checkpoint").options
+    assert options[0] == f"shipped model ({DEFAULT_CHECKPOINT.name})" and options[-1] == "run r1 (best.pt)"
+    assert sorted(options[:-1]) == sorted(f"shipped model ({name})" for name in shipped)
+
+
 def test_home_shows_the_shipped_report_and_model_card(runs, shipped):
     at = open_page()
     public, private = make_report("PublicTest"), make_report("PrivateTest")
