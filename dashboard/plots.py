@@ -102,6 +102,17 @@ def probabilities(probs: dict[str, float]) -> go.Figure:
     return _tidy(fig, height=230)
 
 
+def probabilities_pair(a: dict[str, float], b: dict[str, float], names: tuple[str, str]) -> go.Figure:
+    """One face's class probabilities from two models, as pairs of horizontal bars in EMOTIONS order."""
+    fig = go.Figure()
+    for probs, name, colour in ((a, names[0], "#1d3557"), (b, names[1], "#e63946")):
+        fig.add_bar(x=list(probs.values()), y=list(probs), orientation="h", name=name, marker_color=colour,
+                    text=[f"{v:.0%}" for v in probs.values()], textposition="auto",
+                    hovertemplate=f"{name}<br>%{{y}}: %{{x:.1%}}<extra></extra>")
+    fig.update_layout(barmode="group", xaxis={"range": [0, 1], "tickformat": ".0%"}, yaxis={"autorange": "reversed"})
+    return _tidy(fig, height=330)
+
+
 def per_class(reports: dict[str, dict[str, Any]], metric: str = "f1") -> go.Figure:
     """Grouped bars of one per-class metric for several reports (name -> report)."""
     fig = go.Figure()

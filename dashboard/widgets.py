@@ -54,6 +54,11 @@ def checkpoint_label(path: str) -> str:
     return f"run {p.parent.name} ({p.name})"
 
 
+def _short_name(path: Path) -> str:
+    """fer_resnet.pt for a shipped model, RUN/best.pt for a run's: what fits a chart legend."""
+    return path.name if path.parent == DEFAULT_CHECKPOINT.parent else f"{path.parent.name}/{path.name}"
+
+
 def sidebar() -> Settings:
     """Data path, runs folder and model, shown on every page (the entry script renders it, so values persist)."""
     default, note = default_data()
@@ -266,10 +271,10 @@ def method_select(container: st.delta_generator.DeltaGenerator, key: str) -> str
     return container.selectbox("Explanation", list(METHODS), format_func=short.get, key=key, help=details)
 
 
-
 def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta: str, method: str, target: int | None,
-                 alpha: float, key: str) -> None:
-    """One uploaded photo: annotated picture with downloads, and per face an attribution overlay and probability bars."""
+                 alpha: float, key: str, compare: Path | None = None) -> None:
+    """One uploaded photo: annotated picture with downloads, and per face an attribution overlay and probability bars
+    (beside those of a second model, `compare`, on the same face crops)."""
     from fer_core.explain import CAVEATS, overlay
     from fer_core.faces import ImageError
 
@@ -302,6 +307,13 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta:
                            width="stretch")
             if not heat.any():  # Grad-CAM keeps only positive evidence; a weak or unsure model may have none to show
                 crop_col.caption("This method found no positive evidence for the class here; try another method.")
-            bars_col.plotly_chart(plots.probabilities(face.probs), key=f"{key}-probs{j}")
+            if compare is None:
+                bars_col.plotly_chart(plots.probabilities(face.probs), key=f"{key}-probs{j}")
+                continue
+            other = loaders.face_probs(face.crop, str(compare), loaders.mtime(compare), tta)
+            names = (_short_name(checkpoint), _short_name(compare))
+            bars_col.plotly_chart(plots.probabilities_pair(face.probs, other, names), key=f"{key}-probs{j}")
+            best = max(other, key=lambda e: other[e])
+            bars_col.caption(f"{'Agree' if best == face.label else 'Disagree'}: {names[1]} says {best} {other[best]:.0%}")
         if caveat := CAVEATS.get(method):
             st.caption(caveat)

@@ -279,6 +279,33 @@ def test_predict_from_the_camera(runs):
     assert not at.exception and "**camera.jpg**" in texts(at.markdown)
 
 
+def test_predict_compares_a_second_model_on_the_same_faces(runs, tmp_path):
+    from fer_core.checkpoint import load_model
+    from fer_core.predict import predict_image
+
+    fast = DEFAULT_CHECKPOINT.with_name("fer_fast.pt")
+    at = open_page("views/predict.py")
+    at.toggle(key="use-example").set_value(True).run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1  # one model: one set of bars per face
+    at.selectbox(key="compare").set_value(str(fast)).run()
+    assert not at.exception
+    traces = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert [t["name"] for t in traces] == [DEFAULT_CHECKPOINT.name, "fer_fast.pt"]
+    face = predict_image(astronaut(), load_model(fast))[0]  # the second model on its own, through the library
+    assert traces[1]["x"] == pytest.approx([face.probs[e] for e in EMOTIONS], abs=1e-5)
+    verdict = next(c.value for c in at.caption if "says" in c.value)
+    assert verdict.endswith(f"fer_fast.pt says {face.label} {face.confidence:.0%}")
+
+    broken = tmp_path / "broken.pt"  # a second model that cannot load: an error, and the page goes on with one model
+    broken.write_bytes(b"not a checkpoint")
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / "bad").mkdir()
+    shutil.copy(broken, runs / "bad" / "best.pt")
+    at.run()
+    at.selectbox(key="compare").set_value(str(runs / "bad" / "best.pt")).run()
+    assert not at.exception and "Cannot load the model" in texts(at.error) and len(at.get("plotly_chart")) == 1
+
+
 def test_predict_example_photo_needs_no_upload(runs):
     at = open_page("views/predict.py")
     assert "Example photo" in texts(at.info)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 import loaders
@@ -22,6 +24,12 @@ except ImportError as e:  # the explanation stack (captum, OpenCV) is missing: s
 files = st.file_uploader("Photos (several at once)", type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"],
                          accept_multiple_files=True, key="uploads")
 toggles = st.columns([1, 1, 3])
+others = [str(p) for p in loaders.find_checkpoints(s.runs_root) if p != s.checkpoint]
+compare = toggles[2].selectbox("Compare with", [None, *others], key="compare",
+                               format_func=lambda p: "(no second model)" if p is None else widgets.checkpoint_label(p),
+                               help="A second model's probabilities beside the sidebar model's, on the same face crops")
+if compare is not None and widgets.model_or_error(Path(compare)) is None:  # said why; carry on with one model
+    compare = None
 use_camera = toggles[0].toggle("Use the camera", key="use-camera")
 want_example = toggles[1].toggle("Example photo", key="use-example",
                                  help="A portrait to try the page on: scikit-image's astronaut (Eileen Collins, NASA)")
@@ -47,4 +55,4 @@ target_index = None if target == "predicted" else EMOTIONS.index(target)
 for i, (name, data) in enumerate(sources):
     with st.container(border=True):
         widgets.photo_result(name, data, s.checkpoint, detect=detect, tta=tta, method=method, target=target_index, alpha=alpha,
-                             key=f"photo{i}")
+                             key=f"photo{i}", compare=Path(compare) if compare else None)
