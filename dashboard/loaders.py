@@ -68,21 +68,34 @@ def class_table(path: str, stamp: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@st.cache_data(show_spinner=False)
-def ferplus_agreement(path: str, stamp: float) -> pd.DataFrame | None:
-    """Counts of FER2013 label (rows) against FER+ majority label (columns, plus 'dropped'); None without votes."""
+@st.cache_data(show_spinner=False, max_entries=2)
+def ferplus_votes(path: str, stamp: float) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """Per split, the FER+ majority label of each image (-1: FER+ dropped it) and its (N, 7) vote shares, aligned with
+    the data's images; None without a vote file beside a CSV, or with one that does not match it row for row."""
     votes_path = find_ferplus(Path(path))
     if votes_path is None or Path(path).is_dir():
         return None
     data, votes = get_data(path), load_ferplus(votes_path)
     usage = np.asarray(votes.usage)
-    cols = [*EMOTIONS, "dropped"]
-    table = np.zeros((len(EMOTIONS), len(cols)), dtype=np.int64)
+    out = {}
     for split in data.splits:
         rows = np.flatnonzero(usage == split)
         if len(rows) != len(data.labels[split]):
             return None  # votes from another file: agreement would be meaningless
-        plus = votes.labels[rows].numpy()
+        out[split] = (votes.labels[rows].numpy(), votes.dist[rows].numpy())
+    return out
+
+
+@st.cache_data(show_spinner=False)
+def ferplus_agreement(path: str, stamp: float) -> pd.DataFrame | None:
+    """Counts of FER2013 label (rows) against FER+ majority label (columns, plus 'dropped'); None without votes."""
+    votes = ferplus_votes(path, stamp)
+    if votes is None:
+        return None
+    data = get_data(path)
+    cols = [*EMOTIONS, "dropped"]
+    table = np.zeros((len(EMOTIONS), len(cols)), dtype=np.int64)
+    for split, (plus, _) in votes.items():
         plus = np.where(plus < 0, len(EMOTIONS), plus)  # FER+ rejected the image (no majority, not a face...)
         np.add.at(table, (data.labels[split].numpy(), plus), 1)
     return pd.DataFrame(table, index=list(EMOTIONS), columns=cols)

@@ -21,6 +21,7 @@ from PIL import Image
 from fer_core import jobs
 from fer_core.checkpoint import read_checkpoint
 from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, REPO_ROOT, SAMPLE_DATA, TrainConfig, atomic_write_json
+from fer_core.data import load_dataset, load_ferplus
 from fer_core.faces import ImageError
 from fer_core.metrics import time_to_accuracy
 from fer_core.train import RunFolder, bf16_supported
@@ -228,10 +229,22 @@ def test_dataset_page_charts_and_sample_grid(runs):
     assert list(table.columns) == [f"{s} share" for s in ("Training", "PublicTest", "PrivateTest")]
     assert table.loc["disgust", "Training share"] == pytest.approx(50 / 350)
     assert table["PublicTest share"].sum() == pytest.approx(1)
-    assert len(captions(at)) == 32 and captions(at)[0] == "#150"  # happy is class 3: rows 150.. of the 350 training images
+    ids = lambda: [c.split(" ")[0] for c in captions(at)]
+    assert len(ids()) == 32 and ids()[0] == "#150"  # happy is class 3: rows 150.. of the 350 training images
+    votes = load_ferplus(SAMPLE_DATA.with_name("fer2013new.csv"))  # the sample's FER+ votes, aligned row by row
+    train = [i for i, u in enumerate(votes.usage) if u == "Training"]
+    plus, shares = votes.labels[train].numpy(), votes.dist[train].numpy()
+    for c in captions(at):  # each face's FER+ majority and its vote share
+        i = int(c.split(" ")[0][1:])
+        assert c.endswith(f"FER+ {EMOTIONS[plus[i]]} {shares[i, plus[i]]:.0%}" if plus[i] >= 0 else "FER+ dropped")
+    at.toggle(key="grid-disagree").set_value(True).run()  # only the faces FER+ relabels or drops
+    happy = np.flatnonzero(load_dataset(SAMPLE_DATA).labels["Training"].numpy() == EMOTIONS.index("happy"))
+    noisy = [f"#{i}" for i in happy if plus[i] != EMOTIONS.index("happy")]
+    assert 0 < len(noisy) < len(happy) and ids() == noisy[:32]
+    at.toggle(key="grid-disagree").set_value(False).run()
     at.selectbox(key="grid-emotion").set_value("disgust").run()
     at.number_input(key="grid-page").set_value(2).run()
-    assert captions(at)[:2] == ["#82", "#83"] and len(captions(at)) == 18
+    assert ids()[:2] == ["#82", "#83"] and len(ids()) == 18
     at.segmented_control(key="balance-value").set_value("count").run()
     table = at.dataframe[0].value  # the table follows the chart's toggle
     assert table.loc["disgust", "Training count"] == 50 and table["PublicTest count"].sum() == 140

@@ -46,10 +46,20 @@ else:
                                     columns=list(agreement.columns)), key="ferplus")
 
 st.subheader("Samples")
-cols = st.columns(3)
+votes = loaders.ferplus_votes(str(s.data_path), stamp)
+cols = st.columns(4 if votes else 3, vertical_alignment="bottom")
 split = cols[0].selectbox("Split", data.splits, key="grid-split")
 emotion = cols[1].selectbox("Emotion", EMOTIONS, index=3, key="grid-emotion")
 x, y = data.split(split)
-idx = (y == EMOTIONS.index(emotion)).nonzero().flatten().numpy()
+keep = (y == EMOTIONS.index(emotion)).numpy()
+if votes:  # FER+ majority (and its share of the votes) under each face; optionally only where it overrules FER2013
+    plus, shares = votes[split]
+    if cols[3].toggle("FER+ disagrees", key="grid-disagree", help="Only faces whose FER+ majority differs from this "
+                      "label, or that FER+ dropped (no majority, not a face): the label noise of FER2013"):
+        keep &= plus != EMOTIONS.index(emotion)
+    note = lambda i: f" · FER+ {EMOTIONS[plus[i]]} {shares[i, plus[i]]:.0%}" if plus[i] >= 0 else " · FER+ dropped"
+else:
+    note = lambda i: ""
+idx = keep.nonzero()[0]
 shown = idx[widgets.pager(len(idx), 32, "grid-page", cols[2])]
-widgets.image_grid(x[shown].numpy(), [f"#{i}" for i in shown])
+widgets.image_grid(x[shown].numpy(), [f"#{i}{note(i)}" for i in shown])
