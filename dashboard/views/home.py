@@ -60,10 +60,10 @@ with data_col:
     st.caption(f"Training runs are kept in `{s.runs_root}`.")
 
 st.subheader("Pages")
-LINKS = [("views/dataset.py", "Dataset", ":material/grid_view:", "Class balance per split, FER+ agreement, faces per emotion."),
-         ("views/train.py", "Train", ":material/model_training:", "Start a training job, follow it live, cancel or resume it."),
-         ("views/evaluate.py", "Evaluate", ":material/analytics:", "Metrics, confusion, calibration, mistakes, comparisons."),
-         ("views/predict.py", "Predict", ":material/add_a_photo:", "Emotions and saliency maps: photos, camera, an example.")]
+LINKS = [("views/dataset.py", "Dataset", ":material/grid_view:", "Class balance, FER+ agreement, faces and label noise."),
+         ("views/train.py", "Train", ":material/model_training:", "Start a job, follow it live, resume it, compare runs."),
+         ("views/evaluate.py", "Evaluate", ":material/analytics:", "Metrics, confusion, calibration, mistakes explained."),
+         ("views/predict.py", "Predict", ":material/add_a_photo:", "Emotions and saliency maps; two models side by side.")]
 for col, (page, title, icon, text) in zip(st.columns(len(LINKS), border=True), LINKS, strict=True):
     col.page_link(page, label=title, icon=icon)
     col.caption(text)
