@@ -241,6 +241,7 @@ def test_dataset_page_charts_and_sample_grid(runs):
     happy = np.flatnonzero(load_dataset(SAMPLE_DATA).labels["Training"].numpy() == EMOTIONS.index("happy"))
     noisy = [f"#{i}" for i in happy if plus[i] != EMOTIONS.index("happy")]
     assert 0 < len(noisy) < len(happy) and ids() == noisy[:32]
+    assert f"FER+ relabels or drops {len(noisy)} of the {len(happy)} Training faces labelled happy" in texts(at.caption)
     at.toggle(key="grid-disagree").set_value(False).run()
     at.selectbox(key="grid-emotion").set_value("disgust").run()
     at.number_input(key="grid-page").set_value(2).run()

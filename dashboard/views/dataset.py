@@ -56,7 +56,10 @@ if votes:  # FER+ majority (and its share of the votes) under each face; optiona
     plus, shares = votes[split]
     if cols[3].toggle("FER+ disagrees", key="grid-disagree", help="Only faces whose FER+ majority differs from this "
                       "label, or that FER+ dropped (no majority, not a face): the label noise of FER2013"):
+        total = int(keep.sum())
         keep &= plus != EMOTIONS.index(emotion)
+        st.caption(f"FER+ relabels or drops {int(keep.sum()):,} of the {total:,} {split} faces labelled {emotion} "
+                   f"({keep.sum() / max(total, 1):.0%}).")
     note = lambda i: f" · FER+ {EMOTIONS[plus[i]]} {shares[i, plus[i]]:.0%}" if plus[i] >= 0 else " · FER+ dropped"
 else:
     note = lambda i: ""
