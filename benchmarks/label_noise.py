@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from fer_core import metrics
 from fer_core.config import DEFAULT_CHECKPOINT
 from fer_core.data import FERPlusVotes, find_ferplus, load_ferplus
 
@@ -26,15 +25,8 @@ def label_noise(report: dict[str, Any], votes: FERPlusVotes) -> dict[str, float]
     rows = [i for i, usage in enumerate(votes.usage) if usage == report["split"]]
     if "predictions" not in report or len(rows) != report["n"]:
         raise ValueError(f"the report needs per-image predictions of all {len(rows)} {report['split']} images")
-    y, pred = np.asarray(report["predictions"]["y_true"]), np.asarray(report["predictions"]["y_pred"])
-    plus, shares = votes.labels[rows].numpy(), votes.dist[rows].numpy()
-    kept = plus >= 0  # FER+ drops images without a majority, non-faces, unknown and contempt
-    wrong = kept & (pred != y)
-    return {"n": len(y), "kept": int(kept.sum()), "acc_fer2013": float((pred == y).mean()),
-            "acc_fer2013_kept": float((pred == y)[kept].mean()), "acc_ferplus_kept": float((pred == plus)[kept].mean()),
-            "labels_agree_kept": float((y == plus)[kept].mean()), "wrong_kept": int(wrong.sum()),
-            "wrong_ferplus_agrees_with_model": int((pred == plus)[wrong].sum()),
-            "vote_share_model": float(shares[kept, pred[kept]].mean()), "vote_share_label": float(shares[kept, y[kept]].mean())}
+    return metrics.label_noise(report["predictions"]["y_true"], report["predictions"]["y_pred"], votes.labels[rows].numpy(),
+                               votes.dist[rows].numpy())
 
 
 def main(argv: list[str] | None = None) -> int:

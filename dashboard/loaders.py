@@ -13,8 +13,8 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.checkpoint import LoadedModel, load_model
-from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, REPO_ROOT
-from fer_core.data import FERData, find_ferplus, load_dataset, load_ferplus
+from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, REPO_ROOT, DataNotFoundError
+from fer_core.data import DataError, FERData, find_ferplus, load_dataset, load_ferplus
 
 
 def example_photo() -> tuple[str, bytes] | None:
@@ -173,6 +173,24 @@ def report_out(checkpoint: Path, runs_root: Path, split: str, tta: str) -> Path:
     return runs_root / "reports" / name
 
 
+def report_votes(report: dict[str, Any], fallback: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """FER+ majority labels and vote shares aligned with a FER2013-labelled report's images, from the votes beside its
+    data file or the sidebar's; None where there are none (or the report was scored on FER+ labels already)."""
+    source = str(report.get("data", ""))
+    if source.endswith("(FER+ labels)"):
+        return None
+    candidates = [Path(source)] if source else []
+    candidates += [fallback] if fallback is not None else []
+    for path in candidates:
+        try:
+            votes = ferplus_votes(str(path), mtime(path)) if path.exists() else None
+        except (DataError, DataNotFoundError, OSError):
+            continue  # an unreadable data file (or votes file) beside: no line rather than a traceback
+        if votes and report["split"] in votes and len(votes[report["split"]][0]) == report["n"]:
+            return votes[report["split"]]
+    return None
+
+
 def split_images(report: dict[str, Any], fallback: Path | None) -> tuple[np.ndarray | None, str]:
     """The report's split images (aligned with its predictions) from its own data file, else the sidebar's; or a reason."""
     source = str(report.get("data", ""))
@@ -181,7 +199,10 @@ def split_images(report: dict[str, Any], fallback: Path | None) -> tuple[np.ndar
     candidates = [Path(source)] if source and Path(source).exists() else []
     candidates += [fallback] if fallback is not None else []
     for path in candidates:
-        data = get_data(path, labels)
+        try:
+            data = get_data(path, labels)
+        except (DataError, DataNotFoundError, OSError):
+            continue  # the sidebar's path may be anything the user typed: try the next, then say what is missing
         if report["split"] in data.images and len(data.images[report["split"]]) == report["n"]:
             return data.images[report["split"]].numpy(), ""
     return None, f"the {report['split']} images this report was made on ({source or 'unknown data'}) are not available"

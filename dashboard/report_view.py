@@ -17,7 +17,7 @@ import widgets
 from fer_core import jobs
 from fer_core.config import SPLITS
 from fer_core.evaluate import REFERENCE
-from fer_core.metrics import top_confusions
+from fer_core.metrics import label_noise, top_confusions
 from fer_core.quantize import INFERENCE_PRECISIONS
 from fer_core.transforms import TTA_MODES
 
@@ -35,7 +35,7 @@ def label(report: dict[str, Any], path: str) -> str:
     return f"{name} [{where}] · {report['split']} · TTA {report['tta']}{inference} · acc {report['accuracy']:.1%}"
 
 
-def overview(r: dict[str, Any]) -> None:
+def overview(r: dict[str, Any], fallback: Path | None = None) -> None:
     cols = st.columns(len(SUMMARY) + 1)
     for col, (k, name) in zip(cols, SUMMARY.items(), strict=False):
         col.metric(name, f"{r[k]:.1%}" if k in ("accuracy", "macro_f1", "weighted_f1") else f"{r[k]:.3f}")
@@ -45,6 +45,13 @@ def overview(r: dict[str, Any]) -> None:
     st.caption(f"{r.get('checkpoint', '?')}: {m.get('name', '?')} width {m.get('width', '?')}, "
                f"{m.get('params', 0):,} parameters{epoch}; {r['split']} of {r.get('data', '?')}, "
                f"created {r.get('created', '?')}")
+    if "predictions" in r and (votes := loaders.report_votes(r, fallback)) is not None:
+        f = label_noise(r["predictions"]["y_true"], r["predictions"]["y_pred"], *votes)
+        st.caption(f"Label noise: on the {f['kept']:,} images FER+ keeps, this model scores {f['acc_ferplus_kept']:.1%} "
+                   f"against the FER+ majority of ten annotators ({f['acc_fer2013_kept']:.1%} against FER2013 there; the "
+                   f"two label sets agree on {f['labels_agree_kept']:.0%}). Of its {f['wrong_kept']:,} answers that differ "
+                   f"from the FER2013 label, FER+ sides with the model on {f['wrong_ferplus_agrees_with_model']:,}; its "
+                   f"answers get {f['vote_share_model']:.0%} of the votes on average, the labels {f['vote_share_label']:.0%}.")
     table = pd.DataFrame(r["per_class"]).T.rename_axis("emotion").reset_index()
     st.dataframe(table, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.3f")
                                                         for c in ("precision", "recall", "f1")})

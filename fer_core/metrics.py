@@ -98,3 +98,20 @@ def eta_seconds(rows: Sequence[dict[str, Any]], epochs_left: int, window: int = 
     times = [r["time"] for r in rows[-(window + 1):]]
     per_epoch = [b - a for a, b in zip(times, times[1:], strict=False)] or [rows[-1]["train_seconds"]]
     return float(np.median(per_epoch)) * epochs_left
+
+
+def label_noise(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, ferplus: Sequence[int] | np.ndarray,
+                shares: np.ndarray) -> dict[str, float]:
+    """Predictions against FER2013 labels and the FER+ majority (-1: FER+ dropped the image) with its (N, 7) vote shares:
+    accuracies on the images FER+ keeps, how many of the model's disagreements with FER2013 FER+ sides with, and the
+    mean share of the ten votes that the model's answer and the FER2013 label each get."""
+    y, pred, plus, shares = np.asarray(y_true), np.asarray(y_pred), np.asarray(ferplus), np.asarray(shares)
+    kept = plus >= 0
+    if not kept.any():
+        raise ValueError("FER+ keeps none of these images")
+    wrong = kept & (pred != y)
+    return {"n": len(y), "kept": int(kept.sum()), "acc_fer2013": float((pred == y).mean()),
+            "acc_fer2013_kept": float((pred == y)[kept].mean()), "acc_ferplus_kept": float((pred == plus)[kept].mean()),
+            "labels_agree_kept": float((y == plus)[kept].mean()), "wrong_kept": int(wrong.sum()),
+            "wrong_ferplus_agrees_with_model": int((pred == plus)[wrong].sum()),
+            "vote_share_model": float(shares[kept, pred[kept]].mean()), "vote_share_label": float(shares[kept, y[kept]].mean())}

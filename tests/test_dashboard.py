@@ -472,6 +472,28 @@ def test_evaluate_page_browses_and_compares_saved_reports(runs, shipped_bare):
     assert not at.exception and len(at.get("plotly_chart")) == 7  # plus per-class F1 and two confusion matrices
 
 
+def test_evaluate_overview_scores_the_report_against_the_ferplus_votes(runs, shipped_bare, tmp_path):
+    from fer_core.evaluate import evaluate_checkpoint
+
+    save_report(runs, "PublicTest")
+    at = open_page("views/evaluate.py")
+    relabelled = evaluate_checkpoint(DEFAULT_CHECKPOINT, SAMPLE_DATA, "PublicTest", labels="ferplus")  # another code path
+    line = next(c.value for c in at.caption if c.value.startswith("Label noise"))
+    assert f"on the {relabelled['n']:,} images FER+ keeps, this model scores {relabelled['accuracy']:.1%} against" in line
+    atomic_write_json(save_report(runs, "PublicTest"), {**make_report("PublicTest"), "data": "/nowhere.csv"})
+    at.sidebar.text_input(key="data_path").set_value(str(REPO_ROOT / "tests")).run()  # no images, no votes: no line
+    at.switch_page("views/evaluate.py").run()
+    assert not at.exception and not any(c.value.startswith("Label noise") for c in at.caption)
+    assert "Gallery unavailable" in texts(at.info)
+    broken = tmp_path / "data"
+    broken.mkdir()
+    (broken / "fer2013.csv").write_text("a,b\n1,2\n")  # a CSV that cannot load, with real votes beside it
+    shutil.copy(SAMPLE_DATA.with_name("fer2013new.csv"), broken)
+    at.sidebar.text_input(key="data_path").set_value(str(broken / "fer2013.csv")).run()
+    at.switch_page("views/evaluate.py").run()
+    assert not at.exception and not any(c.value.startswith("Label noise") for c in at.caption)
+
+
 def test_evaluate_explains_a_mistake_for_the_chosen_and_the_true_class(runs, shipped_bare):
     save_report(runs, "PublicTest")
     r = make_report("PublicTest")

@@ -38,7 +38,7 @@ report = reports[key_a]
 
 tabs = st.tabs(["Overview", "Confusion matrix", "Calibration", "Misclassified", "Compare", "Published results"])
 with tabs[0]:
-    rv.overview(report)
+    rv.overview(report, s.data_path)
 with tabs[1]:
     rv.confusion(report, key="main")
 with tabs[2]:
