@@ -173,14 +173,23 @@ def report_out(checkpoint: Path, runs_root: Path, split: str, tta: str) -> Path:
     return runs_root / "reports" / name
 
 
+def _report_data(report: dict[str, Any], fallback: Path | None) -> tuple[str, str, list[Path]]:
+    """A report's data file as recorded, the labels it was scored on, and where to look for that data: the recorded file
+    if it is still there, then the sidebar's path."""
+    source = str(report.get("data", ""))
+    labels = "ferplus" if source.endswith("(FER+ labels)") else "fer2013"
+    source = source.removesuffix(" (FER+ labels)")
+    candidates = [Path(source)] if source and Path(source).exists() else []
+    candidates += [fallback] if fallback is not None else []
+    return source, labels, candidates
+
+
 def report_votes(report: dict[str, Any], fallback: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
     """FER+ majority labels and vote shares aligned with a FER2013-labelled report's images, from the votes beside its
     data file or the sidebar's; None where there are none (or the report was scored on FER+ labels already)."""
-    source = str(report.get("data", ""))
-    if source.endswith("(FER+ labels)"):
+    _, labels, candidates = _report_data(report, fallback)
+    if labels == "ferplus":
         return None
-    candidates = [Path(source)] if source else []
-    candidates += [fallback] if fallback is not None else []
     for path in candidates:
         try:
             votes = ferplus_votes(str(path), mtime(path)) if path.exists() else None
@@ -193,11 +202,7 @@ def report_votes(report: dict[str, Any], fallback: Path | None) -> tuple[np.ndar
 
 def split_images(report: dict[str, Any], fallback: Path | None) -> tuple[np.ndarray | None, str]:
     """The report's split images (aligned with its predictions) from its own data file, else the sidebar's; or a reason."""
-    source = str(report.get("data", ""))
-    labels = "ferplus" if source.endswith("(FER+ labels)") else "fer2013"
-    source = source.removesuffix(" (FER+ labels)")
-    candidates = [Path(source)] if source and Path(source).exists() else []
-    candidates += [fallback] if fallback is not None else []
+    source, labels, candidates = _report_data(report, fallback)
     for path in candidates:
         try:
             data = get_data(path, labels)

@@ -47,16 +47,18 @@ def default_data() -> tuple[Path, str]:
         return SAMPLE_DATA, str(e)
 
 
+def _shipped(path: Path) -> bool:
+    return path.parent == DEFAULT_CHECKPOINT.parent  # checkpoints/: the default and the other shipped models
+
+
 def checkpoint_label(path: str) -> str:
     p = Path(path)
-    if p.parent == DEFAULT_CHECKPOINT.parent:  # checkpoints/: the default and the other shipped models
-        return f"shipped model ({p.name})"
-    return f"run {p.parent.name} ({p.name})"
+    return f"shipped model ({p.name})" if _shipped(p) else f"run {p.parent.name} ({p.name})"
 
 
 def _short_name(path: Path) -> str:
     """fer_resnet.pt for a shipped model, RUN/best.pt for a run's: what fits a chart legend."""
-    return path.name if path.parent == DEFAULT_CHECKPOINT.parent else f"{path.parent.name}/{path.name}"
+    return path.name if _shipped(path) else f"{path.parent.name}/{path.name}"
 
 
 def sidebar() -> Settings:

@@ -46,15 +46,17 @@ class RunFolder:
         p = self.file("metrics.jsonl")
         rows = []
         for n, line in enumerate(p.read_text(errors="replace").splitlines() if p.exists() else [], 1):
+            if not line.strip():
+                continue
             try:
-                row = json.loads(line) if line.strip() else None
+                row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{p}, line {n}: not valid JSON ({e.msg}); repair or delete that line") from e
-            if row is not None and not isinstance(row, dict):
+            if not isinstance(row, dict):
                 raise ValueError(f"{p}, line {n}: expected one JSON object per epoch, found {type(row).__name__}")
-            if row is not None and (missing := [k for k in METRIC_KEYS if not isinstance(row.get(k), int | float)]):
+            if missing := [k for k in METRIC_KEYS if not isinstance(row.get(k), int | float)]:
                 raise ValueError(f"{p}, line {n}: no number for {', '.join(missing)}")
-            rows += [row] if row is not None else []
+            rows.append(row)
         return rows
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
