@@ -1,7 +1,7 @@
 """Emotions of the faces in real photos: per-face predictions, batching over many files, annotated pictures and the CLI.
 
     python -m fer_core.predict [--checkpoint PATH] [--no-detect] [--tta none|flip|tencrop|multiscale]
-                               [--precision fp32|int8|onnx|onnx-int8] [--json] [--annotate OUTDIR] PATH...
+                               [--precision fp32|int8|onnx|onnx-int8] [--json] [--annotate OUTDIR] [--every SECONDS] PATH...
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from .evaluate import predict_probs
 from .faces import MARGIN, Box, FaceDetector, ImageError, ImageSource, crop_face, detect_faces, load_image
 from .quantize import INFERENCE_PRECISIONS
 from .transforms import TTA_MODES, TTA_VIEWS
+
+if TYPE_CHECKING:
+    from .video import VideoPrediction
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 NO_FACE_HINT = "no face found; use --no-detect to classify the whole image as one face"
@@ -203,10 +206,29 @@ def _save_annotated(path: str, faces: list[FacePrediction], outdir: Path, used: 
     return outdir / name
 
 
+def _results(files: list[str], model: LoadedModel, args: argparse.Namespace
+             ) -> Iterator[tuple[str, list[FacePrediction] | VideoPrediction | str]]:
+    """Results in input order: the images batched through iter_predictions, each video on its own."""
+    from .video import VideoError, is_video, predict_video
+
+    images = iter_predictions([f for f in files if not is_video(f)], model, detect=not args.no_detect, tta=args.tta)
+    for path in files:
+        if not is_video(path):
+            yield next(images)
+            continue
+        try:
+            yield path, predict_video(path, model, args.every, detect=not args.no_detect, tta=args.tta)
+        except VideoError as e:
+            yield path, str(e).removeprefix(f"{path}: ")
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=cli_prog("fer_core.predict"),
                                 description="Find the faces in photos and predict their emotions.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
+    from .video import DEFAULT_EVERY_S, VIDEO_SUFFIXES
+
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help=f"image files or folders (searched recursively for images), or videos ({', '.join(VIDEO_SUFFIXES)})")
     p.add_argument("--checkpoint", default=None, help=f"model checkpoint (default: {DEFAULT_CHECKPOINT})")
     p.add_argument("--no-detect", action="store_true", help="classify each whole image as one face")
     p.add_argument("--tta", default="none", choices=TTA_MODES,
@@ -216,11 +238,16 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "onnx / onnx-int8: the same in ONNX Runtime (2-3x faster again on an AVX2 CPU)")
     p.add_argument("--json", action="store_true", help="print one JSON line per input file")
     p.add_argument("--annotate", metavar="OUTDIR", default=None, help="write annotated copies of the images here")
+    p.add_argument("--every", type=float, default=DEFAULT_EVERY_S, metavar="SECONDS",
+                   help="videos: classify the faces of one frame every SECONDS (default %(default)s; long videos are "
+                        "sampled more sparsely, at most 600 frames)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .video import VideoPrediction, format_video
+
     args = get_args_parser().parse_args(argv)
     set_threads(args.threads)
     try:
@@ -232,8 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     failed = [path for path, _ in problems]
     for path, error in problems:
         print(json.dumps({"path": path, "error": error}) if args.json else f"{path}: error: {error}", flush=True)
+    if not args.every > 0:
+        print(f"error: --every must be a positive number of seconds, not {args.every}", file=sys.stderr)
+        return 2
     used: set[str] = set()
-    for path, result in iter_predictions(files, model, detect=not args.no_detect, tta=args.tta):
+    for path, result in _results(files, model, args):
+        if isinstance(result, VideoPrediction):
+            print(json.dumps({"path": path, **result.to_dict()}) if args.json else format_video(path, result), flush=True)
+            continue
         if not isinstance(result, str) and args.annotate:
             try:
                 _save_annotated(path, result, Path(args.annotate), used)

@@ -67,3 +67,25 @@ def scaled(box: tuple[int, int, int, int], factor: float) -> tuple[int, int, int
 
 def rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
+
+
+def write_video(path, frames: list[Image.Image], fps: float = 10.0, fourcc: str = "mp4v") -> None:
+    """Encode real photos as a video file with OpenCV's FFmpeg (MPEG-4 Part 2 in .mp4, or e.g. MJPG in .avi)."""
+    import cv2
+
+    w, h = frames[0].size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    assert writer.isOpened(), f"OpenCV cannot write {path}"
+    for f in frames:
+        writer.write(np.ascontiguousarray(rgb_array(f.resize((w, h)))[:, :, ::-1]))
+    writer.release()
+
+
+def face_clip(path, fps: float = 10.0) -> list[bool]:
+    """A 3 s clip: the astronaut's portrait for 1 s, a cup of coffee (no face) for 1 s, the portrait mirrored for 1 s.
+    Returns whether each frame shows a face."""
+    face, cup = astronaut(), coffee().resize((512, 512))
+    n = round(fps)
+    frames = [face] * n + [cup] * n + [face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)] * n
+    write_video(path, frames, fps)
+    return [True] * n + [False] * n + [True] * n

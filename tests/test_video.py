@@ -1,0 +1,123 @@
+"""Videos: frames sampled on a time grid, faces classified as in photos, a timeline, the CLI, and broken files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from photos import ASTRONAUT_FACE, face_clip, iou, write_video
+
+import fer_core.faces
+import fer_core.predict as predict_mod
+import fer_core.video as video_mod
+from fer_core.checkpoint import load_model
+from fer_core.config import EMOTIONS
+from fer_core.predict import predict_image
+from fer_core.video import VideoError, format_video, predict_video, read_frame, sample_frames, video_info
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    return path, face_clip(path)
+
+
+def test_info_of_a_real_clip(clip):
+    info = video_info(clip[0])
+    assert (info.width, info.height, info.fps, info.frame_count) == (512, 512, 10.0, 30)
+    assert info.duration_s == pytest.approx(3.0)
+
+
+def test_frames_sampled_every_half_second_with_faces_where_the_portrait_is(model, clip):
+    path, has_face = clip
+    result = predict_video(path, model, every_s=0.5)
+    assert [f.index for f in result.frames] == [0, 5, 10, 15, 20, 25]
+    assert [f.time_s for f in result.frames] == pytest.approx([0, 0.5, 1, 1.5, 2, 2.5])
+    assert [bool(f.faces) for f in result.frames] == [has_face[f.index] for f in result.frames]
+    first, mirrored = result.frames[0].faces[0], result.frames[-1].faces[0]
+    assert iou(first.box, ASTRONAUT_FACE) > 0.7
+    assert mirrored.box[0] > 512 / 2 - 40  # the mirrored face is on the other side
+    times, probs = result.timeline()
+    assert times.tolist() == pytest.approx([0, 0.5, 1, 1.5, 2, 2.5]) and probs.shape == (6, len(EMOTIONS))
+    assert np.isnan(probs[2:4]).all() and np.allclose(probs[[0, 1, 4, 5]].sum(1), 1, atol=1e-5)
+    labels = [f.faces[0].label for f in result.frames if f.faces]
+    assert sum(result.summary().values()) == pytest.approx(1) and result.summary() == {
+        e: labels.count(e) / 4 for e in sorted(set(labels), key=lambda e: -labels.count(e))}
+
+
+def test_a_sampled_frame_read_back_gives_the_photo_prediction(model, clip):
+    path, _ = clip
+    result = predict_video(path, model, every_s=1.0)
+    frame = result.frames[-1]
+    assert frame.index == 20
+    (face,) = predict_image(read_frame(path, frame.index), model)  # seeking lands on the same decoded frame
+    assert face.box == frame.faces[0].box and np.array_equal(face.crop, frame.faces[0].crop)
+    assert [face.probs[e] for e in EMOTIONS] == pytest.approx([frame.faces[0].probs[e] for e in EMOTIONS], abs=1e-5)
+
+
+def test_no_detect_classifies_every_frame_whole_and_tta_is_checked(model, clip):
+    result = predict_video(clip[0], model, every_s=1.5, detect=False)
+    assert [f.index for f in result.frames] == [0, 15] and all(f.faces[0].box == (0, 0, 512, 512) for f in result.frames)
+    with pytest.raises(ValueError, match="tta must be one of"):
+        predict_video(clip[0], model, tta="sideways")
+
+
+def test_a_long_video_is_sampled_sparsely_and_progress_reaches_one(model, clip, monkeypatch):
+    monkeypatch.setattr(video_mod, "CHUNK", 2)
+    seen: list[float] = []
+    result = predict_video(clip[0], model, every_s=0.1, max_samples=4, progress=seen.append)
+    assert result.every_s == pytest.approx(0.75)
+    assert [f.index for f in result.frames] == [0, 7, 15, 22]  # the frames nearest to 0, 0.75, 1.5 and 2.25 s
+    assert seen == sorted(seen) and len(seen) == 3 and seen[-1] == 1.0  # two batches of two frames, then done
+    assert len(list(sample_frames(clip[0], every_s=0.1, max_samples=30))) == 30  # every frame, none twice
+
+
+def test_mjpeg_avi_works_too(model, tmp_path, clip):
+    frames = [read_frame(clip[0], i) for i in (0, 10)]
+    write_video(tmp_path / "two.avi", frames, fps=2, fourcc="MJPG")
+    result = predict_video(tmp_path / "two.avi", model)
+    assert [(f.index, bool(f.faces)) for f in result.frames] == [(0, True), (1, False)]
+
+
+def test_broken_videos_give_clear_errors(tmp_path, clip, monkeypatch, model):
+    (tmp_path / "notes.mp4").write_text("not a video\n")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    data = clip[0].read_bytes()
+    (tmp_path / "half.mp4").write_bytes(data[: len(data) // 2])  # cut off while copying: no index at the end
+    for name in ("notes.mp4", "empty.mp4", "half.mp4"):
+        with pytest.raises(VideoError, match="cannot read this file as a video"):
+            predict_video(tmp_path / name, model)
+    with pytest.raises(VideoError, match="no such file"):
+        video_info(tmp_path / "missing.mp4")
+    with pytest.raises(VideoError, match="not a file"):
+        video_info(tmp_path)
+    with pytest.raises(VideoError, match="no frame 30"):
+        read_frame(clip[0], 30)
+    with pytest.raises(ValueError, match="every_s must be positive"):
+        predict_video(clip[0], model, every_s=0)
+    monkeypatch.setattr(video_mod, "MAX_PIXELS", 512 * 511)
+    with pytest.raises(VideoError, match="512 x 512 pixels exceed the limit"):
+        video_info(clip[0])
+    assert fer_core.faces.MAX_PIXELS == 50_000_000
+
+
+def test_cli_video_lines_in_input_order_with_errors(clip, tmp_path, run_main):
+    path, _ = clip
+    (tmp_path / "notes.mp4").write_text("not a video\n")
+    r = run_main(predict_mod.main, "--threads", 1, "--json", "--every", 1, path, tmp_path / "notes.mp4")
+    assert r.returncode == 1 and "1 of 2 inputs failed" in r.stderr
+    row, error = map(json.loads, r.stdout.splitlines())
+    assert row["path"] == str(path) and row["video"]["duration_s"] == 3.0 and row["every_s"] == 1.0
+    assert [(f["frame"], len(f["faces"])) for f in row["frames"]] == [(0, 1), (10, 0), (20, 1)]
+    assert error["path"] == str(tmp_path / "notes.mp4") and "cannot read this file as a video" in error["error"]
+    r = run_main(predict_mod.main, "--threads", 1, path)
+    assert r.returncode == 0 and r.stdout.strip() == format_video(str(path), predict_video(path, load_model()))
+    assert "6 frames sampled, one every 0.5 s; a face in 4\n  most often: " in r.stdout and "1.00 s  no face" in r.stdout
+    r = run_main(predict_mod.main, "--every", "-1", path)
+    assert r.returncode == 2 and "--every must be a positive number of seconds" in r.stderr
