@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
 import json
+import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +18,9 @@ import streamlit as st
 from fer_core.checkpoint import LoadedModel, load_model
 from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, REPO_ROOT, DataNotFoundError
 from fer_core.data import DataError, FERData, find_ferplus, load_dataset, load_ferplus
+
+if TYPE_CHECKING:
+    from fer_core.video import VideoPrediction
 
 
 def example_photo() -> tuple[str, bytes] | None:
@@ -250,6 +256,42 @@ def face_probs(crop: np.ndarray, checkpoint: str, stamp: float, tta: str) -> dic
     from fer_core.predict import predict_crops
 
     return {e: float(p) for e, p in zip(EMOTIONS, predict_crops(crop, get_model(checkpoint), tta)[0], strict=True)}
+
+
+# ---------------------------------------------------------------------------------------------- videos
+VIDEO_DIR = Path(tempfile.gettempdir()) / "fer_dashboard_videos"
+KEEP_VIDEOS = 8  # uploaded videos kept on disk (OpenCV reads files, not bytes); older ones are deleted
+
+
+def video_file(data: bytes, name: str) -> Path:
+    """An uploaded video saved where OpenCV can read it, named by its content: written once, the newest few kept."""
+    path = VIDEO_DIR / f"{hashlib.sha1(data).hexdigest()[:24]}{Path(name).suffix.lower()}"
+    if not path.exists():
+        VIDEO_DIR.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(f"{path.name}.{os.getpid()}.part")
+        part.write_bytes(data)
+        part.replace(path)  # another session never sees half a file
+        for old in sorted(VIDEO_DIR.iterdir(), key=mtime, reverse=True)[KEEP_VIDEOS:]:
+            old.unlink(missing_ok=True)
+    return path
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def analyse_video(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, every_s: float) -> VideoPrediction:
+    """Faces and emotions of a saved video's sampled frames (raises VideoError); `path` names its content."""
+    from fer_core.video import predict_video
+
+    return predict_video(path, get_model(checkpoint), every_s, detect=detect, tta=tta)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def video_frame(path: str, index: int) -> bytes:
+    """One frame of a saved video as PNG bytes (to analyse and explain it as a photo)."""
+    from fer_core.video import read_frame
+
+    buf = io.BytesIO()
+    read_frame(path, index).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
 
 
 def report_checkpoint(report: dict[str, Any]) -> Path | None:

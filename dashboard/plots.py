@@ -10,6 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from fer_core.config import EMOTIONS
 from fer_core.metrics import normalize_confusion
 
 COLOURS = {"angry": "#e63946", "disgust": "#6a994e", "fear": "#9d4edd", "happy": "#ffbe0b", "sad": "#3a86ff",
@@ -111,6 +112,21 @@ def probabilities_pair(a: dict[str, float], b: dict[str, float], names: tuple[st
                     hovertemplate=f"{name}<br>%{{y}}: %{{x:.1%}}<extra></extra>")
     fig.update_layout(barmode="group", xaxis={"range": [0, 1], "tickformat": ".0%"}, yaxis={"autorange": "reversed"})
     return _tidy(fig, height=330)
+
+
+def emotion_timeline(times: Sequence[float], probs: np.ndarray, mark: float | None = None) -> go.Figure:
+    """One line per emotion: the tracked face's probability at each sampled time (gaps where no face was found), and a
+    dotted vertical line at `mark` seconds."""
+    fig = go.Figure()
+    for k, emotion in enumerate(EMOTIONS):
+        y = [None if np.isnan(v) else float(v) for v in probs[:, k]]  # None: a gap in the line
+        fig.add_scatter(x=[float(t) for t in times], y=y, name=emotion, mode="lines+markers", line={"color": COLOURS[emotion]},
+                        marker={"size": 4}, connectgaps=False, hovertemplate=f"{emotion}: %{{y:.0%}}<extra></extra>")
+    fig.update_layout(xaxis_title="time (s)", yaxis={"range": [0, 1], "tickformat": ".0%", "title": "probability"},
+                      hovermode="x unified")
+    if mark is not None:
+        fig.add_vline(x=mark, line={"color": "#1d3557", "dash": "dot", "width": 1})
+    return _tidy(fig, height=320)
 
 
 def per_class(reports: dict[str, dict[str, Any]], metric: str = "f1") -> go.Figure:

@@ -274,13 +274,14 @@ def method_select(container: st.delta_generator.DeltaGenerator, key: str) -> str
 
 
 def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta: str, method: str, target: int | None,
-                 alpha: float, key: str, compare: Path | None = None) -> None:
+                 alpha: float, key: str, compare: Path | None = None, title: str | None = None) -> None:
     """One uploaded photo: annotated picture with downloads, and per face an attribution overlay and probability bars
-    (beside those of a second model, `compare`, on the same face crops)."""
+    (beside those of a second model, `compare`, on the same face crops). `name` names the downloads; `title`, where
+    given, is shown instead of it."""
     from fer_core.explain import CAVEATS, overlay
     from fer_core.faces import ImageError
 
-    st.markdown(f"**{name}**")
+    st.markdown(f"**{title or name}**")
     stamp = loaders.mtime(checkpoint)
     try:
         faces, picture_png = loaders.analyse_photo(data, str(checkpoint), stamp, detect, tta)

@@ -269,3 +269,21 @@ def test_predict_photos_downloads_and_a_broken_file(page, server: str) -> None:
     rerun_after(page, page.get_by_role("option").filter(has_text="Integrated Gradients").click)
     expect(page.get_by_text("face 1:", exact=False).first).to_be_visible()
     screenshot(page, "predict-integrated-gradients")
+
+
+def test_predict_a_video_timeline_and_its_csv(page, server: str, tmp_path: Path) -> None:
+    from photos import face_clip
+
+    face_clip(tmp_path / "clip.mp4")
+    visit(page, f"{server}/predict", "Predict")
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        [{"name": "clip.mp4", "mimeType": "video/mp4", "buffer": (tmp_path / "clip.mp4").read_bytes()}])
+    expect(page.get_by_text("6 frames sampled, one every 0.5 s; a face in 4", exact=False)).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("clip.mp4 at 0.00 s (frame 0)")).to_be_visible(timeout=60_000)  # the first frame up close
+    idle(page)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Timeline (CSV)").click()
+    rows = Path(download.value.path()).read_text().splitlines()
+    assert rows[0].startswith("frame,time_s,faces,label,angry,") and len(rows) == 7
+    assert [r.split(",")[2] for r in rows[1:]] == ["1", "1", "0", "0", "1", "1"]  # faces per sampled frame
+    screenshot(page, "predict-video")

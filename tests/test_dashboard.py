@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photos import astronaut, encode
+from photos import astronaut, coffee, encode, face_clip, write_video
 from PIL import Image
 
 from fer_core import jobs
@@ -208,7 +208,8 @@ def test_analyse_photo_boxes_faces_on_a_lossless_copy(dash):
 
 
 KEY_WIDGETS = {"views/dataset.py": ("selectbox", "Emotion"), "views/train.py": ("button", "Start training"),
-               "views/evaluate.py": ("button", "Evaluate"), "views/predict.py": ("file_uploader", "Photos (several at once)")}
+               "views/evaluate.py": ("button", "Evaluate"),
+               "views/predict.py": ("file_uploader", "Photos or videos (several at once)")}
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -649,3 +650,67 @@ def test_training_curves_plot_each_epochs_numbers_on_whole_epoch_ticks(monkeypat
     assert fig.layout.xaxis.dtick == fig.layout.xaxis2.dtick == 1  # no "epoch 1.5" ticks on a short run
     long = plots.curves([{**rows[0], "epoch": e} for e in range(100)])
     assert long.layout.xaxis.dtick is None  # plotly's own spacing for a long run
+
+
+def test_predict_a_video_timeline_frames_up_close_and_broken_videos(runs, tmp_path):
+    from fer_core.checkpoint import load_model
+    from fer_core.predict import predict_image
+    from fer_core.video import predict_video, read_frame
+
+    face_clip(tmp_path / "clip.mp4")
+    write_video(tmp_path / "cups.mp4", [coffee()] * 10, fps=10)
+    expected = predict_video(tmp_path / "clip.mp4", load_model())  # the library on its own, every 0.5 s
+    at = open_page("views/predict.py")
+    at.file_uploader(key="uploads").set_value([("clip.mp4", (tmp_path / "clip.mp4").read_bytes(), "video/mp4"),
+                                               ("notes.mp4", b"not a video", "video/mp4"),
+                                               ("cups.mp4", (tmp_path / "cups.mp4").read_bytes(), "video/mp4")]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Cannot use this video: cannot read this file as a video" in texts(at.error)
+    assert "No face found in any sampled frame" in texts(at.warning)
+    assert "3.0 s, 512 x 512 at 10 fps: 6 frames sampled, one every 0.5 s; a face in 4." in texts(at.caption)
+    timeline = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert [t["name"] for t in timeline] == list(EMOTIONS)
+    times, probs = expected.timeline()
+    for k, trace in enumerate(timeline):
+        assert trace["x"] == pytest.approx(times.tolist())
+        assert [v for v in trace["y"] if v is not None] == pytest.approx(probs[~np.isnan(probs[:, k]), k].tolist(), abs=1e-5)
+    top, share = next(iter(expected.summary().items()))
+    assert f"Most often: **{top}** {share:.0%}" in texts(at.markdown)
+    frame = at.select_slider(key="video0-frame")
+    assert frame.options == ["0.00 s", "0.50 s", "2.00 s", "2.50 s"]  # the sampled frames with a face
+    frame.set_value(20).run()  # the mirrored portrait, analysed and explained as a photo
+    assert not at.exception and "**clip.mp4 at 2.00 s (frame 20)**" in texts(at.markdown)
+    shapes = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["shapes"]
+    assert [s["x0"] for s in shapes] == [2.0]  # the timeline marks the frame shown
+    (face,) = predict_image(read_frame(tmp_path / "clip.mp4", 20), load_model())
+    assert f"face 1: {face.label} {face.confidence:.0%}" in captions(at)
+    assert {b.label for b in at.get("download_button")} >= {"Timeline (CSV)", "Annotated image (PNG)"}
+    at.select_slider(key="every").set_value(1.0).run()  # a coarser timeline: 0, 1 and 2 s
+    assert not at.exception and "3 frames sampled, one every 1 s; a face in 2." in texts(at.caption)
+
+
+def test_video_timeline_csv_and_uploads_kept_on_disk(dash, tmp_path, monkeypatch):
+    import csv
+
+    import video_view
+
+    from fer_core.checkpoint import load_model
+    from fer_core.video import predict_video
+
+    loaders, _ = dash
+    face_clip(tmp_path / "clip.mp4")
+    result = predict_video(tmp_path / "clip.mp4", load_model(), every_s=1.0)
+    rows = list(csv.DictReader(io.StringIO(video_view.timeline_csv(result))))
+    assert [(int(r["frame"]), float(r["time_s"]), int(r["faces"])) for r in rows] == [(0, 0, 1), (10, 1, 0), (20, 2, 1)]
+    assert rows[0]["label"] == result.frames[0].faces[0].label and rows[1]["label"] == rows[1]["happy"] == ""
+    assert float(rows[2]["happy"]) == pytest.approx(result.frames[2].faces[0].probs["happy"], abs=1e-4)
+    monkeypatch.setattr(loaders, "VIDEO_DIR", tmp_path / "uploads")
+    monkeypatch.setattr(loaders, "KEEP_VIDEOS", 2)
+    data = (tmp_path / "clip.mp4").read_bytes()
+    first = loaders.video_file(data, "Clip.MP4")
+    assert first.suffix == ".mp4" and first.read_bytes() == data and loaders.video_file(data, "other.mp4") == first
+    os.utime(first, (1e9, 1e9))  # the oldest upload
+    second = loaders.video_file(data + b"2", "v.avi")
+    assert first.exists() and second.suffix == ".avi"
+    third = loaders.video_file(data + b"3", "v.avi")  # one too many: the oldest goes
+    assert sorted((tmp_path / "uploads").iterdir()) == sorted([second, third]) and not first.exists()

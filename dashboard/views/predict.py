@@ -21,8 +21,11 @@ except ImportError as e:  # the explanation stack (captum, OpenCV) is missing: s
              "Run `pip install -r requirements.txt -e .`.")
     st.stop()
 
-files = st.file_uploader("Photos (several at once)", type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"],
-                         accept_multiple_files=True, key="uploads")
+import video_view  # noqa: E402 - after the check above: it needs the same stack
+from fer_core.video import DEFAULT_EVERY_S, VIDEO_SUFFIXES, is_video  # noqa: E402
+
+files = st.file_uploader("Photos or videos (several at once)", accept_multiple_files=True, key="uploads",
+                         type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff", *(v[1:] for v in VIDEO_SUFFIXES)])
 toggles = st.columns([1, 1, 3])
 others = [str(p) for p in loaders.find_checkpoints(s.runs_root) if p != s.checkpoint]
 compare = toggles[2].selectbox("Compare with", [None, *others], key="compare",
@@ -43,16 +46,25 @@ tta = c[1].selectbox("Test-time augmentation", TTA_MODES, key="tta", help=widget
 method = widgets.method_select(c[2], key="method")
 target = c[3].selectbox("Explain class", ["predicted", *EMOTIONS], key="target", help="Which class the map explains")
 alpha = c[4].slider("Map opacity", 0.0, 1.0, 0.5, 0.05, key="alpha")
+every = DEFAULT_EVERY_S
+if any(is_video(f.name) for f in files or []):
+    every = st.columns([2, 3])[0].select_slider(
+        "Videos: one frame every", video_view.EVERY_CHOICES, value=DEFAULT_EVERY_S, key="every", format_func=lambda v: f"{v:g} s",
+        help="Shorter: a finer timeline, slower to compute (a long video is sampled more sparsely: at most 600 frames)")
 
 sources = [(f.name, f.getvalue()) for f in files or []] + ([("camera.jpg", shot.getvalue())] if shot is not None else [])
 sources += [example] if example else []
 if not sources:
-    st.info("Upload one or more photos (or take one with the camera, or turn on **Example photo**) to see the faces, their "
+    st.info("Upload photos or videos (or take a photo with the camera, or turn on **Example photo**) to see the faces, their "
             "expressions and why. "
             f"Model: {widgets.checkpoint_label(str(s.checkpoint))}, {model.num_params:,} parameters.")
     st.stop()
 target_index = None if target == "predicted" else EMOTIONS.index(target)
 for i, (name, data) in enumerate(sources):
+    shown = dict(detect=detect, tta=tta, method=method, target=target_index, alpha=alpha,
+                    compare=Path(compare) if compare else None)
     with st.container(border=True):
-        widgets.photo_result(name, data, s.checkpoint, detect=detect, tta=tta, method=method, target=target_index, alpha=alpha,
-                             key=f"photo{i}", compare=Path(compare) if compare else None)
+        if is_video(name):
+            video_view.video_result(name, data, s.checkpoint, every_s=every, key=f"video{i}", **shown)
+        else:
+            widgets.photo_result(name, data, s.checkpoint, key=f"photo{i}", **shown)

@@ -1,0 +1,79 @@
+"""CPU speed of the video path: decoding alone, then decode + detect + classify (fer_core.video.predict_video), on a
+clip made from a real portrait moving over a real photo (no download), at a chosen size, length and frame rate.
+
+    python benchmarks/video.py [--checkpoint PATH] [--seconds 30] [--size 1280x720] [--fps 30] [--every 0.5 0.1]
+                               [--threads 2]
+
+Prints seconds per analysis, sampled frames per second and the share of the time spent decoding. Other processes on
+the machine slow every figure; the load average is printed so a reader can tell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from skimage import data as skdata
+
+from fer_core.checkpoint import load_model
+from fer_core.config import set_threads
+from fer_core.video import predict_video, sample_frames, video_info
+
+
+def make_clip(path: Path, seconds: float, size: tuple[int, int], fps: float) -> None:
+    """The astronaut's head (a real face) gliding across a cup of coffee (a real scene), MPEG-4 encoded."""
+    w, h = size
+    scene = np.asarray(Image.fromarray(skdata.coffee()).resize((w, h)))[:, :, ::-1]
+    side = h // 2
+    head = np.asarray(Image.fromarray(skdata.astronaut()).crop((130, 20, 330, 220)).resize((side, side)))[:, :, ::-1]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    n = round(seconds * fps)
+    for i in range(n):
+        frame = scene.copy()
+        x = int((w - side) * (0.5 + 0.5 * np.sin(2 * np.pi * i / max(n, 1))))
+        frame[h // 4 : h // 4 + side, x : x + side] = head
+        writer.write(np.ascontiguousarray(frame))
+    writer.release()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--size", default="1280x720")
+    p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--every", type=float, nargs="+", default=[0.5, 0.1])
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    set_threads(args.threads)
+    size = tuple(int(v) for v in args.size.split("x"))
+    model = load_model(args.checkpoint)
+    print(f"load average {os.getloadavg()[0]:.2f}; model {Path(model.path).name}; "
+          f"torch threads {args.threads}")
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "clip.mp4"
+        make_clip(clip, args.seconds, size, args.fps)  # type: ignore[arg-type]
+        info = video_info(clip)
+        print(f"clip: {info.duration_s:.1f} s, {info.width} x {info.height} at {info.fps:g} fps, "
+              f"{clip.stat().st_size / 1e6:.1f} MB")
+        for every in args.every:
+            start = time.perf_counter()
+            n = sum(1 for _ in sample_frames(clip, every))
+            decode = time.perf_counter() - start
+            start = time.perf_counter()
+            result = predict_video(clip, model, every)
+            total = time.perf_counter() - start
+            faces = sum(bool(f.faces) for f in result.frames)
+            print(f"every {every:g} s: {n} frames ({faces} with a face) in {total:.2f} s = {n / total:.1f} frames/s, "
+                  f"{total / info.duration_s:.2f} s per s of video; decoding alone {decode:.2f} s "
+                  f"({decode / total:.0%})")
+
+
+if __name__ == "__main__":
+    main()
