@@ -13,7 +13,8 @@ s = widgets.settings()
 st.title("Facial expression recognition workbench")
 st.markdown("Seven expressions (angry, disgust, fear, happy, sad, surprise, neutral) from 48x48 greyscale faces, "
             "trained from scratch on FER2013 (on a plain CPU, or a GPU where there is one). Explore the data, train and "
-            "compare models, evaluate them against published results, and try them on your own photos with saliency maps.")
+            "compare models, evaluate them against published results, and try them on your own photos and videos with "
+            "saliency maps.")
 
 model_col, data_col = st.columns(2)
 with model_col:
@@ -63,7 +64,7 @@ st.subheader("Pages")
 LINKS = [("views/dataset.py", "Dataset", ":material/grid_view:", "Class balance, FER+ agreement, faces and label noise."),
          ("views/train.py", "Train", ":material/model_training:", "Start a job, follow it live, resume it, compare runs."),
          ("views/evaluate.py", "Evaluate", ":material/analytics:", "Metrics, confusion, calibration, mistakes explained."),
-         ("views/predict.py", "Predict", ":material/add_a_photo:", "Emotions and saliency maps; two models side by side.")]
+         ("views/predict.py", "Predict", ":material/add_a_photo:", "Photos and videos: emotions, saliency, timelines.")]
 for col, (page, title, icon, text) in zip(st.columns(len(LINKS), border=True), LINKS, strict=True):
     col.page_link(page, label=title, icon=icon)
     col.caption(text)
