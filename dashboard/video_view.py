@@ -55,12 +55,20 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
     chart = st.empty()  # drawn once the frame is chosen below, with a line at its time
     st.markdown("Most often: " + ", ".join(f"**{e}** {s:.0%}" for e, s in result.summary().items())
                 + " of the frames with a face")
-    stem, left, right = Path(name).stem, *st.columns(2)
+    stem, left, middle, right = Path(name).stem, *st.columns(3, vertical_alignment="center")
     left.download_button("Timeline (CSV)", timeline_csv(result), f"{stem}.timeline.csv", "text/csv", key=f"{key}-csv",
                          icon=":material/download:")
     summary = {"file": name, "checkpoint": str(checkpoint), "tta": tta, "detect": detect, **result.to_dict()}
-    right.download_button("Result (JSON)", json.dumps(summary, indent=2), f"{stem}.json", "application/json",
-                          key=f"{key}-json", icon=":material/data_object:")
+    middle.download_button("Result (JSON)", json.dumps(summary, indent=2), f"{stem}.json", "application/json",
+                           key=f"{key}-json", icon=":material/data_object:")
+    if right.toggle("Annotated video", key=f"{key}-annotated", help="The video with each sampled frame's boxes and "
+                    "labels, held until the next sample (WebM, at most 640 px and 15 frames/s)"):
+        with st.spinner("Drawing the faces on every frame...", show_time=True):
+            webm = loaders.annotated_video(str(path), str(checkpoint), loaders.mtime(checkpoint), detect, tta, step)
+        player = st.columns([3, 2])[0]  # as wide as the frame up close below
+        player.video(webm, format="video/webm")
+        player.download_button("Annotated video (WebM)", webm, f"{stem}.annotated.webm", "video/webm", key=f"{key}-webm",
+                               icon=":material/movie:")
     at = {f.index: f.time_s for f in with_face}
     chosen = next(iter(at)) if len(at) == 1 else st.select_slider(
         "Frame up close", list(at), format_func=lambda i: f"{at[i]:.2f} s", key=f"{key}-frame",

@@ -196,14 +196,19 @@ def format_faces(path: str, faces: list[FacePrediction]) -> str:
     return "\n".join(lines)
 
 
-def _save_annotated(path: str, faces: list[FacePrediction], outdir: Path, used: set[str]) -> Path:
+def _annotated_path(path: str, outdir: Path, used: set[str], suffix: str = ".jpg") -> Path:
     stem, n = Path(path).stem, 0
-    while (name := f"{stem}{f'_{n}' if n else ''}.annotated.jpg") in used:
+    while (name := f"{stem}{f'_{n}' if n else ''}.annotated{suffix}") in used:
         n += 1  # two inputs with the same name in different folders
     used.add(name)
     outdir.mkdir(parents=True, exist_ok=True)
-    annotate(load_image(path), faces).save(outdir / name, quality=90)
     return outdir / name
+
+
+def _save_annotated(path: str, faces: list[FacePrediction], outdir: Path, used: set[str]) -> Path:
+    out = _annotated_path(path, outdir, used)
+    annotate(load_image(path), faces).save(out, quality=90)
+    return out
 
 
 def _results(files: list[str], model: LoadedModel, args: argparse.Namespace
@@ -237,7 +242,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="fp32 (exact) or int8 (quantized copy: ~3x faster per face, ~99%% the same answers); "
                         "onnx / onnx-int8: the same in ONNX Runtime (2-3x faster again on an AVX2 CPU)")
     p.add_argument("--json", action="store_true", help="print one JSON line per input file")
-    p.add_argument("--annotate", metavar="OUTDIR", default=None, help="write annotated copies of the images here")
+    p.add_argument("--annotate", metavar="OUTDIR", default=None,
+                   help="write annotated copies of the images (.jpg) and videos (.mp4) here")
     p.add_argument("--every", type=float, default=DEFAULT_EVERY_S, metavar="SECONDS",
                    help="videos: classify the faces of one frame every SECONDS (default %(default)s; long videos are "
                         "sampled more sparsely, at most 600 frames)")
@@ -246,7 +252,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .video import VideoPrediction, format_video
+    from .video import VideoError, VideoPrediction, annotate_video, format_video
 
     args = get_args_parser().parse_args(argv)
     set_threads(args.threads)
@@ -264,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     used: set[str] = set()
     for path, result in _results(files, model, args):
+        if isinstance(result, VideoPrediction) and args.annotate:
+            try:
+                annotate_video(path, result, _annotated_path(path, Path(args.annotate), used, ".mp4"))
+            except (VideoError, OSError) as e:
+                result = f"cannot write the annotated video: {e}"
         if isinstance(result, VideoPrediction):
             print(json.dumps({"path": path, **result.to_dict()}) if args.json else format_video(path, result), flush=True)
             continue

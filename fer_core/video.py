@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +15,14 @@ from PIL import Image
 from .checkpoint import LoadedModel
 from .config import EMOTIONS, IMAGE_SIZE
 from .faces import MAX_PIXELS, get_detector
-from .predict import FacePrediction, _to_predictions, crop_margin, default_model, face_crops, predict_crops
+from .predict import FacePrediction, _to_predictions, annotate, crop_margin, default_model, face_crops, predict_crops
 from .transforms import TTA_MODES
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv")
 DEFAULT_EVERY_S = 0.5
 MAX_SAMPLES = 600  # a long video is sampled more sparsely, so that one analysis stays within ~a minute on 2 cores
 CHUNK = 16  # sampled frames whose faces go through the model together
+CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".webm": "VP80"}  # what OpenCV's FFmpeg writes here (no H.264: not in the wheel)
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own stderr lines ("moov atom not found"): VideoError says it
 
 
@@ -228,3 +229,65 @@ def format_video(path: str, result: VideoPrediction) -> str:
         more = f" (+{len(f.faces) - 1} more)" if len(f.faces) > 1 else ""
         lines.append(f"  {f.time_s:7.2f} s  " + (f"{face.label} {face.confidence:.0%}{more}" if face else "no face"))
     return "\n".join(lines)
+
+
+def _overlay(size: tuple[int, int], faces: list[FacePrediction]) -> tuple[np.ndarray, np.ndarray]:
+    """Where annotate() draws on a picture of `size` and what (BGR): drawn on black and on white, the drawing is where
+    the two agree (it is opaque), so one pair of calls per sampled frame serves every frame until the next."""
+    dark, light = (np.asarray(annotate(Image.new("RGB", size, c), faces)) for c in ((0, 0, 0), (255, 255, 255)))
+    return (dark == light).all(axis=2), np.ascontiguousarray(dark[:, :, ::-1])
+
+
+def annotate_video(path: str | os.PathLike, result: VideoPrediction, out: str | os.PathLike, max_side: int | None = None,
+                   max_fps: float | None = None) -> Path:
+    """A copy of the video with each sampled frame's boxes and labels drawn on it and on the frames after it (until
+    the next sample): .mp4 (MPEG-4 Part 2), .avi (MJPEG) or .webm (VP8, which browsers play). `max_side` shrinks the
+    frames, `max_fps` keeps every k-th frame; the file appears whole (written beside, then renamed)."""
+    import cv2
+
+    out = Path(out)
+    if out.suffix.lower() not in CODECS:
+        raise ValueError(f"cannot write {out.name}: the annotated video can be {', '.join(CODECS)}")
+    cap, info = _open(path)
+    scale = min(1.0, max_side / max(info.width, info.height)) if max_side else 1.0
+    size = (max(2, round(info.width * scale / 2) * 2), max(2, round(info.height * scale / 2) * 2))  # even: codecs
+    keep = max(1, round(info.fps / max_fps)) if max_fps and info.fps else 1
+    fps = (info.fps or 1 / result.every_s) / keep
+    samples = sorted((f.index, f.faces) for f in result.frames)
+    part = out.with_name(f".{out.stem}.part{out.suffix}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(part), cv2.VideoWriter.fourcc(*CODECS[out.suffix.lower()]), fps, size)
+    if not writer.isOpened():
+        cap.release()
+        raise VideoError(f"{out}: OpenCV cannot write this video here")
+    drawn: tuple[np.ndarray, np.ndarray] | None = None
+    index, nxt = -1, 0
+    try:
+        while cap.grab():
+            index += 1
+            if nxt < len(samples) and samples[nxt][0] <= index:  # a new sample's faces, from here on
+                while nxt + 1 < len(samples) and samples[nxt + 1][0] <= index:
+                    nxt += 1
+                sx, sy = size[0] / info.width, size[1] / info.height
+                faces = [replace(f, box=(round(f.box[0] * sx), round(f.box[1] * sy), max(1, round(f.box[2] * sx)),
+                                         max(1, round(f.box[3] * sy)))) for f in samples[nxt][1]]
+                drawn = _overlay(size, faces) if faces else None
+                nxt += 1
+            if index % keep:
+                continue
+            ok, frame = cap.retrieve()
+            if not ok or frame is None:
+                break
+            if frame.shape[1::-1] != size:
+                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            if drawn is not None:
+                frame[drawn[0]] = drawn[1][drawn[0]]
+            writer.write(frame)
+    finally:
+        cap.release()
+        writer.release()
+    if index < 0:
+        part.unlink(missing_ok=True)
+        raise VideoError(f"{path}: no frame could be decoded (an empty or damaged video)")
+    part.replace(out)
+    return out

@@ -685,6 +685,8 @@ def test_predict_a_video_timeline_frames_up_close_and_broken_videos(runs, tmp_pa
     (face,) = predict_image(read_frame(tmp_path / "clip.mp4", 20), load_model())
     assert f"face 1: {face.label} {face.confidence:.0%}" in captions(at)
     assert {b.label for b in at.get("download_button")} >= {"Timeline (CSV)", "Annotated image (PNG)"}
+    at.toggle(key="video0-annotated").set_value(True).run()
+    assert not at.exception and "Annotated video (WebM)" in [b.label for b in at.get("download_button")]
     at.select_slider(key="every").set_value(1.0).run()  # a coarser timeline: 0, 1 and 2 s
     assert not at.exception and "3 frames sampled, one every 1 s; a face in 2." in texts(at.caption)
 
@@ -695,7 +697,7 @@ def test_video_timeline_csv_and_uploads_kept_on_disk(dash, tmp_path, monkeypatch
     import video_view
 
     from fer_core.checkpoint import load_model
-    from fer_core.video import predict_video
+    from fer_core.video import predict_video, video_info
 
     loaders, _ = dash
     face_clip(tmp_path / "clip.mp4")
@@ -704,6 +706,9 @@ def test_video_timeline_csv_and_uploads_kept_on_disk(dash, tmp_path, monkeypatch
     assert [(int(r["frame"]), float(r["time_s"]), int(r["faces"])) for r in rows] == [(0, 0, 1), (10, 1, 0), (20, 2, 1)]
     assert rows[0]["label"] == result.frames[0].faces[0].label and rows[1]["label"] == rows[1]["happy"] == ""
     assert float(rows[2]["happy"]) == pytest.approx(result.frames[2].faces[0].probs["happy"], abs=1e-4)
+    webm = tmp_path / "annotated.webm"  # the preview the page plays: VP8, 15 frames/s of the 10, i.e. all 30 frames
+    webm.write_bytes(loaders.annotated_video(str(tmp_path / "clip.mp4"), str(DEFAULT_CHECKPOINT), 0.0, True, "none", 1.0))
+    assert video_info(webm) == video_info(tmp_path / "clip.mp4")
     monkeypatch.setattr(loaders, "VIDEO_DIR", tmp_path / "uploads")
     monkeypatch.setattr(loaders, "KEEP_VIDEOS", 2)
     data = (tmp_path / "clip.mp4").read_bytes()

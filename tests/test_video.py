@@ -13,8 +13,8 @@ import fer_core.predict as predict_mod
 import fer_core.video as video_mod
 from fer_core.checkpoint import load_model
 from fer_core.config import EMOTIONS
-from fer_core.predict import predict_image
-from fer_core.video import VideoError, format_video, predict_video, read_frame, sample_frames, video_info
+from fer_core.predict import annotate, predict_image
+from fer_core.video import VideoError, annotate_video, format_video, predict_video, read_frame, sample_frames, video_info
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +121,46 @@ def test_cli_video_lines_in_input_order_with_errors(clip, tmp_path, run_main):
     assert "6 frames sampled, one every 0.5 s; a face in 4\n  most often: " in r.stdout and "1.00 s  no face" in r.stdout
     r = run_main(predict_mod.main, "--every", "-1", path)
     assert r.returncode == 2 and "--every must be a positive number of seconds" in r.stderr
+
+
+def _edge_change(frame, original, box) -> float:
+    """Mean absolute change along a box's left edge (where annotate draws the outline)."""
+    x, y, w, h = box
+    a, b = (np.asarray(im, dtype=np.float64)[y : y + h, max(0, x - 1) : x + 2] for im in (frame, original))
+    return float(np.abs(a - b).mean())
+
+
+def test_annotated_video_holds_each_samples_boxes_until_the_next(model, clip, tmp_path):
+    path, _ = clip
+    result = predict_video(path, model, every_s=0.5)
+    out = annotate_video(path, result, tmp_path / "out" / "clip.annotated.mp4")
+    assert video_info(out) == video_info(path) and not list(out.parent.glob(".*part*"))
+    box0, box20 = result.frames[0].faces[0].box, result.frames[4].faces[0].box
+    for index, box, drawn in ((3, box0, True), (12, box0, False), (23, box20, True), (23, box0, False)):
+        change = _edge_change(read_frame(out, index), read_frame(path, index), box)
+        assert (change > 40) == drawn, (index, box, change)  # frame 12 shows the cup: no face, nothing drawn
+    x, y, w, h = box0  # around the box and its label, frame 3 looks like annotate() on frame 3 (up to MPEG-4's losses)
+    region = lambda im: np.asarray(im, dtype=np.float64)[max(0, y - 30) : y + h, x : x + w]  # noqa: E731
+    shown, plain = region(read_frame(out, 3)), region(read_frame(path, 3))
+    expected = region(annotate(read_frame(path, 3), result.frames[0].faces))
+    assert np.abs(shown - expected).mean() < 0.5 * np.abs(shown - plain).mean()  # measured: 4.5 against 13.0
+
+
+def test_annotated_webm_smaller_and_slower_and_bad_names(model, clip, tmp_path):
+    path, _ = clip
+    result = predict_video(path, model, every_s=1.0)
+    out = annotate_video(path, result, tmp_path / "small.webm", max_side=256, max_fps=5)
+    info = video_info(out)
+    assert (info.width, info.height, info.fps, info.frame_count) == (256, 256, 5.0, 15)
+    with pytest.raises(ValueError, match="can be .mp4, .avi, .webm"):
+        annotate_video(path, result, tmp_path / "clip.gif")
+
+
+def test_cli_annotates_videos_beside_images(clip, tmp_path, run_main):
+    from photos import astronaut
+
+    astronaut().save(tmp_path / "clip.png")  # the same stem as the video: both keep their own suffix
+    r = run_main(predict_mod.main, "--threads", 1, "--annotate", tmp_path / "out", clip[0], tmp_path / "clip.png")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.annotated.jpg", "clip.annotated.mp4"]
+    assert video_info(tmp_path / "out" / "clip.annotated.mp4").frame_count == 30
