@@ -249,44 +249,46 @@ def annotate_video(path: str | os.PathLike, result: VideoPrediction, out: str | 
     if out.suffix.lower() not in CODECS:
         raise ValueError(f"cannot write {out.name}: the annotated video can be {', '.join(CODECS)}")
     cap, info = _open(path)
-    scale = min(1.0, max_side / max(info.width, info.height)) if max_side else 1.0
-    size = (max(2, round(info.width * scale / 2) * 2), max(2, round(info.height * scale / 2) * 2))  # even: codecs
     keep = max(1, round(info.fps / max_fps)) if max_fps and info.fps else 1
-    fps = (info.fps or 1 / result.every_s) / keep
-    samples = sorted((f.index, f.faces) for f in result.frames)
+    samples, nxt, index = sorted((f.index, f.faces) for f in result.frames), 0, -1
+    faces: list[FacePrediction] = []
     part = out.with_name(f".{out.stem}.part{out.suffix}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(part), cv2.VideoWriter.fourcc(*CODECS[out.suffix.lower()]), fps, size)
-    if not writer.isOpened():
-        cap.release()
-        raise VideoError(f"{out}: OpenCV cannot write this video here")
-    drawn: tuple[np.ndarray, np.ndarray] | None = None
-    index, nxt = -1, 0
+    writer: Any = None
+    size, drawn, fresh = (0, 0), None, False
     try:
         while cap.grab():
             index += 1
-            if nxt < len(samples) and samples[nxt][0] <= index:  # a new sample's faces, from here on
-                while nxt + 1 < len(samples) and samples[nxt + 1][0] <= index:
-                    nxt += 1
-                sx, sy = size[0] / info.width, size[1] / info.height
-                faces = [replace(f, box=(round(f.box[0] * sx), round(f.box[1] * sy), max(1, round(f.box[2] * sx)),
-                                         max(1, round(f.box[3] * sy)))) for f in samples[nxt][1]]
-                drawn = _overlay(size, faces) if faces else None
-                nxt += 1
+            while nxt < len(samples) and samples[nxt][0] <= index:  # a sample's faces hold from its frame on
+                faces, fresh, nxt = samples[nxt][1], True, nxt + 1
             if index % keep:
                 continue
             ok, frame = cap.retrieve()
             if not ok or frame is None:
                 break
-            if frame.shape[1::-1] != size:
+            h, w = frame.shape[:2]  # the decoded size (a rotated phone video may differ from what the container says)
+            if writer is None:
+                scale = min(1.0, max_side / max(w, h)) if max_side else 1.0
+                size = (max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2))  # even sides: codecs
+                out.parent.mkdir(parents=True, exist_ok=True)
+                writer = cv2.VideoWriter(str(part), cv2.VideoWriter.fourcc(*CODECS[out.suffix.lower()]),
+                                         (info.fps or 1 / result.every_s) / keep, size)
+                if not writer.isOpened():
+                    raise VideoError(f"{out}: OpenCV cannot write this video here")
+            if fresh:
+                sx, sy = size[0] / w, size[1] / h
+                drawn = _overlay(size, [replace(f, box=(round(f.box[0] * sx), round(f.box[1] * sy), max(1, round(
+                    f.box[2] * sx)), max(1, round(f.box[3] * sy)))) for f in faces]) if faces else None
+                fresh = False
+            if (w, h) != size:
                 frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
             if drawn is not None:
                 frame[drawn[0]] = drawn[1][drawn[0]]
             writer.write(frame)
     finally:
         cap.release()
-        writer.release()
-    if index < 0:
+        if writer is not None:
+            writer.release()
+    if writer is None:
         part.unlink(missing_ok=True)
         raise VideoError(f"{path}: no frame could be decoded (an empty or damaged video)")
     part.replace(out)
