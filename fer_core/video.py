@@ -232,10 +232,12 @@ def format_video(path: str, result: VideoPrediction) -> str:
 
 
 def _overlay(size: tuple[int, int], faces: list[FacePrediction]) -> tuple[np.ndarray, np.ndarray]:
-    """Where annotate() draws on a picture of `size` and what (BGR): drawn on black and on white, the drawing is where
-    the two agree (it is opaque), so one pair of calls per sampled frame serves every frame until the next."""
+    """Which pixels annotate() draws on a picture of `size` (flat indices) and their BGR values: drawn on black and on
+    white, the drawing is where the two agree (it is opaque), so one pair of calls per sampled frame serves every frame
+    until the next, and each frame only has those pixels written."""
     dark, light = (np.asarray(annotate(Image.new("RGB", size, c), faces)) for c in ((0, 0, 0), (255, 255, 255)))
-    return (dark == light).all(axis=2), np.ascontiguousarray(dark[:, :, ::-1])
+    where = np.flatnonzero((dark == light).all(axis=2))
+    return where, dark.reshape(-1, 3)[where][:, ::-1]
 
 
 def annotate_video(path: str | os.PathLike, result: VideoPrediction, out: str | os.PathLike, max_side: int | None = None,
@@ -279,10 +281,9 @@ def annotate_video(path: str | os.PathLike, result: VideoPrediction, out: str | 
                 drawn = _overlay(size, [replace(f, box=(round(f.box[0] * sx), round(f.box[1] * sy), max(1, round(
                     f.box[2] * sx)), max(1, round(f.box[3] * sy)))) for f in faces]) if faces else None
                 fresh = False
-            if (w, h) != size:
-                frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if (w, h) != size else np.ascontiguousarray(frame)
             if drawn is not None:
-                frame[drawn[0]] = drawn[1][drawn[0]]
+                frame.reshape(-1, 3)[drawn[0]] = drawn[1]  # a view of the contiguous frame: only the drawn pixels
             writer.write(frame)
     finally:
         cap.release()
