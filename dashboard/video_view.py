@@ -19,13 +19,29 @@ EVERY_CHOICES = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 
 def timeline_csv(result: VideoPrediction) -> str:
-    """One row per sampled frame: frame, time, faces found, the largest face's label and probabilities (empty if none)."""
-    rows = [{"frame": f.index, "time_s": round(f.time_s, 3), "faces": len(f.faces),
-             "label": f.faces[0].label if f.faces else "", **{e: f.faces[0].probs[e] if f.faces else None for e in EMOTIONS}}
-            for f in result.frames]
+    """One row per face of each sampled frame (one row with no face where a frame has none): frame, time, face (its
+    track, from 1), label and probabilities."""
+    rows = [{"frame": f.index, "time_s": round(f.time_s, 3), "face": k + 1, "label": p.label, **p.probs}
+            for f in result.frames for p, k in zip(f.faces, f.tracks, strict=True)]
+    rows += [{"frame": f.index, "time_s": round(f.time_s, 3)} for f in result.frames if not f.faces]
+    table = pd.DataFrame(rows, columns=["frame", "time_s", "face", "label", *EMOTIONS]).sort_values(["frame", "face"])
     buf = io.StringIO()
-    pd.DataFrame(rows).to_csv(buf, index=False, float_format="%.4f")
+    table.astype({"face": "Int64"}).to_csv(buf, index=False, float_format="%.4f")
     return buf.getvalue()
+
+
+def face_picker(result: VideoPrediction, key: str) -> int | None:
+    """Where the video shows several people: a thumbnail of each (tracked across frames) and whose timeline to show;
+    None stands for the largest face of each frame."""
+    counts = result.track_counts()
+    firsts = {k: p.crop for f in reversed(result.frames) for p, k in zip(f.faces, f.tracks, strict=True)}
+    shown = list(range(min(len(counts), 8)))
+    for col, k in zip(st.columns(len(shown) + 1, vertical_alignment="bottom")[:-1], shown, strict=True):
+        col.image(firsts[k], caption=f"face {k + 1}", width=72)
+    return st.selectbox("Timeline of", [None, *range(len(counts))], key=f"{key}-track",
+                        format_func=lambda k: "the largest face in each frame" if k is None else
+                        f"face {k + 1} (in {counts[k]} of {len(result.frames)} frames)",
+                        help="Faces are followed from frame to frame by where they are; face 1 is seen most")
 
 
 def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, detect: bool, tta: str, method: str,
@@ -45,16 +61,19 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
         return
     with_face = [f for f in result.frames if f.faces]
     length = f"{info.duration_s:.1f} s, " if info.duration_s else ""
+    people = len(result.track_counts())
     st.caption(f"{length}{info.width} x {info.height}{f' at {info.fps:g} fps' if info.fps else ''}: "
-               f"{len(result.frames)} frames sampled, one every {result.every_s:g} s; a face in {len(with_face)}. "
-               "Where a frame has several faces, the timeline follows the largest.")
+               f"{len(result.frames)} frames sampled, one every {result.every_s:g} s; a face in {len(with_face)}"
+               + (f"; {people} people, followed from frame to frame." if people > 1 else "."))
     if not with_face:
         st.warning("No face found in any sampled frame. Faces should be roughly frontal and not tiny; for a video of a "
                    "face filling the frame, turn off **Find faces**.")
         return
+    track = face_picker(result, key) if people > 1 else None
     chart = st.empty()  # drawn once the frame is chosen below, with a line at its time
-    st.markdown("Most often: " + ", ".join(f"**{e}** {s:.0%}" for e, s in result.summary().items())
-                + " of the frames with a face")
+    who = "" if people == 1 else " (the largest face)" if track is None else f" (face {track + 1})"
+    st.markdown(f"Most often{who}: " + ", ".join(f"**{e}** {s:.0%}" for e, s in result.summary(track).items())
+                + f" of the frames with {'a face' if track is None else f'face {track + 1}'}")
     stem, left, middle, right = Path(name).stem, *st.columns(3, vertical_alignment="center")
     left.download_button("Timeline (CSV)", timeline_csv(result), f"{stem}.timeline.csv", "text/csv", key=f"{key}-csv",
                          icon=":material/download:")
@@ -69,12 +88,14 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
         player.video(webm, format="video/webm")
         player.download_button("Annotated video (WebM)", webm, f"{stem}.annotated.webm", "video/webm", key=f"{key}-webm",
                                icon=":material/movie:")
-    at = {f.index: f.time_s for f in with_face}
+    frames = {f.index: f for f in result.frames if f.face(track) is not None}
+    at = {i: f.time_s for i, f in frames.items()}
     chosen = next(iter(at)) if len(at) == 1 else st.select_slider(
         "Frame up close", list(at), format_func=lambda i: f"{at[i]:.2f} s", key=f"{key}-frame",
         help="Any sampled frame with a face, analysed and explained like a photo")
-    times, probs = result.timeline()
+    times, probs = result.timeline(track)
     chart.plotly_chart(plots.emotion_timeline(times, probs, mark=at[chosen]), key=f"{key}-timeline")
     widgets.photo_result(f"{stem}_frame{chosen}.png", loaders.video_frame(str(path), chosen), checkpoint, detect=detect,
                          tta=tta, method=method, target=target, alpha=alpha, key=f"{key}-at", compare=compare,
-                         title=f"{name} at {at[chosen]:.2f} s (frame {chosen})")
+                         title=f"{name} at {at[chosen]:.2f} s (frame {chosen})",
+                         face_names=[f"face {k + 1}" for k in frames[chosen].tracks])  # the same detection: same order

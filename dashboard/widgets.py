@@ -273,11 +273,16 @@ def method_select(container: st.delta_generator.DeltaGenerator, key: str) -> str
     return container.selectbox("Explanation", list(METHODS), format_func=short.get, key=key, help=details)
 
 
+def _face_name(names: list[str] | None, j: int) -> str:
+    return names[j] if names and j < len(names) else f"face {j + 1}"
+
+
 def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta: str, method: str, target: int | None,
-                 alpha: float, key: str, compare: Path | None = None, title: str | None = None) -> None:
+                 alpha: float, key: str, compare: Path | None = None, title: str | None = None,
+                 face_names: list[str] | None = None) -> None:
     """One uploaded photo: annotated picture with downloads, and per face an attribution overlay and probability bars
     (beside those of a second model, `compare`, on the same face crops). `name` names the downloads; `title`, where
-    given, is shown instead of it."""
+    given, is shown instead of it; `face_names` names the faces in detection order (default: face 1, face 2...)."""
     from fer_core.explain import CAVEATS, overlay
     from fer_core.faces import ImageError
 
@@ -306,8 +311,8 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta:
         for j, face in enumerate(faces):
             heat = loaders.explain_crop(face.crop, str(checkpoint), stamp, method, target)
             crop_col, bars_col = st.columns([2, 3], vertical_alignment="center")
-            crop_col.image(overlay(face.crop, heat, alpha=alpha), caption=f"face {j + 1}: {face.label} {face.confidence:.0%}",
-                           width="stretch")
+            caption = f"{_face_name(face_names, j)}: {face.label} {face.confidence:.0%}"
+            crop_col.image(overlay(face.crop, heat, alpha=alpha), caption=caption, width="stretch")
             if not heat.any():  # Grad-CAM keeps only positive evidence; a weak or unsure model may have none to show
                 crop_col.caption("This method found no positive evidence for the class here; try another method.")
             if compare is None:

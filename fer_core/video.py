@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from .checkpoint import LoadedModel
 from .config import EMOTIONS, IMAGE_SIZE
 from .faces import MAX_PIXELS, get_detector
 from .predict import FacePrediction, _to_predictions, annotate, crop_margin, default_model, face_crops, predict_crops
+from .tracking import assign_tracks
 from .transforms import TTA_MODES
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".ogv")
@@ -56,42 +57,60 @@ class VideoInfo:
 
 @dataclass
 class FrameFaces:
-    """The faces of one sampled frame, largest first."""
+    """The faces of one sampled frame, largest first, and which track (person) each belongs to."""
 
     index: int  # frame number in the video, from 0
     time_s: float
     faces: list[FacePrediction]
+    tracks: list[int] = field(default_factory=list)  # per face: 0 is the face seen in most frames (fer_core.tracking)
+
+    def face(self, track: int | None = None) -> FacePrediction | None:
+        """The largest face (track None) or that track's face; None where there is none."""
+        if track is None:
+            return self.faces[0] if self.faces else None
+        return next((f for f, k in zip(self.faces, self.tracks, strict=True) if k == track), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"frame": self.index, "time_s": round(self.time_s, 3), "faces": [f.to_dict() for f in self.faces]}
+        return {"frame": self.index, "time_s": round(self.time_s, 3),
+                "faces": [{**f.to_dict(), "track": k} for f, k in zip(self.faces, self.tracks, strict=True)]}
 
 
 @dataclass
 class VideoPrediction:
-    """Every sampled frame of a video with its faces; the timeline follows the largest face of each frame."""
+    """Every sampled frame of a video with its faces; a timeline follows one track, or the largest face of each frame."""
 
     info: VideoInfo
     every_s: float  # the sampling interval used (longer than asked where the video is long: MAX_SAMPLES)
     frames: list[FrameFaces]
     truncated: bool = False  # stopped at MAX_SAMPLES before the end of a video whose length was unknown
 
-    def timeline(self) -> tuple[np.ndarray, np.ndarray]:
-        """Times (N,) and the largest face's probabilities (N, 7), a row of NaN where a frame has no face."""
+    def track_counts(self) -> list[int]:
+        """In how many sampled frames each track appears (track 0 first: the most)."""
+        counts: dict[int, int] = {}
+        for f in self.frames:
+            for k in f.tracks:
+                counts[k] = counts.get(k, 0) + 1
+        return [counts[k] for k in sorted(counts)]
+
+    def timeline(self, track: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Times (N,) and the probabilities (N, 7) of the largest face (track None) or of one track's face, a row of
+        NaN where a frame has none."""
         probs = np.full((len(self.frames), len(EMOTIONS)), np.nan)
         for i, f in enumerate(self.frames):
-            if f.faces:
-                probs[i] = [f.faces[0].probs[e] for e in EMOTIONS]
+            if (face := f.face(track)) is not None:
+                probs[i] = [face.probs[e] for e in EMOTIONS]
         return np.array([f.time_s for f in self.frames]), probs
 
-    def summary(self) -> dict[str, float]:
-        """Share of the frames with a face in which each emotion is the largest face's label, most frequent first."""
-        labels = [f.faces[0].label for f in self.frames if f.faces]
+    def summary(self, track: int | None = None) -> dict[str, float]:
+        """Share of the frames with that face (the largest, or the track's) in which each emotion is its label, most
+        frequent first."""
+        labels = [face.label for f in self.frames if (face := f.face(track)) is not None]
         shares = {e: labels.count(e) / len(labels) for e in EMOTIONS} if labels else {}
         return dict(sorted(((e, s) for e, s in shares.items() if s > 0), key=lambda kv: -kv[1]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"video": self.info.to_dict(), "every_s": self.every_s, "truncated": self.truncated,
-                "summary": self.summary(), "frames": [f.to_dict() for f in self.frames]}
+                "summary": self.summary(), "tracks": self.track_counts(), "frames": [f.to_dict() for f in self.frames]}
 
 
 def _open(path: str | os.PathLike) -> tuple[Any, VideoInfo]:
@@ -211,23 +230,31 @@ def predict_video(path: str | os.PathLike, model: LoadedModel | None = None, eve
         flush()
     if progress is not None:
         progress(1.0)
+    tracks = assign_tracks([[f.box for f in fr.faces] for fr in frames], [fr.time_s for fr in frames])
+    for fr, ids in zip(frames, tracks, strict=True):
+        fr.tracks = ids
     truncated = len(frames) >= max_samples and info.duration_s is None
     return VideoPrediction(info, step, frames, truncated)
 
 
 def format_video(path: str, result: VideoPrediction) -> str:
-    """Human-readable lines for one video: what was sampled, the most frequent emotions, then one line per frame."""
+    """Human-readable lines for one video: what was sampled, the most frequent emotions (per face where the video shows
+    several people), then one line per frame."""
     info, with_face = result.info, sum(bool(f.faces) for f in result.frames)
     length = f"{info.duration_s:.1f} s, " if info.duration_s else ""
     rate = f" at {info.fps:g} fps" if info.fps else ""
     lines = [f"{path}: video, {length}{info.width} x {info.height}{rate}; {len(result.frames)} frames sampled, one every "
              f"{result.every_s:g} s{' (stopped at the limit)' if result.truncated else ''}; a face in {with_face}"]
-    if with_face:
-        lines.append("  most often: " + ", ".join(f"{e} {s:.0%}" for e, s in result.summary().items()))
+    counts = result.track_counts()
+    shares = lambda track: ", ".join(f"{e} {s:.0%}" for e, s in result.summary(track).items())  # noqa: E731
+    if len(counts) == 1:
+        lines.append(f"  most often: {shares(0)}")
+    for k, n in enumerate(counts if len(counts) > 1 else []):  # several people: one line each, most seen first
+        lines.append(f"  face {k + 1}, in {n} frames, most often: {shares(k)}")
     for f in result.frames:
-        face = f.faces[0] if f.faces else None
-        more = f" (+{len(f.faces) - 1} more)" if len(f.faces) > 1 else ""
-        lines.append(f"  {f.time_s:7.2f} s  " + (f"{face.label} {face.confidence:.0%}{more}" if face else "no face"))
+        faces = [f"{'' if len(counts) == 1 else f'face {k + 1} '}{p.label} {p.confidence:.0%}"
+                 for p, k in sorted(zip(f.faces, f.tracks, strict=True), key=lambda pk: pk[1])]
+        lines.append(f"  {f.time_s:7.2f} s  " + ("; ".join(faces) if faces else "no face"))
     return "\n".join(lines)
 
 

@@ -89,3 +89,18 @@ def face_clip(path, fps: float = 10.0) -> list[bool]:
     frames = [face] * n + [cup] * n + [face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)] * n
     write_video(path, frames, fps)
     return [True] * n + [False] * n + [True] * n
+
+
+def two_people_clip(path, fps: float = 10.0) -> None:
+    """A 2 s clip of two people side by side (the astronaut's head, and its mirror image): the left one is larger for
+    the first second, the right one for the second, and both drift right by 2 px a frame."""
+    head = astronaut().crop(HEAD)
+    mirrored = head.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    frames = []
+    for i in range(round(2 * fps)):
+        big_left = i < fps
+        canvas = Image.new("RGB", (640, 400), (200, 200, 200))
+        for img, x, tall in ((head, 20, 260 if big_left else 170), (mirrored, 340, 170 if big_left else 260)):
+            canvas.paste(img.resize((round(tall * 150 / 170), tall), Image.Resampling.BICUBIC), (x + 2 * i, 40))
+        frames.append(canvas)
+    write_video(path, frames, fps)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photos import astronaut, coffee, encode, face_clip, write_video
+from photos import astronaut, coffee, encode, face_clip, two_people_clip, write_video
 from PIL import Image
 
 from fer_core import jobs
@@ -703,7 +703,7 @@ def test_video_timeline_csv_and_uploads_kept_on_disk(dash, tmp_path, monkeypatch
     face_clip(tmp_path / "clip.mp4")
     result = predict_video(tmp_path / "clip.mp4", load_model(), every_s=1.0)
     rows = list(csv.DictReader(io.StringIO(video_view.timeline_csv(result))))
-    assert [(int(r["frame"]), float(r["time_s"]), int(r["faces"])) for r in rows] == [(0, 0, 1), (10, 1, 0), (20, 2, 1)]
+    assert [(int(r["frame"]), float(r["time_s"]), r["face"]) for r in rows] == [(0, 0, "1"), (10, 1, ""), (20, 2, "1")]
     assert rows[0]["label"] == result.frames[0].faces[0].label and rows[1]["label"] == rows[1]["happy"] == ""
     assert float(rows[2]["happy"]) == pytest.approx(result.frames[2].faces[0].probs["happy"], abs=1e-4)
     webm = tmp_path / "annotated.webm"  # the preview the page plays: VP8, 15 frames/s of the 10, i.e. all 30 frames
@@ -719,3 +719,28 @@ def test_video_timeline_csv_and_uploads_kept_on_disk(dash, tmp_path, monkeypatch
     assert first.exists() and second.suffix == ".avi"
     third = loaders.video_file(data + b"3", "v.avi")  # one too many: the oldest goes
     assert sorted((tmp_path / "uploads").iterdir()) == sorted([second, third]) and not first.exists()
+
+
+def test_predict_a_video_of_two_people_picks_whose_timeline(runs, tmp_path):
+    from fer_core.checkpoint import load_model
+    from fer_core.video import predict_video
+
+    two_people_clip(tmp_path / "two.mp4")
+    expected = predict_video(tmp_path / "two.mp4", load_model())
+    at = open_page("views/predict.py")
+    at.file_uploader(key="uploads").set_value([("two.mp4", (tmp_path / "two.mp4").read_bytes(), "video/mp4")]).run()
+    assert not at.exception and "; 2 people, followed from frame to frame." in texts(at.caption)
+    assert captions(at)[:2] == ["face 1", "face 2"]  # a thumbnail of each person
+    timeline = lambda: json.loads(at.get("plotly_chart")[0].proto.spec)["data"]  # noqa: E731
+    largest = expected.timeline()[1]
+    assert np.abs(largest - expected.timeline(track=1)[1]).max() > 1e-3  # the two people's numbers differ
+    assert [v for v in timeline()[3]["y"]] == pytest.approx(largest[:, 3].tolist(), abs=1e-5)
+    at.selectbox(key="video0-track").set_value(1).run()  # face 2: the person on the right throughout
+    assert not at.exception
+    right = max(range(2), key=lambda j: expected.frames[-1].faces[j].box[0])
+    assert expected.frames[-1].tracks[right] == 1 and expected.frames[-1].faces[0].box[0] > 320  # largest on the right
+    at.select_slider(key="video0-frame").set_value(expected.frames[-1].index).run()
+    assert [c.split(":")[0] for c in captions(at)[2:] if c] == ["face 2", "face 1"]  # the frame up close: tracks' names
+    assert [v for v in timeline()[3]["y"]] == pytest.approx(expected.timeline(track=1)[1][:, 3].tolist(), abs=1e-5)
+    top, share = next(iter(expected.summary(1).items()))
+    assert f"Most often (face 2): **{top}** {share:.0%}" in texts(at.markdown) and "frames with face 2" in texts(at.markdown)
