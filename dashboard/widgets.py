@@ -325,3 +325,30 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta:
             bars_col.caption(f"{'Agree' if best == face.label else 'Disagree'}: {names[1]} says {best} {other[best]:.0%}")
         if caveat := CAVEATS.get(method):
             st.caption(caveat)
+
+
+def photos_summary(photos: Sequence[tuple[str, bytes]], checkpoint: Path, *, detect: bool, tta: str) -> None:
+    """Several photos at once: one table row per face (or per photo without one, or that cannot be read), the counts
+    per emotion, and the whole table as CSV; each photo's own view follows below it."""
+    from fer_core.config import EMOTIONS
+    from fer_core.faces import ImageError
+
+    rows: list[dict[str, object]] = []
+    for name, data in photos:
+        try:
+            faces, _ = loaders.analyse_photo(data, str(checkpoint), loaders.mtime(checkpoint), detect, tta)
+        except ImageError as e:
+            rows.append({"file": name, "note": f"cannot use this file: {e}"})
+            continue
+        rows += [{"file": name, "face": j + 1, "emotion": f.label, "confidence": f.confidence,
+                  "box (x, y, w, h)": " ".join(map(str, f.box)), **f.probs} for j, f in enumerate(faces)]
+        rows += [] if faces else [{"file": name, "note": "no face found"}]
+    table = pd.DataFrame(rows, columns=["file", "face", "emotion", "confidence", "box (x, y, w, h)", *EMOTIONS, "note"])
+    table = table.astype({"face": "Int64"}).fillna({"note": ""})
+    found = table["emotion"].value_counts()
+    st.markdown(f"**{len(photos)} photos, {int(table['face'].notna().sum())} faces**: "
+                + (", ".join(f"{e} {found[e]}" for e in EMOTIONS if e in found) or "no face found"))
+    st.dataframe(table[["file", "face", "emotion", "confidence", "box (x, y, w, h)", "note"]], hide_index=True,
+                 column_config={"confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+    st.download_button("All faces (CSV)", table.to_csv(index=False, float_format="%.4f"), "faces.csv", "text/csv",
+                       key="photos-csv", icon=":material/download:")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photos import astronaut, coffee, encode, face_clip, two_people_clip, write_video
+from photos import astronaut, coffee, encode, face_clip, ten_faces, two_people_clip, write_video
 from PIL import Image
 
 from fer_core import jobs
@@ -744,3 +744,26 @@ def test_predict_a_video_of_two_people_picks_whose_timeline(runs, tmp_path):
     assert [v for v in timeline()[3]["y"]] == pytest.approx(expected.timeline(track=1)[1][:, 3].tolist(), abs=1e-5)
     top, share = next(iter(expected.summary(1).items()))
     assert f"Most often (face 2): **{top}** {share:.0%}" in texts(at.markdown) and "frames with face 2" in texts(at.markdown)
+
+
+def test_predict_several_photos_at_a_glance(runs):
+    from fer_core.checkpoint import load_model
+    from fer_core.predict import predict_image
+
+    sheet = encode(ten_faces()[0], "PNG")
+    at = open_page("views/predict.py")
+    at.file_uploader(key="uploads").set_value([("ten.png", sheet, "image/png"), ("astronaut.png", astronaut_png(), "image/png"),
+                                               ("coffee.png", encode(coffee(), "PNG"), "image/png"),
+                                               ("broken.png", b"\x89PNG\r\n\x1a\n cut off", "image/png")]).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["ten.png"] * 10 + ["astronaut.png", "coffee.png", "broken.png"]
+    faces = predict_image(ten_faces()[0], load_model())  # the library on its own
+    assert list(table["emotion"][:10]) == [f.label for f in faces]
+    assert table["confidence"][:10].tolist() == pytest.approx([f.confidence for f in faces], abs=1e-6)
+    assert table["note"].tolist()[-2] == "no face found" and table["note"].tolist()[-1].startswith("cannot use this file")
+    counts = Counter(table["emotion"].dropna())
+    assert "**4 photos, 11 faces**: " + ", ".join(f"{e} {counts[e]}" for e in EMOTIONS if e in counts) in texts(at.markdown)
+    assert "All faces (CSV)" in [b.label for b in at.get("download_button")]
+    at.file_uploader(key="uploads").set_value([("astronaut.png", astronaut_png(), "image/png")]).run()
+    assert not at.exception and not at.dataframe  # one photo: no summary table

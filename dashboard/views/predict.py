@@ -60,6 +60,9 @@ if not sources:
             f"Model: {widgets.checkpoint_label(str(s.checkpoint))}, {model.num_params:,} parameters.")
     st.stop()
 target_index = None if target == "predicted" else EMOTIONS.index(target)
+if len(photos := [(n, d) for n, d in sources if not is_video(n)]) > 1:
+    with st.expander("All photos at a glance", expanded=True, icon=":material/table:"):
+        widgets.photos_summary(photos, s.checkpoint, detect=detect, tta=tta)
 for i, (name, data) in enumerate(sources):
     shown = dict(detect=detect, tta=tta, method=method, target=target_index, alpha=alpha,
                     compare=Path(compare) if compare else None)
