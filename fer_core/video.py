@@ -23,6 +23,7 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpe
 DEFAULT_EVERY_S = 0.5
 MAX_SAMPLES = 600  # a long video is sampled more sparsely, so that one analysis stays within ~a minute on 2 cores
 CHUNK = 16  # sampled frames whose faces go through the model together
+SEEK_GAP_S = 5.0  # samples this far apart are reached by seeking (a keyframe, then decoding forward), not by decoding all
 CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".webm": "VP80"}  # what OpenCV's FFmpeg writes here (no H.264: not in the wheel)
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own stderr lines ("moov atom not found"): VideoError says it
 
@@ -158,6 +159,9 @@ def sample_frames(path: str | os.PathLike, every_s: float = DEFAULT_EVERY_S,
     cap, info = _open(path)
     step, n, index, next_t = sampling_interval(info, every_s, max_samples), 0, -1, 0.0
     half_frame = 0.5 / info.fps if info.fps else 0.0
+    if step >= SEEK_GAP_S and info.fps and info.frame_count:  # sparse samples of a long video: seek, do not decode all
+        yield from _seek_frames(path, cap, info, step, max_samples)
+        return
     try:
         while n < max_samples and cap.grab():
             index += 1
@@ -171,6 +175,27 @@ def sample_frames(path: str | os.PathLike, every_s: float = DEFAULT_EVERY_S,
             yield index, t, Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
             n += 1
             next_t = (math.floor((t + half_frame) / step) + 1) * step
+    finally:
+        cap.release()
+    if n == 0:
+        raise VideoError(f"{path}: no frame could be decoded (an empty or damaged video)")
+
+
+def _seek_frames(path: str | os.PathLike, cap: Any, info: VideoInfo, step: float,
+                 max_samples: int) -> Iterator[tuple[int, float, Image.Image]]:
+    import cv2
+
+    n = 0
+    try:
+        for index in dict.fromkeys(round(k * step * info.fps) for k in range(max_samples)):  # in order, no repeats
+            if index >= info.frame_count:
+                break
+            cap.set(cv2.CAP_PROP_POS_FRAMES, index)  # FFmpeg seeks to the keyframe before and decodes up to the frame
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                break
+            yield index, index / info.fps, Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
+            n += 1
     finally:
         cap.release()
     if n == 0:

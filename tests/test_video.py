@@ -164,3 +164,18 @@ def test_cli_annotates_videos_beside_images(clip, tmp_path, run_main):
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.annotated.jpg", "clip.annotated.mp4"]
     assert video_info(tmp_path / "out" / "clip.annotated.mp4").frame_count == 30
+
+
+def test_sparse_samples_seek_and_give_the_frames_decoding_would(tmp_path, monkeypatch):
+    from photos import astronaut, coffee
+
+    frames = [(astronaut() if (i // 7) % 2 else coffee()).resize((96, 96)).rotate(i * 3) for i in range(160)]
+    write_video(tmp_path / "long.mp4", frames, fps=10)  # 16 s, changing every frame
+    seeks, real = [], video_mod._seek_frames
+    monkeypatch.setattr(video_mod, "_seek_frames", lambda *a: seeks.append(1) or real(*a))
+    sought = [(i, t, np.asarray(im)) for i, t, im in sample_frames(tmp_path / "long.mp4", every_s=5.0)]
+    assert seeks and [(i, t) for i, t, _ in sought] == [(0, 0.0), (50, 5.0), (100, 10.0), (150, 15.0)]
+    monkeypatch.setattr(video_mod, "SEEK_GAP_S", 1e9)  # the same samples by decoding every frame
+    decoded = [(i, t, np.asarray(im)) for i, t, im in sample_frames(tmp_path / "long.mp4", every_s=5.0)]
+    assert len(seeks) == 1 and [(i, t) for i, t, _ in decoded] == [(i, t) for i, t, _ in sought]
+    assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(sought, decoded, strict=True))
