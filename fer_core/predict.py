@@ -1,4 +1,5 @@
-"""Emotions of the faces in real photos: per-face predictions, batching over many files, annotated pictures and the CLI.
+"""Emotions of the faces in real photos: per-face predictions, batching over many files, annotated pictures and the CLI
+(which also takes videos, through fer_core.video).
 
     python -m fer_core.predict [--checkpoint PATH] [--no-detect] [--tta none|flip|tencrop|multiscale]
                                [--precision fp32|int8|onnx|onnx-int8] [--json] [--annotate OUTDIR] [--every SECONDS] PATH...
@@ -229,7 +230,7 @@ def _results(files: list[str], model: LoadedModel, args: argparse.Namespace
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=cli_prog("fer_core.predict"),
-                                description="Find the faces in photos and predict their emotions.")
+                                description="Find the faces in photos and videos and predict their emotions.")
     from .video import DEFAULT_EVERY_S, VIDEO_SUFFIXES
 
     p.add_argument("paths", nargs="+", metavar="PATH",
@@ -255,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     from .video import VideoError, VideoPrediction, annotate_video, format_video
 
     args = get_args_parser().parse_args(argv)
+    if not args.every > 0:
+        print(f"error: --every must be a positive number of seconds, not {args.every}", file=sys.stderr)
+        return 2
     set_threads(args.threads)
     try:
         model = load_model(args.checkpoint, args.precision)
@@ -265,9 +269,6 @@ def main(argv: list[str] | None = None) -> int:
     failed = [path for path, _ in problems]
     for path, error in problems:
         print(json.dumps({"path": path, "error": error}) if args.json else f"{path}: error: {error}", flush=True)
-    if not args.every > 0:
-        print(f"error: --every must be a positive number of seconds, not {args.every}", file=sys.stderr)
-        return 2
     used: set[str] = set()
     for path, result in _results(files, model, args):
         if isinstance(result, VideoPrediction) and args.annotate:
