@@ -64,7 +64,8 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
     people = len(result.track_counts())
     st.caption(f"{length}{info.width} x {info.height}{f' at {info.fps:g} fps' if info.fps else ''}: "
                f"{len(result.frames)} frames sampled, one every {result.every_s:g} s; a face in {len(with_face)}"
-               + (f"; {people} people, followed from frame to frame." if people > 1 else "."))
+               + (f"; {people} faces, each followed from frame to frame (one gone for over 2 s returns as a new one)."
+                  if people > 1 else "."))
     if not with_face:
         st.warning("No face found in any sampled frame. Faces should be roughly frontal and not tiny; for a video of a "
                    "face filling the frame, turn off **Find faces**.")

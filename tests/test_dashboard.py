@@ -729,7 +729,7 @@ def test_predict_a_video_of_two_people_picks_whose_timeline(runs, tmp_path):
     expected = predict_video(tmp_path / "two.mp4", load_model())
     at = open_page("views/predict.py")
     at.file_uploader(key="uploads").set_value([("two.mp4", (tmp_path / "two.mp4").read_bytes(), "video/mp4")]).run()
-    assert not at.exception and "; 2 people, followed from frame to frame." in texts(at.caption)
+    assert not at.exception and "; 2 faces, each followed from frame to frame" in texts(at.caption)
     assert captions(at)[:2] == ["face 1", "face 2"]  # a thumbnail of each person
     timeline = lambda: json.loads(at.get("plotly_chart")[0].proto.spec)["data"]  # noqa: E731
     largest = expected.timeline()[1]
