@@ -13,6 +13,7 @@ import loaders
 import plots
 import widgets
 from fer_core.config import EMOTIONS
+from fer_core.tracking import MAX_GAP_S
 from fer_core.video import VideoError, VideoPrediction, sampling_interval, video_info
 
 EVERY_CHOICES = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
@@ -64,7 +65,7 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
     people = len(result.track_counts())
     st.caption(f"{length}{info.width} x {info.height}{f' at {info.fps:g} fps' if info.fps else ''}: "
                f"{len(result.frames)} frames sampled, one every {result.every_s:g} s; a face in {len(with_face)}"
-               + (f"; {people} faces, each followed from frame to frame (one gone for over 2 s returns as a new one)."
+               + (f"; {people} faces, each followed from frame to frame (one gone for over {MAX_GAP_S:g} s returns as a new one)."
                   if people > 1 else "."))
     if not with_face:
         st.warning("No face found in any sampled frame. Faces should be roughly frontal and not tiny; for a video of a "
