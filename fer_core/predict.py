@@ -2,12 +2,14 @@
 (which also takes videos, through fer_core.video).
 
     python -m fer_core.predict [--checkpoint PATH] [--no-detect] [--tta none|flip|tencrop|multiscale]
-                               [--precision fp32|int8|onnx|onnx-int8] [--json] [--annotate OUTDIR] [--every SECONDS] PATH...
+                               [--precision fp32|int8|onnx|onnx-int8] [--json] [--csv FILE] [--annotate OUTDIR]
+                               [--every SECONDS] PATH...
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -15,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 import torch
@@ -228,6 +230,25 @@ def _results(files: list[str], model: LoadedModel, args: argparse.Namespace
             yield path, str(e).removeprefix(f"{path}: ")
 
 
+CSV_COLUMNS = ["path", "frame", "time_s", "face", "x", "y", "w", "h", "label", "confidence", *EMOTIONS, "error"]
+
+
+def csv_rows(path: str, result: list[FacePrediction] | VideoPrediction | str) -> list[dict[str, Any]]:
+    """CSV_COLUMNS rows for one input: a row per face (per face of each sampled frame for a video, `face` being its
+    track), a row with no face where there is none, or a row with the error."""
+    if isinstance(result, str):
+        return [{"path": path, "error": result}]
+    frames = [(None, None, list(enumerate(result)))] if isinstance(result, list) else [
+        (f.index, round(f.time_s, 3), list(zip(f.tracks, f.faces, strict=True))) for f in result.frames]
+    rows: list[dict[str, Any]] = []
+    for frame, t, faces in frames:
+        where = {"path": path, "frame": frame, "time_s": t}
+        rows += [{**where, "face": k + 1, **dict(zip("xywh", p.box, strict=True)), "label": p.label,
+                  "confidence": round(p.confidence, 4), **{e: round(v, 4) for e, v in p.probs.items()}} for k, p in faces]
+        rows += [] if faces else [where]
+    return rows
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=cli_prog("fer_core.predict"),
                                 description="Find the faces in photos and videos and predict their emotions.")
@@ -245,6 +266,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON line per input file")
     p.add_argument("--annotate", metavar="OUTDIR", default=None,
                    help="write annotated copies of the images (.jpg) and videos (.mp4) here")
+    p.add_argument("--csv", metavar="FILE", default=None,
+                   help="also write every face as a CSV row (file, frame and time for videos, face, box, label, "
+                        "probabilities; errors too), as each input is done")
     p.add_argument("--every", type=float, default=DEFAULT_EVERY_S, metavar="SECONDS",
                    help="videos: classify the faces of one frame every SECONDS (default %(default)s; long videos are "
                         "sampled more sparsely, at most 600 frames)")
@@ -253,8 +277,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .video import VideoError, VideoPrediction, annotate_video, format_video
-
     args = get_args_parser().parse_args(argv)
     if not args.every > 0:
         print(f"error: --every must be a positive number of seconds, not {args.every}", file=sys.stderr)
@@ -265,10 +287,31 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    try:
+        table = open(args.csv, "w", newline="") if args.csv else None  # noqa: SIM115 - closed below
+    except OSError as e:
+        print(f"error: cannot write {args.csv}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    try:
+        return _run(args, model, table)
+    finally:
+        if table:
+            table.close()
+
+
+def _run(args: argparse.Namespace, model: LoadedModel, table: TextIO | None) -> int:
+    """Every input in order: a text or JSON line on stdout, annotated copies, CSV rows (where `table` is open)."""
+    from .video import VideoError, VideoPrediction, annotate_video, format_video
+
+    writer = csv.DictWriter(table, CSV_COLUMNS) if table else None
+    if writer:
+        writer.writeheader()
     files, problems = expand_paths(args.paths)
     failed = [path for path, _ in problems]
     for path, error in problems:
         print(json.dumps({"path": path, "error": error}) if args.json else f"{path}: error: {error}", flush=True)
+        if writer:
+            writer.writerows(csv_rows(path, error))
     used: set[str] = set()
     for path, result in _results(files, model, args):
         if isinstance(result, VideoPrediction) and args.annotate:
@@ -276,14 +319,17 @@ def main(argv: list[str] | None = None) -> int:
                 annotate_video(path, result, _annotated_path(path, Path(args.annotate), used, ".mp4"))
             except (VideoError, OSError) as e:
                 result = f"cannot write the annotated video: {e}"
-        if isinstance(result, VideoPrediction):
-            print(json.dumps({"path": path, **result.to_dict()}) if args.json else format_video(path, result), flush=True)
-            continue
-        if not isinstance(result, str) and args.annotate:
+        elif isinstance(result, list) and args.annotate:
             try:
                 _save_annotated(path, result, Path(args.annotate), used)
             except (ImageError, OSError) as e:
                 result = f"cannot write the annotated image: {e}"
+        if writer and table:
+            writer.writerows(csv_rows(path, result))
+            table.flush()  # a long batch leaves its rows so far if stopped
+        if isinstance(result, VideoPrediction):
+            print(json.dumps({"path": path, **result.to_dict()}) if args.json else format_video(path, result), flush=True)
+            continue
         if isinstance(result, str):
             failed.append(path)
             print(json.dumps({"path": path, "error": result}) if args.json else f"{path}: error: {result}", flush=True)

@@ -179,3 +179,28 @@ def test_sparse_samples_seek_and_give_the_frames_decoding_would(tmp_path, monkey
     decoded = [(i, t, np.asarray(im)) for i, t, im in sample_frames(tmp_path / "long.mp4", every_s=5.0)]
     assert len(seeks) == 1 and [(i, t) for i, t, _ in decoded] == [(i, t) for i, t, _ in sought]
     assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(sought, decoded, strict=True))
+
+
+def test_cli_csv_has_a_row_per_face_of_photos_and_videos_and_one_per_error(clip, tmp_path, run_main):
+    import csv
+
+    from photos import astronaut, coffee
+
+    astronaut().save(tmp_path / "astronaut.png")
+    coffee().save(tmp_path / "coffee.png")
+    (tmp_path / "notes.mp4").write_text("not a video\n")
+    table = tmp_path / "faces.csv"
+    r = run_main(predict_mod.main, "--threads", 1, "--csv", table, "--every", 1, tmp_path / "astronaut.png", clip[0],
+                 tmp_path / "coffee.png", tmp_path / "notes.mp4")
+    assert r.returncode == 1 and "1 of 4 inputs failed" in r.stderr
+    rows = list(csv.DictReader(table.open()))
+    assert [(row["path"].rsplit("/", 1)[1], row["frame"], row["face"]) for row in rows] == [
+        ("astronaut.png", "", "1"), ("clip.mp4", "0", "1"), ("clip.mp4", "10", ""), ("clip.mp4", "20", "1"),
+        ("coffee.png", "", ""), ("notes.mp4", "", "")]
+    (photo,) = predict_image(tmp_path / "astronaut.png", load_model())
+    assert rows[0]["label"] == photo.label and tuple(int(rows[0][k]) for k in "xywh") == photo.box
+    assert [float(rows[0][e]) for e in EMOTIONS] == pytest.approx([photo.probs[e] for e in EMOTIONS], abs=1e-4)
+    assert float(rows[3]["time_s"]) == 2.0 and rows[3]["label"] in EMOTIONS
+    assert rows[-1]["error"].startswith("cannot read this file as a video") and not rows[-2]["error"]
+    r = run_main(predict_mod.main, "--csv", tmp_path / "missing" / "faces.csv", clip[0])
+    assert r.returncode == 2 and "cannot write" in r.stderr and "No such file or directory" in r.stderr
