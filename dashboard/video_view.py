@@ -50,7 +50,11 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
     """Analyse a video (cached per content and settings), chart the timeline, and show one chosen sampled frame as a
     photo result (boxes, probabilities, saliency map, second model)."""
     st.markdown(f"**{name}**")
-    path = loaders.video_file(data, name)
+    try:
+        path = loaders.video_file(data, name)  # OpenCV reads files: the upload is kept on disk by its content
+    except OSError as e:
+        st.error(f"Cannot store this video for reading (in {loaders.VIDEO_DIR}): {e.strerror or e}")
+        return
     try:
         info = video_info(path)
         step = sampling_interval(info, every_s)

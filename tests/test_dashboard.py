@@ -691,7 +691,7 @@ def test_predict_a_video_timeline_frames_up_close_and_broken_videos(runs, tmp_pa
     assert not at.exception and "3 frames sampled, one every 1 s; a face in 2." in texts(at.caption)
 
 
-def test_video_timeline_csv_and_uploads_kept_on_disk(dash, tmp_path, monkeypatch):
+def test_video_timeline_csv_and_uploads_kept_on_disk(runs, dash, tmp_path, monkeypatch):
     import csv
 
     import video_view
@@ -709,6 +709,11 @@ def test_video_timeline_csv_and_uploads_kept_on_disk(dash, tmp_path, monkeypatch
     webm = tmp_path / "annotated.webm"  # the preview the page plays: VP8, 15 frames/s of the 10, i.e. all 30 frames
     webm.write_bytes(loaders.annotated_video(str(tmp_path / "clip.mp4"), str(DEFAULT_CHECKPOINT), 0.0, True, "none", 1.0))
     assert video_info(webm) == video_info(tmp_path / "clip.mp4")
+    (tmp_path / "a file").write_text("in the way\n")
+    monkeypatch.setattr(loaders, "VIDEO_DIR", tmp_path / "a file" / "uploads")  # cannot be made: an error, no traceback
+    at = open_page("views/predict.py")
+    at.file_uploader(key="uploads").set_value([("clip.mp4", (tmp_path / "clip.mp4").read_bytes(), "video/mp4")]).run()
+    assert not at.exception and "Cannot store this video for reading" in texts(at.error)
     monkeypatch.setattr(loaders, "VIDEO_DIR", tmp_path / "uploads")
     monkeypatch.setattr(loaders, "KEEP_VIDEOS", 2)
     data = (tmp_path / "clip.mp4").read_bytes()
