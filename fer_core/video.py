@@ -263,8 +263,8 @@ def predict_video(path: str | os.PathLike, model: LoadedModel | None = None, eve
 
 
 def format_video(path: str, result: VideoPrediction) -> str:
-    """Human-readable lines for one video: what was sampled, the most frequent emotions (per face where the video shows
-    several people), then one line per frame."""
+    """Human-readable lines for one video: what was sampled, the most frequent emotions (per tracked face where there
+    are several), then one line per frame."""
     info, with_face = result.info, sum(bool(f.faces) for f in result.frames)
     length = f"{info.duration_s:.1f} s, " if info.duration_s else ""
     rate = f" at {info.fps:g} fps" if info.fps else ""
@@ -274,7 +274,7 @@ def format_video(path: str, result: VideoPrediction) -> str:
     shares = lambda track: ", ".join(f"{e} {s:.0%}" for e, s in result.summary(track).items())  # noqa: E731
     if len(counts) == 1:
         lines.append(f"  most often: {shares(0)}")
-    for k, n in enumerate(counts if len(counts) > 1 else []):  # several people: one line each, most seen first
+    for k, n in enumerate(counts if len(counts) > 1 else []):  # several tracked faces: one line each, most seen first
         lines.append(f"  face {k + 1}, in {n} frames, most often: {shares(k)}")
     for f in result.frames:
         faces = [f"{'' if len(counts) == 1 else f'face {k + 1} '}{p.label} {p.confidence:.0%}"
@@ -337,6 +337,9 @@ def annotate_video(path: str | os.PathLike, result: VideoPrediction, out: str | 
             if drawn is not None:
                 frame.reshape(-1, 3)[drawn[0]] = drawn[1]  # a view of the contiguous frame: only the drawn pixels
             writer.write(frame)
+    except BaseException:
+        part.unlink(missing_ok=True)  # nothing half-written is left behind
+        raise
     finally:
         cap.release()
         if writer is not None:

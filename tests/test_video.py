@@ -146,7 +146,7 @@ def test_annotated_video_holds_each_samples_boxes_until_the_next(model, clip, tm
     assert np.abs(shown - expected).mean() < 0.5 * np.abs(shown - plain).mean()  # measured: 4.5 against 13.0
 
 
-def test_annotated_webm_smaller_and_slower_and_bad_names(model, clip, tmp_path):
+def test_annotated_webm_smaller_and_slower_and_bad_names(model, clip, tmp_path, monkeypatch):
     path, _ = clip
     result = predict_video(path, model, every_s=1.0)
     out = annotate_video(path, result, tmp_path / "small.webm", max_side=256, max_fps=5)
@@ -154,6 +154,11 @@ def test_annotated_webm_smaller_and_slower_and_bad_names(model, clip, tmp_path):
     assert (info.width, info.height, info.fps, info.frame_count) == (256, 256, 5.0, 15)
     with pytest.raises(ValueError, match="can be .mp4, .avi, .webm"):
         annotate_video(path, result, tmp_path / "clip.gif")
+    with monkeypatch.context() as m:  # a failure half way leaves no file behind, finished or not
+        m.setattr(video_mod, "_overlay", lambda *a: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            annotate_video(path, result, tmp_path / "failed.mp4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.webm"]
 
 
 def test_cli_annotates_videos_beside_images(clip, tmp_path, run_main):
