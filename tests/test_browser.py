@@ -256,7 +256,12 @@ def test_predict_photos_downloads_and_a_broken_file(page, server: str) -> None:
     expect(caption).to_be_visible(timeout=60_000)
     idle(page)
     assert LABEL.search(caption.inner_text())
-    expect(page.get_by_text("Cannot use this file").first).to_be_visible()
+    expect(page.get_by_text(re.compile("Cannot use this file")).first).to_be_visible()  # the error, not the table's note
+    with page.expect_download() as download:  # two photos: a table of all their faces first
+        page.get_by_role("button", name="All faces (CSV)").click()
+    rows = Path(download.value.path()).read_text().splitlines()
+    assert rows[0].startswith("file,face,emotion,confidence,") and len(rows) == 3
+    assert rows[1].startswith("astronaut.png,1,") and rows[2].startswith("broken.png,,")
     with page.expect_download() as download:
         page.get_by_role("button", name="Result (JSON)").click()
     result = json.loads(Path(download.value.path()).read_text())

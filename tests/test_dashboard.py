@@ -273,7 +273,7 @@ def test_predict_flow_with_a_real_photo_and_a_broken_file(runs):
     assert not at.exception
     assert any(c.startswith("face 1: ") for c in captions(at)), captions(at)
     assert "Cannot use this file" in texts(at.error)
-    assert len(at.get("download_button")) == 2 and len(at.get("plotly_chart")) == 1
+    assert len(at.get("download_button")) == 3 and len(at.get("plotly_chart")) == 1  # the table's CSV, PNG and JSON
     from fer_core.explain import METHODS
 
     for method in METHODS:  # every explanation method renders on the shared cached model
