@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 import fer_core
@@ -77,3 +78,13 @@ def test_readme_python_example_runs_on_a_real_photo(tmp_path, monkeypatch):
     assert scope["faces"] and scope["faces"][0].label in EMOTIONS
     assert scope["heat"].shape == (48, 48) and 0 <= scope["heat"].min() and scope["heat"].max() <= 1
     assert Image.open(tmp_path / "photo.annotated.png").size == Image.open(tmp_path / "photo.jpg").size
+
+
+def test_every_top_level_name_resolves_to_the_module_that_owns_it():
+    import fer_core.video
+
+    for name in fer_core.__all__:  # the lazy re-exports included: a renamed function would fail here, not in a user's code
+        assert getattr(fer_core, name) is not None, name
+    assert fer_core.predict_video is fer_core.video.predict_video
+    with pytest.raises(AttributeError, match="has no attribute 'predict_videos'"):
+        fer_core.predict_videos  # noqa: B018
