@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 import loaders
 import plots
 import widgets
 from fer_core.config import EMOTIONS
 from fer_core.tracking import MAX_GAP_S
-from fer_core.video import VideoError, VideoPrediction, sampling_interval, video_info
+from fer_core.video import VideoError, VideoPrediction, sampling_interval, smooth, video_info
 
 EVERY_CHOICES = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+SMOOTHING = (1, 3, 5, 9, 15)  # samples in the chart's moving mean (1: off)
 
 
 def timeline_csv(result: VideoPrediction) -> str:
@@ -31,18 +33,18 @@ def timeline_csv(result: VideoPrediction) -> str:
     return buf.getvalue()
 
 
-def face_picker(result: VideoPrediction, key: str) -> int | None:
-    """Where the video shows several people: a thumbnail of each (tracked across frames) and whose timeline to show;
-    None stands for the largest face of each frame."""
+def face_picker(result: VideoPrediction, key: str, thumbs: DeltaGenerator, picker: DeltaGenerator) -> int | None:
+    """Where the video shows several faces: a thumbnail of each (tracked across frames; in `thumbs`) and whose timeline
+    to show (in `picker`); None stands for the largest face of each frame."""
     counts = result.track_counts()
     firsts = {k: p.crop for f in reversed(result.frames) for p, k in zip(f.faces, f.tracks, strict=True)}
     shown = list(range(min(len(counts), 8)))
-    for col, k in zip(st.columns(len(shown) + 1, vertical_alignment="bottom")[:-1], shown, strict=True):
+    for col, k in zip(thumbs.columns(len(shown) + 1, vertical_alignment="bottom")[:-1], shown, strict=True):
         col.image(firsts[k], caption=f"face {k + 1}", width=72)
-    return st.selectbox("Timeline of", [None, *range(len(counts))], key=f"{key}-track",
-                        format_func=lambda k: "the largest face in each frame" if k is None else
-                        f"face {k + 1} (in {counts[k]} of {len(result.frames)} frames)",
-                        help="Faces are followed from frame to frame by where they are; face 1 is seen most")
+    return picker.selectbox("Timeline of", [None, *range(len(counts))], key=f"{key}-track",
+                            format_func=lambda k: "the largest face in each frame" if k is None else
+                            f"face {k + 1} (in {counts[k]} of {len(result.frames)} frames)",
+                            help="Faces are followed from frame to frame by where they are; face 1 is seen most")
 
 
 def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, detect: bool, tta: str, method: str,
@@ -75,7 +77,12 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
         st.warning("No face found in any sampled frame. Faces should be roughly frontal and not tiny; for a video of a "
                    "face filling the frame, turn off **Find faces**.")
         return
-    track = face_picker(result, key) if people > 1 else None
+    thumbs, controls = st.container(), st.columns(2)  # the thumbnails above both controls
+    track = face_picker(result, key, thumbs, controls[1]) if people > 1 else None
+    window = controls[0].select_slider(
+        "Smoothing", SMOOTHING, key=f"{key}-smooth", format_func=lambda w: "off" if w == 1 else
+        f"{w} samples ({w * result.every_s:g} s)", help="A moving mean over neighbouring samples, for the chart only: "
+        "single frames are noisy (a blink, motion blur); the frames up close and the downloads keep each frame's own numbers")
     chart = st.empty()  # drawn once the frame is chosen below, with a line at its time
     who = "" if people == 1 else " (the largest face)" if track is None else f" (face {track + 1})"
     st.markdown(f"Most often{who}: " + ", ".join(f"**{e}** {s:.0%}" for e, s in result.summary(track).items())
@@ -100,6 +107,7 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
         "Frame up close", list(at), format_func=lambda i: f"{at[i]:.2f} s", key=f"{key}-frame",
         help="Any sampled frame with a face, analysed and explained like a photo")
     times, probs = result.timeline(track)
+    probs = smooth(probs, window)
     chart.plotly_chart(plots.emotion_timeline(times, probs, mark=at[chosen]), key=f"{key}-timeline")
     widgets.photo_result(f"{stem}_frame{chosen}.png", loaders.video_frame(str(path), chosen), checkpoint, detect=detect,
                          tta=tta, method=method, target=target, alpha=alpha, key=f"{key}-at", compare=compare,

@@ -262,6 +262,18 @@ def predict_video(path: str | os.PathLike, model: LoadedModel | None = None, eve
     return VideoPrediction(info, step, frames, truncated)
 
 
+def smooth(probs: np.ndarray, window: int) -> np.ndarray:
+    """A timeline's probabilities (N, 7) averaged over a centred window of `window` samples (1: unchanged); rows of NaN
+    (no face) are left out of every mean and stay NaN, so a gap stays a gap and each row still sums to 1."""
+    if window < 1:
+        raise ValueError(f"window must be at least 1 sample, not {window}")
+    out, valid, half = np.full_like(probs, np.nan, dtype=np.float64), ~np.isnan(probs).any(axis=1), window // 2
+    for i in np.flatnonzero(valid):
+        lo, hi = max(0, i - half), min(len(probs), i + half + 1)
+        out[i] = probs[lo:hi][valid[lo:hi]].mean(axis=0)
+    return out
+
+
 def format_video(path: str, result: VideoPrediction) -> str:
     """Human-readable lines for one video: what was sampled, the most frequent emotions (per tracked face where there
     are several), then one line per frame."""

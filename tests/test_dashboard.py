@@ -652,6 +652,11 @@ def test_training_curves_plot_each_epochs_numbers_on_whole_epoch_ticks(monkeypat
     assert long.layout.xaxis.dtick is None  # plotly's own spacing for a long run
 
 
+def timeline_of(at: AppTest) -> list[dict]:
+    """The traces of the first chart on the page (a video's timeline)."""
+    return json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+
+
 def test_predict_a_video_timeline_frames_up_close_and_broken_videos(runs, tmp_path):
     from fer_core.checkpoint import load_model
     from fer_core.predict import predict_image
@@ -668,7 +673,7 @@ def test_predict_a_video_timeline_frames_up_close_and_broken_videos(runs, tmp_pa
     assert "Cannot use this video: cannot read this file as a video" in texts(at.error)
     assert "No face found in any sampled frame" in texts(at.warning)
     assert "3.0 s, 512 x 512 at 10 fps: 6 frames sampled, one every 0.5 s; a face in 4." in texts(at.caption)
-    timeline = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    timeline = timeline_of(at)
     assert [t["name"] for t in timeline] == list(EMOTIONS)
     times, probs = expected.timeline()
     for k, trace in enumerate(timeline):
@@ -685,6 +690,12 @@ def test_predict_a_video_timeline_frames_up_close_and_broken_videos(runs, tmp_pa
     (face,) = predict_image(read_frame(tmp_path / "clip.mp4", 20), load_model())
     assert f"face 1: {face.label} {face.confidence:.0%}" in captions(at)
     assert {b.label for b in at.get("download_button")} >= {"Timeline (CSV)", "Annotated image (PNG)"}
+    at.select_slider(key="video0-smooth").set_value(3).run()  # the chart only: a moving mean over 3 samples
+    from fer_core.video import smooth
+
+    smoothed = smooth(probs, 3)
+    assert [v for v in timeline_of(at)[3]["y"] if v is not None] == pytest.approx(
+        smoothed[~np.isnan(smoothed[:, 3]), 3].tolist(), abs=1e-5)
     at.toggle(key="video0-annotated").set_value(True).run()
     assert not at.exception and "Annotated video (WebM)" in [b.label for b in at.get("download_button")]
     at.select_slider(key="every").set_value(1.0).run()  # a coarser timeline: 0, 1 and 2 s
@@ -736,17 +747,16 @@ def test_predict_a_video_of_two_people_picks_whose_timeline(runs, tmp_path):
     at.file_uploader(key="uploads").set_value([("two.mp4", (tmp_path / "two.mp4").read_bytes(), "video/mp4")]).run()
     assert not at.exception and "; 2 faces, each followed from frame to frame" in texts(at.caption)
     assert captions(at)[:2] == ["face 1", "face 2"]  # a thumbnail of each person
-    timeline = lambda: json.loads(at.get("plotly_chart")[0].proto.spec)["data"]  # noqa: E731
     largest = expected.timeline()[1]
     assert np.abs(largest - expected.timeline(track=1)[1]).max() > 1e-3  # the two people's numbers differ
-    assert [v for v in timeline()[3]["y"]] == pytest.approx(largest[:, 3].tolist(), abs=1e-5)
+    assert [v for v in timeline_of(at)[3]["y"]] == pytest.approx(largest[:, 3].tolist(), abs=1e-5)
     at.selectbox(key="video0-track").set_value(1).run()  # face 2: the person on the right throughout
     assert not at.exception
     right = max(range(2), key=lambda j: expected.frames[-1].faces[j].box[0])
     assert expected.frames[-1].tracks[right] == 1 and expected.frames[-1].faces[0].box[0] > 320  # largest on the right
     at.select_slider(key="video0-frame").set_value(expected.frames[-1].index).run()
     assert [c.split(":")[0] for c in captions(at)[2:] if c] == ["face 2", "face 1"]  # the frame up close: tracks' names
-    assert [v for v in timeline()[3]["y"]] == pytest.approx(expected.timeline(track=1)[1][:, 3].tolist(), abs=1e-5)
+    assert [v for v in timeline_of(at)[3]["y"]] == pytest.approx(expected.timeline(track=1)[1][:, 3].tolist(), abs=1e-5)
     top, share = next(iter(expected.summary(1).items()))
     assert f"Most often (face 2): **{top}** {share:.0%}" in texts(at.markdown) and "frames with face 2" in texts(at.markdown)
 

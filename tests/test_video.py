@@ -14,7 +14,16 @@ import fer_core.video as video_mod
 from fer_core.checkpoint import load_model
 from fer_core.config import EMOTIONS
 from fer_core.predict import annotate, predict_image
-from fer_core.video import VideoError, annotate_video, format_video, predict_video, read_frame, sample_frames, video_info
+from fer_core.video import (
+    VideoError,
+    annotate_video,
+    format_video,
+    predict_video,
+    read_frame,
+    sample_frames,
+    smooth,
+    video_info,
+)
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +218,15 @@ def test_cli_csv_has_a_row_per_face_of_photos_and_videos_and_one_per_error(clip,
     assert rows[-1]["error"].startswith("cannot read this file as a video") and not rows[-2]["error"]
     r = run_main(predict_mod.main, "--csv", tmp_path / "missing" / "faces.csv", clip[0])
     assert r.returncode == 2 and "cannot write" in r.stderr and "No such file or directory" in r.stderr
+
+
+def test_smoothing_averages_neighbours_and_keeps_gaps():
+    probs = np.array([[1, 0], [0, 1], [np.nan, np.nan], [1, 0], [0.5, 0.5]])
+    assert np.array_equal(smooth(probs, 1), probs, equal_nan=True)
+    out = smooth(probs, 3)
+    assert np.isnan(out[2]).all() and np.allclose(np.nansum(out, axis=1)[[0, 1, 3, 4]], 1)
+    assert out[0] == pytest.approx([0.5, 0.5]) and out[1] == pytest.approx([0.5, 0.5])  # the gap is left out of the mean
+    assert out[3] == pytest.approx([0.75, 0.25]) and out[4] == pytest.approx([0.75, 0.25])
+    assert smooth(probs, 99)[0] == pytest.approx([0.625, 0.375])  # wider than the video: the mean of every face
+    with pytest.raises(ValueError, match="at least 1 sample"):
+        smooth(probs, 0)
