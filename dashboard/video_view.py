@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 import loaders
 import plots
 import widgets
-from fer_core.config import EMOTIONS
+from fer_core.predict import csv_rows
 from fer_core.tracking import MAX_GAP_S
 from fer_core.video import VideoError, VideoPrediction, sampling_interval, smooth, video_info
 
@@ -21,16 +19,10 @@ EVERY_CHOICES = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 SMOOTHING = (1, 3, 5, 9, 15)  # samples in the chart's moving mean (1: off)
 
 
-def timeline_csv(result: VideoPrediction) -> str:
-    """One row per face of each sampled frame (one row with no face where a frame has none): frame, time, face (its
-    track, from 1), label and probabilities."""
-    rows = [{"frame": f.index, "time_s": round(f.time_s, 3), "face": k + 1, "label": p.label, **p.probs}
-            for f in result.frames for p, k in zip(f.faces, f.tracks, strict=True)]
-    rows += [{"frame": f.index, "time_s": round(f.time_s, 3)} for f in result.frames if not f.faces]
-    table = pd.DataFrame(rows, columns=["frame", "time_s", "face", "label", *EMOTIONS]).sort_values(["frame", "face"])
-    buf = io.StringIO()
-    table.astype({"face": "Int64"}).to_csv(buf, index=False, float_format="%.4f")
-    return buf.getvalue()
+def timeline_csv(name: str, result: VideoPrediction) -> str:
+    """A row per face of each sampled frame (one row with no face where a frame has none): frame, time, face (its
+    track, from 1), box, label, confidence, probabilities; `fer-predict --csv`'s layout without the path and error."""
+    return widgets.faces_frame(csv_rows(name, result)).drop(columns=["path", "error"]).to_csv(index=False)
 
 
 def face_picker(result: VideoPrediction, key: str, thumbs: DeltaGenerator, picker: DeltaGenerator) -> int | None:
@@ -88,7 +80,7 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
     st.markdown(f"Most often{who}: " + ", ".join(f"**{e}** {s:.0%}" for e, s in result.summary(track).items())
                 + f" of the frames with {'a face' if track is None else f'face {track + 1}'}")
     stem, left, middle, right = Path(name).stem, *st.columns(3, vertical_alignment="center")
-    left.download_button("Timeline (CSV)", timeline_csv(result), f"{stem}.timeline.csv", "text/csv", key=f"{key}-csv",
+    left.download_button("Timeline (CSV)", timeline_csv(name, result), f"{stem}.timeline.csv", "text/csv", key=f"{key}-csv",
                          icon=":material/download:")
     summary = {"file": name, "checkpoint": str(checkpoint), "tta": tta, "detect": detect, **result.to_dict()}
     middle.download_button("Result (JSON)", json.dumps(summary, indent=2), f"{stem}.json", "application/json",

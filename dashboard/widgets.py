@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -327,28 +328,38 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta:
             st.caption(caveat)
 
 
+def faces_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """fer_core.predict.csv_rows() as a table with its CSV_COLUMNS (the CLI's --csv layout); whole numbers stay whole
+    where some rows have none (a photo without a face, an error)."""
+    from fer_core.predict import CSV_COLUMNS
+
+    table = pd.DataFrame(rows, columns=CSV_COLUMNS)
+    whole = {c: "Int64" for c in ("frame", "face", "x", "y", "w", "h")}
+    return table.astype({**whole, "label": object, "error": object}).fillna({"label": "", "error": ""})
+
+
 def photos_summary(photos: Sequence[tuple[str, bytes]], checkpoint: Path, *, detect: bool, tta: str) -> None:
     """Several photos at once: one table row per face (or per photo without one, or that cannot be read), the counts
-    per emotion, and the whole table as CSV; each photo's own view follows below it."""
+    per emotion, and the whole table as CSV (as `fer-predict --csv` writes it); each photo's own view follows below."""
     from fer_core.config import EMOTIONS
     from fer_core.faces import ImageError
+    from fer_core.predict import csv_rows
 
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for name, data in photos:
         try:
             faces, _ = loaders.analyse_photo(data, str(checkpoint), loaders.mtime(checkpoint), detect, tta)
         except ImageError as e:
-            rows.append({"file": name, "note": f"cannot use this file: {e}"})
+            rows += csv_rows(name, f"cannot use this file: {e}")
             continue
-        rows += [{"file": name, "face": j + 1, "emotion": f.label, "confidence": f.confidence,
-                  "box (x, y, w, h)": " ".join(map(str, f.box)), **f.probs} for j, f in enumerate(faces)]
-        rows += [] if faces else [{"file": name, "note": "no face found"}]
-    table = pd.DataFrame(rows, columns=["file", "face", "emotion", "confidence", "box (x, y, w, h)", *EMOTIONS, "note"])
-    table = table.astype({"face": "Int64"}).fillna({"note": ""})
-    found = table["emotion"].value_counts()
+        rows += csv_rows(name, faces)
+    table = faces_frame(rows).drop(columns=["frame", "time_s"])
+    found = table["label"][table["label"] != ""].value_counts()
     st.markdown(f"**{len(photos)} photos, {int(table['face'].notna().sum())} faces**: "
                 + (", ".join(f"{e} {found[e]}" for e in EMOTIONS if e in found) or "no face found"))
-    st.dataframe(table[["file", "face", "emotion", "confidence", "box (x, y, w, h)", "note"]], hide_index=True,
+    shown = table.assign(note=table["error"].mask((table["error"] == "") & table["face"].isna(), "no face found"))
+    shown = shown.rename(columns={"path": "file", "label": "emotion"})
+    st.dataframe(shown[["file", "face", "emotion", "confidence", "x", "y", "w", "h", "note"]], hide_index=True,
                  column_config={"confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
-    st.download_button("All faces (CSV)", table.to_csv(index=False, float_format="%.4f"), "faces.csv", "text/csv",
-                       key="photos-csv", icon=":material/download:")
+    st.download_button("All faces (CSV)", table.to_csv(index=False), "faces.csv", "text/csv", key="photos-csv",
+                       icon=":material/download:")
