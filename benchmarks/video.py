@@ -1,5 +1,6 @@
 """CPU speed of the video path: decoding alone, then decode + detect + classify (fer_core.video.predict_video), on a
-clip made from a real portrait moving over a real photo (no download), at a chosen size, length and frame rate.
+clip made from a real portrait moving over a real photo (fer_core.video.demo_clip, no download), at a chosen size,
+length and frame rate.
 
     python benchmarks/video.py [--checkpoint PATH] [--seconds 30] [--size 1280x720] [--fps 30] [--every 0.5 0.1]
                                [--threads 2]
@@ -17,30 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-from PIL import Image
-from skimage import data as skdata
-
 from fer_core.checkpoint import load_model
 from fer_core.config import set_threads
-from fer_core.video import annotate_video, predict_video, sample_frames, video_info
-
-
-def make_clip(path: Path, seconds: float, size: tuple[int, int], fps: float) -> None:
-    """The astronaut's head (a real face) gliding across a cup of coffee (a real scene), MPEG-4 encoded."""
-    w, h = size
-    scene = np.asarray(Image.fromarray(skdata.coffee()).resize((w, h)))[:, :, ::-1]
-    side = h // 2
-    head = np.asarray(Image.fromarray(skdata.astronaut()).crop((130, 20, 330, 220)).resize((side, side)))[:, :, ::-1]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    n = round(seconds * fps)
-    for i in range(n):
-        frame = scene.copy()
-        x = int((w - side) * (0.5 + 0.5 * np.sin(2 * np.pi * i / max(n, 1))))
-        frame[h // 4 : h // 4 + side, x : x + side] = head
-        writer.write(np.ascontiguousarray(frame))
-    writer.release()
+from fer_core.video import annotate_video, demo_clip, predict_video, sample_frames, video_info
 
 
 def main() -> None:
@@ -59,7 +39,7 @@ def main() -> None:
           f"torch threads {args.threads}")
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"
-        make_clip(clip, args.seconds, size, args.fps)  # type: ignore[arg-type]
+        demo_clip(clip, args.seconds, size, args.fps)  # type: ignore[arg-type]
         info = video_info(clip)
         print(f"clip: {info.duration_s:.1f} s, {info.width} x {info.height} at {info.fps:g} fps, "
               f"{clip.stat().st_size / 1e6:.1f} MB")

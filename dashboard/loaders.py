@@ -31,6 +31,18 @@ def example_photo() -> tuple[str, bytes] | None:
     return ("astronaut.png", path.read_bytes()) if path and path.is_file() else None
 
 
+@st.cache_data(show_spinner=False)
+def example_video() -> tuple[str, bytes] | None:
+    """A 4 s clip to try the video path on, made from scikit-image's bundled photos (fer_core.video.demo_clip); None
+    where scikit-image is not installed."""
+    if importlib.util.find_spec("skimage") is None:
+        return None
+    from fer_core.video import demo_clip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return "example.mp4", demo_clip(Path(tmp) / "example.mp4").read_bytes()
+
+
 def mtime(path: str | Path) -> float:
     """The cache key part that makes a rewritten file load again (0 when it is missing: the loader reports that)."""
     try:

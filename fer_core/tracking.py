@@ -34,8 +34,9 @@ def similarity(a: Box, b: Box) -> float:
 
 def assign_tracks(boxes: Sequence[Sequence[Box]], times: Sequence[float], max_gap_s: float = MAX_GAP_S) -> list[list[int]]:
     """A track id for every box of every frame (same shape as `boxes`): greedy matching of each frame's boxes to the
-    tracks seen within `max_gap_s`, best pairs first; ids are renumbered so 0 is the track in most frames (then the
-    earliest), 1 the next, and so on."""
+    tracks seen within `max_gap_s`, best pairs first (`similarity`); where a frame has one face and one track is live,
+    a face of similar size continues it however far it moved (a single person moving fast between samples); ids are
+    renumbered so 0 is the track in most frames (then the earliest), 1 the next, and so on."""
     if len(boxes) != len(times):
         raise ValueError(f"{len(boxes)} frames of boxes but {len(times)} times")
     last: dict[int, tuple[Box, float]] = {}  # track -> its latest box and when
@@ -47,6 +48,10 @@ def assign_tracks(boxes: Sequence[Sequence[Box]], times: Sequence[float], max_ga
         for score, j, k in pairs:
             if score > 0 and j not in match and k not in match.values():
                 match[j] = k
+        if len(frame) == 1 and len(live) == 1 and not match:  # one face then, one now: the same, however far it moved
+            (k, (box, _)), = live.items()
+            if 0.5 <= frame[0][2] / max(box[2], 1) <= 2.0:
+                match[0] = k
         ids = []
         for j, box in enumerate(frame):
             k = match[j] if j in match else len(last)  # unmatched: a new track

@@ -361,3 +361,25 @@ def annotate_video(path: str | os.PathLike, result: VideoPrediction, out: str | 
         raise VideoError(f"{path}: no frame could be decoded (an empty or damaged video)")
     part.replace(out)
     return out
+
+
+def demo_clip(path: str | os.PathLike, seconds: float = 4.0, size: tuple[int, int] = (640, 360), fps: float = 10.0) -> Path:
+    """A clip to try the video path on, made from scikit-image's bundled photos (no download): the astronaut's head
+    (Eileen Collins, NASA; a real face) gliding to and fro across a cup of coffee (a real scene), as .mp4."""
+    import cv2
+    from skimage import data as skdata
+
+    w, h = size
+    scene = np.asarray(Image.fromarray(skdata.coffee()).resize((w, h)))[:, :, ::-1]
+    side = h // 2
+    head = np.asarray(Image.fromarray(skdata.astronaut()).crop((130, 20, 330, 220)).resize((side, side)))[:, :, ::-1]
+    out = Path(path)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*CODECS[".mp4"]), fps, (w, h))
+    n = max(1, round(seconds * fps))
+    for i in range(n):
+        frame = scene.copy()
+        x = int((w - side) * (0.5 + 0.5 * np.sin(2 * np.pi * i / n)))
+        frame[h // 4 : h // 4 + side, x : x + side] = head
+        writer.write(np.ascontiguousarray(frame))
+    writer.release()
+    return out

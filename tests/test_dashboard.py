@@ -323,7 +323,7 @@ def test_predict_compares_a_second_model_on_the_same_faces(runs, tmp_path):
 
 def test_predict_example_photo_needs_no_upload(runs):
     at = open_page("views/predict.py")
-    assert "Example photo" in texts(at.info)
+    assert "turn on an example" in texts(at.info)
     at.toggle(key="use-example").set_value(True).run()
     assert not at.exception and "**astronaut.png**" in texts(at.markdown)
     assert [c.rsplit(" ", 1)[0] for c in captions(at) if c.startswith("face ")] == ["face 1: happy"], captions(at)  # she smiles
@@ -782,3 +782,18 @@ def test_predict_several_photos_at_a_glance(runs):
     assert "All faces (CSV)" in [b.label for b in at.get("download_button")]
     at.file_uploader(key="uploads").set_value([("astronaut.png", astronaut_png(), "image/png")]).run()
     assert not at.exception and not at.dataframe  # one photo: no summary table
+
+
+def test_predict_example_video_needs_no_upload(runs, dash):
+    from fer_core.video import video_info
+
+    loaders, _ = dash
+    at = open_page("views/predict.py")
+    at.toggle(key="use-example-video").set_value(True).run()
+    assert not at.exception and "**example.mp4**" in texts(at.markdown)
+    assert "4.0 s, 640 x 360 at 10 fps: 8 frames sampled, one every 0.5 s; a face in 8." in texts(at.caption)
+    name, data = loaders.example_video()
+    path = loaders.video_file(data, name)
+    assert video_info(path).frame_count == 40 and at.select_slider(key="every").value == 0.5
+    at.toggle(key="use-example-video").set_value(False).run()
+    assert "**example.mp4**" not in texts(at.markdown)

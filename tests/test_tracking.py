@@ -30,11 +30,13 @@ def test_tracks_follow_positions_when_the_largest_face_changes():
     assert {by_box[b] for b in left} == {0} and {by_box[b] for b in right} == {1}
 
 
-def test_a_face_that_jumps_a_little_keeps_its_track_and_a_long_gap_starts_a_new_one():
-    frames = [[(0, 0, 50, 50)], [(60, 0, 50, 50)], [], [], [(65, 0, 50, 50)], [(400, 300, 50, 50)]]
-    ids = assign_tracks(frames, [0, 0.5, 1, 1.5, 2, 2.5], max_gap_s=2.0)
-    assert ids == [[0], [0], [], [], [0], [1]]  # no overlap but near: the same face; far away: someone else
-    assert assign_tracks(frames, [0, 0.5, 1, 1.5, 5, 5.5])[4] == [1]  # seen again after 4.5 s: a new track
+def test_a_face_that_jumps_keeps_its_track_and_a_long_gap_starts_a_new_one():
+    frames = [[(0, 0, 50, 50)], [(60, 0, 50, 50)], [], [], [(65, 0, 50, 50)], [(400, 300, 50, 50)], [(0, 0, 200, 200)]]
+    ids = assign_tracks(frames, [0, 0.5, 1, 1.5, 2, 2.5, 3], max_gap_s=2.0)
+    assert ids == [[0], [0], [], [], [0], [0], [1]]  # near, or far but alone: the same face; 4x the size: someone else
+    assert assign_tracks(frames, [0, 0.5, 1, 1.5, 5, 5.5, 6])[4] == [1]  # seen again after 4.5 s: a new track
+    two = [[(0, 0, 50, 50), (300, 0, 50, 50)], [(0, 0, 50, 50), (600, 300, 50, 50)]]
+    assert assign_tracks(two, [0, 0.5]) == [[0, 1], [0, 2]]  # with company, a far jump is not assumed to be the same
 
 
 def test_ids_rank_tracks_by_frames_seen():
