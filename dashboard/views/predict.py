@@ -26,7 +26,7 @@ from fer_core.video import DEFAULT_EVERY_S, VIDEO_SUFFIXES, is_video  # noqa: E4
 
 files = st.file_uploader("Photos or videos (several at once)", accept_multiple_files=True, key="uploads",
                          type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff", *(v[1:] for v in VIDEO_SUFFIXES)])
-toggles = st.columns([1, 1, 1, 3])
+toggles = st.columns([1, 1.1, 1.1, 1.6])
 others = [str(p) for p in loaders.find_checkpoints(s.runs_root) if p != s.checkpoint]
 compare = toggles[3].selectbox("Compare with", [None, *others], key="compare",
                                format_func=lambda p: "(no second model)" if p is None else widgets.checkpoint_label(p),
