@@ -94,14 +94,13 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
         player.download_button("Annotated video (WebM)", webm, f"{stem}.annotated.webm", "video/webm", key=f"{key}-webm",
                                icon=":material/movie:")
     frames = {f.index: f for f in result.frames if f.face(track) is not None}
-    at = {i: f.time_s for i, f in frames.items()}
-    chosen = next(iter(at)) if len(at) == 1 else st.select_slider(
-        "Frame up close", list(at), format_func=lambda i: f"{at[i]:.2f} s", key=f"{key}-frame",
+    chosen = next(iter(frames)) if len(frames) == 1 else st.select_slider(
+        "Frame up close", list(frames), format_func=lambda i: f"{frames[i].time_s:.2f} s", key=f"{key}-frame",
         help="Any sampled frame with a face, analysed and explained like a photo")
     times, probs = result.timeline(track)
     probs = smooth(probs, window)
-    chart.plotly_chart(plots.emotion_timeline(times, probs, mark=at[chosen]), key=f"{key}-timeline")
+    chart.plotly_chart(plots.emotion_timeline(times, probs, mark=frames[chosen].time_s), key=f"{key}-timeline")
     widgets.photo_result(f"{stem}_frame{chosen}.png", loaders.video_frame(str(path), chosen), checkpoint, detect=detect,
                          tta=tta, method=method, target=target, alpha=alpha, key=f"{key}-at", compare=compare,
-                         title=f"{name} at {at[chosen]:.2f} s (frame {chosen})",
+                         title=f"{name} at {frames[chosen].time_s:.2f} s (frame {chosen})",
                          face_names=[f"face {k + 1}" for k in frames[chosen].tracks])  # the same detection: same order

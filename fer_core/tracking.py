@@ -18,6 +18,11 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def similar_size(a: Box, b: Box) -> bool:
+    """Whether two boxes could be one face at two moments: widths at most 2x apart."""
+    return 0.5 <= b[2] / max(a[2], 1) <= 2.0
+
+
 def similarity(a: Box, b: Box) -> float:
     """How likely box b is box a a moment later: their IoU where they overlap; otherwise, for boxes of similar size
     (at most 2x apart in width), a score below any overlap that falls as the centres move apart, 0 beyond a box
@@ -25,7 +30,7 @@ def similarity(a: Box, b: Box) -> float:
     overlap = iou(a, b)
     if overlap > 0:
         return 1.0 + overlap
-    if not 0.5 <= b[2] / max(a[2], 1) <= 2.0:
+    if not similar_size(a, b):
         return 0.0
     dx, dy = (a[0] + a[2] / 2) - (b[0] + b[2] / 2), (a[1] + a[3] / 2) - (b[1] + b[3] / 2)
     reach = 1.5 * max(a[2], b[2])
@@ -50,7 +55,7 @@ def assign_tracks(boxes: Sequence[Sequence[Box]], times: Sequence[float], max_ga
                 match[j] = k
         if len(frame) == 1 and len(live) == 1 and not match:  # one face then, one now: the same, however far it moved
             (k, (box, _)), = live.items()
-            if 0.5 <= frame[0][2] / max(box[2], 1) <= 2.0:
+            if similar_size(box, frame[0]):
                 match[0] = k
         ids = []
         for j, box in enumerate(frame):

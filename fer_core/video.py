@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ class FrameFaces:
     index: int  # frame number in the video, from 0
     time_s: float
     faces: list[FacePrediction]
-    tracks: list[int] = field(default_factory=list)  # per face: 0 is the face seen in most frames (fer_core.tracking)
+    tracks: list[int]  # per face: 0 is the face seen in most frames (fer_core.tracking)
 
     def face(self, track: int | None = None) -> FacePrediction | None:
         """The largest face (track None) or that track's face; None where there is none."""
@@ -151,55 +151,55 @@ def sampling_interval(info: VideoInfo, every_s: float = DEFAULT_EVERY_S, max_sam
     return max(every_s, d / max_samples) if d else every_s
 
 
+def _rgb(bgr: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))  # OpenCV decodes to BGR
+
+
 def sample_frames(path: str | os.PathLike, every_s: float = DEFAULT_EVERY_S,
                   max_samples: int = MAX_SAMPLES) -> Iterator[tuple[int, float, Image.Image]]:
     """(frame index, time in s, RGB image) of the first frame at most half a frame before each multiple of the interval."""
-    import cv2
-
     cap, info = _open(path)
-    step, n, index, next_t = sampling_interval(info, every_s, max_samples), 0, -1, 0.0
-    half_frame = 0.5 / info.fps if info.fps else 0.0
-    if step >= SEEK_GAP_S and info.fps and info.frame_count:  # sparse samples of a long video: seek, do not decode all
-        yield from _seek_frames(path, cap, info, step, max_samples)
-        return
+    step, n = sampling_interval(info, every_s, max_samples), 0
+    sparse = step >= SEEK_GAP_S and info.fps and info.frame_count  # sparse samples of a long video: seek, do not decode all
     try:
-        while n < max_samples and cap.grab():
-            index += 1
-            ms = cap.get(cv2.CAP_PROP_POS_MSEC)  # the timestamp of the frame just grabbed (variable frame rates too)
-            t = ms / 1000 if math.isfinite(ms) and (ms > 0 or index == 0) else (index / info.fps if info.fps else 0.0)
-            if t + half_frame < next_t:
-                continue
-            ok, bgr = cap.retrieve()
-            if not ok or bgr is None:
-                break
-            yield index, t, Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
+        for sample in (_seek_frames if sparse else _decode_frames)(cap, info, step, max_samples):
+            yield sample
             n += 1
-            next_t = (math.floor((t + half_frame) / step) + 1) * step
     finally:
         cap.release()
     if n == 0:
         raise VideoError(f"{path}: no frame could be decoded (an empty or damaged video)")
 
 
-def _seek_frames(path: str | os.PathLike, cap: Any, info: VideoInfo, step: float,
-                 max_samples: int) -> Iterator[tuple[int, float, Image.Image]]:
+def _decode_frames(cap: Any, info: VideoInfo, step: float, max_samples: int) -> Iterator[tuple[int, float, Image.Image]]:
     import cv2
 
-    n = 0
-    try:
-        for index in dict.fromkeys(round(k * step * info.fps) for k in range(max_samples)):  # in order, no repeats
-            if index >= info.frame_count:
-                break
-            cap.set(cv2.CAP_PROP_POS_FRAMES, index)  # FFmpeg seeks to the keyframe before and decodes up to the frame
-            ok, bgr = cap.read()
-            if not ok or bgr is None:
-                break
-            yield index, index / info.fps, Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
-            n += 1
-    finally:
-        cap.release()
-    if n == 0:
-        raise VideoError(f"{path}: no frame could be decoded (an empty or damaged video)")
+    n, index, next_t, half_frame = 0, -1, 0.0, 0.5 / info.fps if info.fps else 0.0
+    while n < max_samples and cap.grab():
+        index += 1
+        ms = cap.get(cv2.CAP_PROP_POS_MSEC)  # the timestamp of the frame just grabbed (variable frame rates too)
+        t = ms / 1000 if math.isfinite(ms) and (ms > 0 or index == 0) else (index / info.fps if info.fps else 0.0)
+        if t + half_frame < next_t:
+            continue
+        ok, bgr = cap.retrieve()
+        if not ok or bgr is None:
+            return
+        yield index, t, _rgb(bgr)
+        n += 1
+        next_t = (math.floor((t + half_frame) / step) + 1) * step
+
+
+def _seek_frames(cap: Any, info: VideoInfo, step: float, max_samples: int) -> Iterator[tuple[int, float, Image.Image]]:
+    import cv2
+
+    for index in dict.fromkeys(round(k * step * info.fps) for k in range(max_samples)):  # in order, no repeats
+        if index >= info.frame_count:
+            return
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)  # FFmpeg seeks to the keyframe before and decodes up to the frame
+        ok, bgr = cap.read()
+        if not ok or bgr is None:
+            return
+        yield index, index / info.fps, _rgb(bgr)
 
 
 def read_frame(path: str | os.PathLike, index: int) -> Image.Image:
@@ -216,7 +216,7 @@ def read_frame(path: str | os.PathLike, index: int) -> Image.Image:
         cap.release()
     if not ok or bgr is None:
         raise VideoError(f"{path}: frame {index} could not be decoded")
-    return Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
+    return _rgb(bgr)
 
 
 def predict_video(path: str | os.PathLike, model: LoadedModel | None = None, every_s: float = DEFAULT_EVERY_S,
@@ -231,7 +231,7 @@ def predict_video(path: str | os.PathLike, model: LoadedModel | None = None, eve
     model = model if model is not None else default_model()
     info = video_info(path)
     step, detector = sampling_interval(info, every_s, max_samples), get_detector() if detect else None
-    frames: list[FrameFaces] = []
+    found: list[tuple[int, float, list[FacePrediction]]] = []  # (frame index, time, faces) per sampled frame
     batch: list[tuple[int, float, list[Any], np.ndarray]] = []
 
     def flush() -> None:
@@ -239,12 +239,11 @@ def predict_video(path: str | os.PathLike, model: LoadedModel | None = None, eve
         probs = predict_crops(np.concatenate(crops), model, tta) if crops else np.zeros((0, len(EMOTIONS)))
         offset = 0
         for index, t, boxes, c in batch:
-            frames.append(FrameFaces(index, t, _to_predictions(boxes, c, probs[offset : offset + len(boxes)],
-                                                               crop_margin(detect))))
+            found.append((index, t, _to_predictions(boxes, c, probs[offset : offset + len(boxes)], crop_margin(detect))))
             offset += len(boxes)
         batch.clear()
         if progress is not None and info.duration_s:
-            progress(min(1.0, (frames[-1].time_s + step) / info.duration_s))
+            progress(min(1.0, (found[-1][1] + step) / info.duration_s))
 
     for index, t, image in sample_frames(path, step, max_samples):
         boxes, crops = face_crops(image, detect, detector)
@@ -255,11 +254,9 @@ def predict_video(path: str | os.PathLike, model: LoadedModel | None = None, eve
         flush()
     if progress is not None:
         progress(1.0)
-    tracks = assign_tracks([[f.box for f in fr.faces] for fr in frames], [fr.time_s for fr in frames])
-    for fr, ids in zip(frames, tracks, strict=True):
-        fr.tracks = ids
-    truncated = len(frames) >= max_samples and info.duration_s is None
-    return VideoPrediction(info, step, frames, truncated)
+    tracks = assign_tracks([[f.box for f in faces] for _, _, faces in found], [t for _, t, _ in found])
+    frames = [FrameFaces(index, t, faces, ids) for (index, t, faces), ids in zip(found, tracks, strict=True)]
+    return VideoPrediction(info, step, frames, truncated=len(frames) >= max_samples and info.duration_s is None)
 
 
 def smooth(probs: np.ndarray, window: int) -> np.ndarray:

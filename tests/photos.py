@@ -10,6 +10,8 @@ import numpy as np
 from PIL import Image
 from skimage import data as skdata
 
+from fer_core.tracking import iou  # noqa: F401 - the tests' box overlap is the library's (checked by hand in test_tracking)
+
 # Where the frontal-face cascade finds the astronaut's face in the 512 x 512 original (checked by eye: brows to chin).
 ASTRONAUT_FACE = (177, 66, 95, 95)
 HEAD = (150, 30, 300, 200)  # the astronaut's head with hair and some background, as (left, top, right, bottom)
@@ -51,14 +53,6 @@ def png_header(width: int, height: int) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
-def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def scaled(box: tuple[int, int, int, int], factor: float) -> tuple[int, int, int, int]:
