@@ -21,6 +21,7 @@ from fer_core.data import DataError, FERData, find_ferplus, load_dataset, load_f
 
 if TYPE_CHECKING:
     from fer_core.video import VideoPrediction
+    from fer_core.video_job import VideoJobStatus
 
 
 def example_photo() -> tuple[str, bytes] | None:
@@ -271,8 +272,9 @@ def face_probs(crop: np.ndarray, checkpoint: str, stamp: float, tta: str) -> dic
 
 
 # ---------------------------------------------------------------------------------------------- videos
-VIDEO_DIR = Path(tempfile.gettempdir()) / "fer_dashboard_videos"
+VIDEO_DIR = Path(tempfile.gettempdir()) / "fer_dashboard_videos"  # uploads, and their analyses in jobs/
 KEEP_VIDEOS = 8  # uploaded videos kept on disk (OpenCV reads files, not bytes); older ones are deleted
+KEEP_JOBS = 16  # analyses of long videos kept (a folder each); the oldest that is not running goes
 
 
 def video_file(data: bytes, name: str) -> Path:
@@ -283,9 +285,35 @@ def video_file(data: bytes, name: str) -> Path:
         part = path.with_name(f"{path.name}.{os.getpid()}.part")
         part.write_bytes(data)
         part.replace(path)  # another session never sees half a file
-        for old in sorted(VIDEO_DIR.iterdir(), key=mtime, reverse=True)[KEEP_VIDEOS:]:
+        for old in sorted((p for p in VIDEO_DIR.iterdir() if p.is_file()), key=mtime, reverse=True)[KEEP_VIDEOS:]:
             old.unlink(missing_ok=True)
     return path
+
+
+def video_job(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, every_s: float,
+              again: bool = False) -> tuple[Path, VideoJobStatus]:
+    """The analysis of a saved video (whose name is its content) with these settings as a subprocess job, started
+    where there is none: its folder and status. A job that did not finish is started over only when `again`."""
+    import shutil
+
+    from fer_core.video_job import read_video_job, start_video_job
+
+    key = json.dumps([Path(path).name, checkpoint, stamp, detect, tta, every_s])
+    folder = VIDEO_DIR / "jobs" / hashlib.sha1(key.encode()).hexdigest()[:24]
+    status = start_video_job(path, folder, checkpoint, every_s, detect, tta, again=again)
+    others = sorted((p for p in folder.parent.iterdir() if p.is_dir() and p != folder), key=mtime, reverse=True)
+    for old in others[KEEP_JOBS - 1:]:
+        if not read_video_job(old).active:
+            shutil.rmtree(old, ignore_errors=True)
+    return folder, status
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def video_job_result(folder: str, stamp: float) -> VideoPrediction:
+    """A finished job's analysis (raises VideoError where its files are damaged); `stamp` is its result's mtime."""
+    from fer_core.video_job import load_result
+
+    return load_result(folder)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -300,13 +328,14 @@ ANNOTATED_SIDE, ANNOTATED_FPS = 640, 15  # the annotated preview: VP8 encodes ~6
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def annotated_video(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, every_s: float) -> bytes:
-    """The video with its faces boxed and labelled, as WebM (VP8, which browsers play), at most 640 px and 15 fps."""
+def annotated_video(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, every_s: float,
+                    _result: VideoPrediction) -> bytes:
+    """The video with its faces boxed and labelled, as WebM (VP8, which browsers play), at most 640 px and 15 fps;
+    `_result` is its analysis with the settings before it (which alone make the cache key)."""
     from fer_core.video import annotate_video
 
-    result = analyse_video(path, checkpoint, stamp, detect, tta, every_s)
     with tempfile.TemporaryDirectory() as tmp:
-        return annotate_video(path, result, Path(tmp) / "annotated.webm", ANNOTATED_SIDE, ANNOTATED_FPS).read_bytes()
+        return annotate_video(path, _result, Path(tmp) / "annotated.webm", ANNOTATED_SIDE, ANNOTATED_FPS).read_bytes()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

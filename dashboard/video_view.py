@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -14,8 +15,10 @@ import widgets
 from fer_core.predict import csv_rows
 from fer_core.tracking import MAX_GAP_S
 from fer_core.video import VideoError, VideoPrediction, sampling_interval, smooth, video_info
+from fer_core.video_job import RESULT, cancel_video_job, read_video_job
 
 EVERY_CHOICES = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+INLINE_SAMPLES = 60  # up to this many sampled frames (a few seconds) are analysed in the page run; more, in a job
 SMOOTHING = (1, 3, 5, 9, 15)  # samples in the chart's moving mean (1: off)
 
 
@@ -39,6 +42,41 @@ def face_picker(result: VideoPrediction, key: str, thumbs: DeltaGenerator, picke
                             help="Faces are followed from frame to frame by where they are; face 1 is seen most")
 
 
+def analysis_job(path: str, settings: tuple[str, float, bool, str], step: float, samples: int | None,
+                 key: str) -> VideoPrediction | None:
+    """A long video's analysis, run as a subprocess job so that the page stays usable meanwhile: its result once it has
+    finished (raises VideoError for an unusable video); until then a live progress bar with a Stop button, or why it
+    stopped with a button to start over (None)."""
+    folder, status = loaders.video_job(path, *settings, step)
+    if status.state == "finished":
+        return loaders.video_job_result(str(folder), loaders.mtime(folder / RESULT))
+    if status.state == "failed":
+        raise VideoError(status.message)
+    if status.active:
+        job_progress(folder, f"{samples} frames" if samples else "the frames", key)
+        return None
+    st.warning(f"The analysis of this video did not finish: {status.message}")
+    if st.button("Analyse it again", key=f"{key}-again", icon=":material/replay:"):
+        loaders.video_job(path, *settings, step, again=True)
+        st.rerun()
+    return None
+
+
+@st.fragment(run_every=0.5)
+def job_progress(folder: Path, frames: str, key: str) -> None:
+    """The running job's progress, redrawn twice a second on its own; the whole page runs again once it has ended."""
+    status = read_video_job(folder)
+    if not status.active:
+        st.rerun()
+    done = "starting" if status.state == "starting" else f"{status.done:.0%}"
+    took = f", {time.time() - status.started:.0f} s" if status.started else ""
+    left, right = st.columns([5, 1], vertical_alignment="bottom")
+    left.progress(status.done, text=f"Finding faces in {frames} ({done}{took}); the page stays usable meanwhile")
+    if right.button("Stop", key=f"{key}-stop", icon=":material/stop:"):
+        cancel_video_job(folder)
+        st.rerun()
+
+
 def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, detect: bool, tta: str, method: str,
                  target: int | None, alpha: float, key: str, compare: Path | None = None) -> None:
     """Analyse a video (cached per content and settings), chart the timeline, and show one chosen sampled frame as a
@@ -49,12 +87,18 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
     except OSError as e:
         st.error(f"Cannot store this video for reading (in {loaders.VIDEO_DIR}): {e.strerror or e}")
         return
+    settings = (str(checkpoint), loaders.mtime(checkpoint), detect, tta)
     try:
         info = video_info(path)
         step = sampling_interval(info, every_s)
-        n = f"{info.duration_s / step:.0f} " if info.duration_s else ""
-        with st.spinner(f"Finding faces in {n}frames of {name}...", show_time=True):
-            result = loaders.analyse_video(str(path), str(checkpoint), loaders.mtime(checkpoint), detect, tta, step)
+        samples = round(info.duration_s / step) if info.duration_s else None
+        if samples is not None and samples <= INLINE_SAMPLES:
+            with st.spinner(f"Finding faces in {samples} frames of {name}...", show_time=True):
+                result = loaders.analyse_video(str(path), *settings, step)
+        elif (found := analysis_job(str(path), settings, step, samples, key)) is None:
+            return
+        else:
+            result = found
     except VideoError as e:
         st.error(f"Cannot use this video: {str(e).removeprefix(f'{path}: ')}")
         return
@@ -88,7 +132,7 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
     if right.toggle("Annotated video", key=f"{key}-annotated", help="The video with each sampled frame's boxes and "
                     "labels, held until the next sample (WebM, at most 640 px and 15 frames/s)"):
         with st.spinner("Drawing the faces on every frame...", show_time=True):
-            webm = loaders.annotated_video(str(path), str(checkpoint), loaders.mtime(checkpoint), detect, tta, step)
+            webm = loaders.annotated_video(str(path), *settings, step, result)
         player = st.columns([3, 2])[0]  # as wide as the frame up close below
         player.video(webm, format="video/webm")
         player.download_button("Annotated video (WebM)", webm, f"{stem}.annotated.webm", "video/webm", key=f"{key}-webm",

@@ -187,7 +187,8 @@ def _command(args: list[str]) -> list[str]:
     return [sys.executable, "-m", *args]
 
 
-def _launch(run_dir: Path, args: list[str], log_name: str = LOG_FILE) -> subprocess.Popen[bytes]:
+def launch(run_dir: Path, args: list[str], log_name: str = LOG_FILE) -> subprocess.Popen[bytes]:
+    """`python -m ARGS` in its own session (it outlives the dashboard), output appended to run_dir/log_name."""
     command = _command(args)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # epoch lines reach the log as they happen
     with open(run_dir / log_name, "ab") as log:  # the child keeps its own descriptor; ours closes here
@@ -209,7 +210,7 @@ def _start(root: Path, run_dir: Path, flags: list[str], resume: bool) -> Job:
             if other is not None:
                 raise JobRunningError(str(other.path), other.pid or 0)
             args = ["fer_core.train", "--run", str(run_dir), *flags, *(["--resume"] if resume else []), "--quiet"]
-            proc = _launch(run_dir, args)
+            proc = launch(run_dir, args)
         except BaseException:
             (root / LOCK_NAME).unlink(missing_ok=True)
             raise
@@ -271,7 +272,7 @@ def start_evaluation(checkpoint: str | os.PathLike[str], data: str | os.PathLike
     args = ["fer_core.evaluate", "--checkpoint", str(Path(checkpoint).resolve()), "--data", str(Path(data).resolve()),
             "--split", split, "--tta", tta, "--labels", labels, "--precision", precision, "--out", str(out)]
     log = out.name.removesuffix(".json") + ".log"
-    proc = _launch(out.parent, args, log_name=log)
+    proc = launch(out.parent, args, log_name=log)
     return Job(run_dir=out.parent, pid=proc.pid, command=_command(args), log=out.parent / log)
 
 

@@ -57,8 +57,9 @@ def server(reports: dict) -> Iterator[str]:
         pytest.skip("chromium is not installed (apt-get update && apt-get install -y chromium)")
     runs = reports["runs"]
     port = free_port()
+    (runs.parent / "tmp").mkdir(exist_ok=True)  # uploaded videos and their analyses: none left from an earlier run
     env = {**os.environ, "FER_DATA": str(SAMPLE_DATA), "FER_RUNS": str(runs), "FER_CACHE": str(runs.parent / "cache"),
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", "TMPDIR": str(runs.parent / "tmp")}
     cmd = [sys.executable, "-m", "streamlit", "run", "dashboard/Home.py", "--server.headless", "true", "--server.port", str(port),
            "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
     log_path = runs.parent / "streamlit.log"
@@ -292,3 +293,20 @@ def test_predict_a_video_timeline_and_its_csv(page, server: str, tmp_path: Path)
     assert rows[0].startswith("frame,time_s,face,x,y,w,h,label,confidence,angry,") and len(rows) == 7
     assert [r.split(",")[2] for r in rows[1:]] == ["1", "1", "", "", "1", "1"]  # one face, or none, per sampled frame
     screenshot(page, "predict-video")
+
+
+def test_predict_a_long_video_in_the_background(page, server: str, tmp_path: Path) -> None:
+    from photos import astronaut, write_video
+
+    write_video(tmp_path / "long.mp4", [astronaut().resize((256, 256))] * 80, fps=2)  # 40 s: 80 samples, a job
+    visit(page, f"{server}/predict", "Predict")
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        [{"name": "long.mp4", "mimeType": "video/mp4", "buffer": (tmp_path / "long.mp4").read_bytes()}])
+    expect(page.get_by_text("Finding faces in 80 frames (", exact=False)).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    screenshot(page, "predict-video-job")
+    # Nothing clicked: the progress bar polls the job and the page runs again by itself once it is done.
+    expect(page.get_by_text("80 frames sampled, one every 0.5 s; a face in 80", exact=False)).to_be_visible(timeout=90_000)
+    expect(page.get_by_text("long.mp4 at 0.00 s (frame 0)")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Finding faces in 80 frames (", exact=False)).to_have_count(0)
+    idle(page)

@@ -718,7 +718,8 @@ def test_video_timeline_csv_and_uploads_kept_on_disk(runs, dash, tmp_path, monke
     assert rows[0]["label"] == result.frames[0].faces[0].label and rows[1]["label"] == rows[1]["happy"] == ""
     assert float(rows[2]["happy"]) == pytest.approx(result.frames[2].faces[0].probs["happy"], abs=1e-4)
     webm = tmp_path / "annotated.webm"  # the preview the page plays: VP8, 15 frames/s of the 10, i.e. all 30 frames
-    webm.write_bytes(loaders.annotated_video(str(tmp_path / "clip.mp4"), str(DEFAULT_CHECKPOINT), 0.0, True, "none", 1.0))
+    webm.write_bytes(loaders.annotated_video(str(tmp_path / "clip.mp4"), str(DEFAULT_CHECKPOINT), 0.0, True, "none", 1.0,
+                                             result))
     assert video_info(webm) == video_info(tmp_path / "clip.mp4")
     (tmp_path / "a file").write_text("in the way\n")
     monkeypatch.setattr(loaders, "VIDEO_DIR", tmp_path / "a file" / "uploads")  # cannot be made: an error, no traceback
@@ -735,6 +736,53 @@ def test_video_timeline_csv_and_uploads_kept_on_disk(runs, dash, tmp_path, monke
     assert first.exists() and second.suffix == ".avi"
     third = loaders.video_file(data + b"3", "v.avi")  # one too many: the oldest goes
     assert sorted((tmp_path / "uploads").iterdir()) == sorted([second, third]) and not first.exists()
+
+
+def test_a_longer_video_is_analysed_in_a_job_with_live_progress(runs, dash, tmp_path, monkeypatch):
+    import video_view
+
+    from fer_core.checkpoint import load_model
+    from fer_core.video import predict_video
+    from fer_core.video_job import cancel_video_job, wait_video_job
+
+    loaders, _ = dash
+    monkeypatch.setattr(loaders, "VIDEO_DIR", tmp_path / "uploads")
+    monkeypatch.setattr(loaders, "KEEP_JOBS", 2)
+    monkeypatch.setattr(video_view, "INLINE_SAMPLES", 3)  # the 3 s clip's 6 samples count as long here
+    stale = [tmp_path / "uploads" / "jobs" / name for name in ("old", "older")]
+    for age, folder in enumerate(stale, start=1):
+        folder.mkdir(parents=True)
+        os.utime(folder, (1e9 - age, 1e9 - age))
+    face_clip(tmp_path / "clip.mp4")
+    at = open_page("views/predict.py")
+    at.file_uploader(key="uploads").set_value([("clip.mp4", (tmp_path / "clip.mp4").read_bytes(), "video/mp4")]).run()
+    assert not at.exception and not at.caption and "video0-frame" not in [s.key for s in at.select_slider]
+    (bar,) = at.get("progress")
+    assert bar.proto.text.startswith("Finding faces in 6 frames (") and "the page stays usable" in bar.proto.text
+    assert "Stop" in [b.label for b in at.button]
+    jobs = sorted((tmp_path / "uploads" / "jobs").iterdir())
+    assert len(jobs) == 2 and stale[0] in jobs and not stale[1].exists()  # the oldest other analysis went
+    job = next(j for j in jobs if j not in stale)
+    assert wait_video_job(job, timeout=120).state == "finished"
+    at.run()  # the page runs again (the progress bar does that by itself in a browser)
+    assert not at.exception and not at.get("progress")
+    assert "3.0 s, 512 x 512 at 10 fps: 6 frames sampled, one every 0.5 s; a face in 4." in texts(at.caption)
+    times, probs = predict_video(tmp_path / "clip.mp4", load_model()).timeline()
+    assert timeline_of(at)[3]["x"] == pytest.approx(times.tolist())
+    assert [v for v in timeline_of(at)[3]["y"] if v is not None] == pytest.approx(
+        probs[~np.isnan(probs[:, 3]), 3].tolist(), abs=1e-5)
+    at.select_slider(key="video0-frame").set_value(20).run()  # frames up close work from the job's result too
+    assert not at.exception and "**clip.mp4 at 2.00 s (frame 20)**" in texts(at.markdown)
+
+    at.select_slider(key="every").set_value(0.25).run()  # other settings: another job, stopped from the page
+    assert "Finding faces in 12 frames" in at.get("progress")[0].proto.text
+    at.button(key="video0-stop").click().run()
+    wait_video_job(max((tmp_path / "uploads" / "jobs").iterdir(), key=os.path.getmtime), timeout=120)
+    at.run()
+    assert not at.exception and "The analysis of this video did not finish: stopped" in texts(at.warning)
+    at.button(key="video0-again").click().run()
+    assert not at.exception and "Finding faces in 12 frames" in at.get("progress")[0].proto.text
+    cancel_video_job(max((tmp_path / "uploads" / "jobs").iterdir(), key=os.path.getmtime))  # leave nothing running
 
 
 def test_predict_a_video_of_two_people_picks_whose_timeline(runs, tmp_path):
