@@ -7,7 +7,9 @@ length and frame rate.
 
 Prints seconds per analysis, sampled frames per second and the share of the time spent decoding, then the time to
 write the annotated copy (full size .mp4 as the CLI writes it; the dashboard's 640 px, 15 fps WebM preview). Other processes on
-the machine slow every figure; the load average is printed so a reader can tell.
+the machine slow every figure; the load average is printed so a reader can tell. Last, the first interval again as the
+dashboard runs a long video: a subprocess job (fer_core.video_job) from start to the result loaded, whose extra cost
+is the new interpreter importing torch and loading the model.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from fer_core.checkpoint import load_model
 from fer_core.config import set_threads
 from fer_core.video import annotate_video, demo_clip, predict_video, sample_frames, video_info
+from fer_core.video_job import load_result, start_video_job, wait_video_job
 
 
 def main() -> None:
@@ -60,6 +63,12 @@ def main() -> None:
             took, made = time.perf_counter() - start, video_info(out)
             print(f"{name} ({made.width} x {made.height}, {made.fps:g} fps, {made.frame_count} frames): {took:.2f} s, "
                   f"{took / made.frame_count * 1000:.1f} ms per frame, {out.stat().st_size / 1e6:.1f} MB")
+        start = time.perf_counter()
+        start_video_job(clip, Path(tmp) / "job", model.path, args.every[0])
+        status = wait_video_job(Path(tmp) / "job", timeout=600)
+        n = len(load_result(Path(tmp) / "job").frames)
+        print(f"as a subprocess job, every {args.every[0]:g} s: {status.state}, {n} frames, "
+              f"{time.perf_counter() - start:.2f} s from start to the result loaded")
 
 
 if __name__ == "__main__":
