@@ -290,6 +290,12 @@ def video_file(data: bytes, name: str) -> Path:
     return path
 
 
+def video_job_folder(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, every_s: float) -> Path:
+    """Where the analysis of a saved video (whose name is its content) with these settings lives: one folder each."""
+    key = json.dumps([Path(path).name, checkpoint, stamp, detect, tta, every_s])
+    return VIDEO_DIR / "jobs" / hashlib.sha1(key.encode()).hexdigest()[:24]
+
+
 def video_job(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, every_s: float,
               again: bool = False) -> tuple[Path, VideoJobStatus]:
     """The analysis of a saved video (whose name is its content) with these settings as a subprocess job, started
@@ -298,8 +304,7 @@ def video_job(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, 
 
     from fer_core.video_job import read_video_job, start_video_job
 
-    key = json.dumps([Path(path).name, checkpoint, stamp, detect, tta, every_s])
-    folder = VIDEO_DIR / "jobs" / hashlib.sha1(key.encode()).hexdigest()[:24]
+    folder = video_job_folder(path, checkpoint, stamp, detect, tta, every_s)
     status = start_video_job(path, folder, checkpoint, every_s, detect, tta, again=again)
     others = sorted((p for p in folder.parent.iterdir() if p.is_dir() and p != folder), key=mtime, reverse=True)
     for old in others[KEEP_JOBS - 1:]:

@@ -42,12 +42,28 @@ def face_picker(result: VideoPrediction, key: str, thumbs: DeltaGenerator, picke
                             help="Faces are followed from frame to frame by where they are; face 1 is seen most")
 
 
+def follow(key: str, folder: Path | None) -> None:
+    """Note the job this view shows (None: none), and stop the one it showed before where that one still runs: on two
+    cores it would only slow the new one down. A job stopped so is started over if the view comes back to it."""
+    previous, superseded = st.session_state.get(f"{key}-job"), st.session_state.setdefault("superseded-jobs", {})
+    if previous is not None and previous != str(folder):
+        status = read_video_job(previous)
+        if status.active and cancel_video_job(previous):
+            superseded[previous] = status.pid
+    st.session_state[f"{key}-job"] = None if folder is None else str(folder)
+
+
 def analysis_job(path: str, settings: tuple[str, float, bool, str], step: float, samples: int | None,
                  key: str) -> VideoPrediction | None:
     """A long video's analysis, run as a subprocess job so that the page stays usable meanwhile: its result once it has
     finished (raises VideoError for an unusable video); until then a live progress bar with a Stop button, or why it
     stopped with a button to start over (None)."""
-    folder, status = loaders.video_job(path, *settings, step)
+    folder = loaders.video_job_folder(path, *settings, step)
+    follow(key, folder)
+    superseded: dict[str, int | None] = st.session_state["superseded-jobs"]
+    status = loaders.video_job(path, *settings, step, again=str(folder) in superseded)[1]
+    if str(folder) in superseded and (status.pid != superseded[str(folder)] or status.state in ("finished", "failed")):
+        del superseded[str(folder)]  # started over, or it had ended before the stop reached it
     if status.state == "finished":
         return loaders.video_job_result(str(folder), loaders.mtime(folder / RESULT))
     if status.state == "failed":
@@ -93,6 +109,7 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
         step = sampling_interval(info, every_s)
         samples = round(info.duration_s / step) if info.duration_s else None
         if samples is not None and samples <= INLINE_SAMPLES:
+            follow(key, None)
             with st.spinner(f"Finding faces in {samples} frames of {name}...", show_time=True):
                 result = loaders.analyse_video(str(path), *settings, step)
         elif (found := analysis_job(str(path), settings, step, samples, key)) is None:

@@ -743,7 +743,7 @@ def test_a_longer_video_is_analysed_in_a_job_with_live_progress(runs, dash, tmp_
 
     from fer_core.checkpoint import load_model
     from fer_core.video import predict_video
-    from fer_core.video_job import cancel_video_job, wait_video_job
+    from fer_core.video_job import cancel_video_job, read_video_job, wait_video_job
 
     loaders, _ = dash
     monkeypatch.setattr(loaders, "VIDEO_DIR", tmp_path / "uploads")
@@ -774,15 +774,24 @@ def test_a_longer_video_is_analysed_in_a_job_with_live_progress(runs, dash, tmp_
     at.select_slider(key="video0-frame").set_value(20).run()  # frames up close work from the job's result too
     assert not at.exception and "**clip.mp4 at 2.00 s (frame 20)**" in texts(at.markdown)
 
-    at.select_slider(key="every").set_value(0.25).run()  # other settings: another job, stopped from the page
+    at.select_slider(key="every").set_value(0.25).run()  # other settings: another job
     assert "Finding faces in 12 frames" in at.get("progress")[0].proto.text
-    at.button(key="video0-stop").click().run()
-    wait_video_job(max((tmp_path / "uploads" / "jobs").iterdir(), key=os.path.getmtime), timeout=120)
+    quarter = max((tmp_path / "uploads" / "jobs").iterdir(), key=os.path.getmtime)
+    first = read_video_job(quarter)
+    at.select_slider(key="every").set_value(1.0).run()  # 3 samples, analysed in the page: the job it left is stopped
+    assert not at.exception and "3 frames sampled, one every 1 s" in texts(at.caption)
+    assert wait_video_job(quarter, timeout=120).state == "stopped"
+    at.select_slider(key="every").set_value(0.25).run()  # back to it: started over by itself
+    assert not at.exception and not at.warning and "Finding faces in 12 frames" in at.get("progress")[0].proto.text
+    assert read_video_job(quarter).pid != first.pid
+    at.button(key="video0-stop").click().run()  # stopped from the page: it stays stopped until asked again
+    wait_video_job(quarter, timeout=120)
     at.run()
     assert not at.exception and "The analysis of this video did not finish: stopped" in texts(at.warning)
     at.button(key="video0-again").click().run()
     assert not at.exception and "Finding faces in 12 frames" in at.get("progress")[0].proto.text
-    cancel_video_job(max((tmp_path / "uploads" / "jobs").iterdir(), key=os.path.getmtime))  # leave nothing running
+    assert read_video_job(quarter).active
+    cancel_video_job(quarter)  # leave nothing running
 
 
 def test_predict_a_video_of_two_people_picks_whose_timeline(runs, tmp_path):
