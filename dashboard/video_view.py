@@ -15,7 +15,7 @@ import widgets
 from fer_core.predict import csv_rows
 from fer_core.tracking import MAX_GAP_S
 from fer_core.video import VideoError, VideoPrediction, sampling_interval, smooth, video_info
-from fer_core.video_job import RESULT, cancel_video_job, read_video_job
+from fer_core.video_job import ANNOTATED, RESULT, cancel_video_job, read_video_job, start_annotation_job
 
 EVERY_CHOICES = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 INLINE_SAMPLES = 60  # up to this many sampled frames (a few seconds) are analysed in the page run; more, in a job
@@ -53,12 +53,11 @@ def follow(key: str, folder: Path | None) -> None:
     st.session_state[f"{key}-job"] = None if folder is None else str(folder)
 
 
-def analysis_job(path: str, settings: tuple[str, float, bool, str], step: float, samples: int | None,
+def analysis_job(path: str, folder: Path, settings: tuple[str, float, bool, str], step: float, samples: int | None,
                  key: str) -> VideoPrediction | None:
-    """A long video's analysis, run as a subprocess job so that the page stays usable meanwhile: its result once it has
-    finished (raises VideoError for an unusable video); until then a live progress bar with a Stop button, or why it
-    stopped with a button to start over (None)."""
-    folder = loaders.video_job_folder(path, *settings, step)
+    """A long video's analysis, run as a subprocess job in `folder` so that the page stays usable meanwhile: its result
+    once it has finished (raises VideoError for an unusable video); until then a live progress bar with a Stop button,
+    or why it stopped with a button to start over (None)."""
     follow(key, folder)
     superseded: dict[str, int | None] = st.session_state["superseded-jobs"]
     status = loaders.video_job(path, *settings, step, again=str(folder) in superseded)[1]
@@ -69,7 +68,7 @@ def analysis_job(path: str, settings: tuple[str, float, bool, str], step: float,
     if status.state == "failed":
         raise VideoError(status.message)
     if status.active:
-        job_progress(folder, f"{samples} frames" if samples else "the frames", key)
+        job_progress(folder, f"Finding faces in {samples or 'the'} frames", key)
         return None
     st.warning(f"The analysis of this video did not finish: {status.message}")
     if st.button("Analyse it again", key=f"{key}-again", icon=":material/replay:"):
@@ -78,8 +77,31 @@ def analysis_job(path: str, settings: tuple[str, float, bool, str], step: float,
     return None
 
 
+def annotated(path: str, result: VideoPrediction, settings: tuple[str, float, bool, str], step: float,
+              job: Path | None, key: str) -> bytes | None:
+    """The annotated WebM preview: drawn in the page run where the analysis was (a short video), else in a job of its
+    own beside the analysis job's, with a progress bar meanwhile (None until it is there)."""
+    if job is None:
+        with st.spinner("Drawing the faces on every frame...", show_time=True):
+            return loaders.annotated_video(path, *settings, step, result)
+    folder = job / "annotated"
+    status = start_annotation_job(path, folder, job, loaders.ANNOTATED_SIDE, loaders.ANNOTATED_FPS)
+    if status.state == "finished":
+        return (folder / ANNOTATED).read_bytes()
+    if status.active:
+        job_progress(folder, "Drawing the faces on every frame", f"{key}-annotated")
+    elif status.state == "failed":
+        st.error(f"Cannot draw on this video: {status.message}")
+    else:
+        st.warning(f"The annotated video was not finished: {status.message}")
+        if st.button("Draw it again", key=f"{key}-annotated-again", icon=":material/replay:"):
+            start_annotation_job(path, folder, job, loaders.ANNOTATED_SIDE, loaders.ANNOTATED_FPS, again=True)
+            st.rerun()
+    return None
+
+
 @st.fragment(run_every=0.5)
-def job_progress(folder: Path, frames: str, key: str) -> None:
+def job_progress(folder: Path, doing: str, key: str) -> None:
     """The running job's progress, redrawn twice a second on its own; the whole page runs again once it has ended."""
     status = read_video_job(folder)
     if not status.active:
@@ -87,7 +109,7 @@ def job_progress(folder: Path, frames: str, key: str) -> None:
     done = "starting" if status.state == "starting" else f"{status.done:.0%}"
     took = f", {time.time() - status.started:.0f} s" if status.started else ""
     left, right = st.columns([5, 1], vertical_alignment="bottom")
-    left.progress(status.done, text=f"Finding faces in {frames} ({done}{took}); the page stays usable meanwhile")
+    left.progress(status.done, text=f"{doing} ({done}{took}); the page stays usable meanwhile")
     if right.button("Stop", key=f"{key}-stop", icon=":material/stop:"):
         cancel_video_job(folder)
         st.rerun()
@@ -108,11 +130,12 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
         info = video_info(path)
         step = sampling_interval(info, every_s)
         samples = round(info.duration_s / step) if info.duration_s else None
-        if samples is not None and samples <= INLINE_SAMPLES:
+        job = None if samples is not None and samples <= INLINE_SAMPLES else loaders.video_job_folder(str(path), *settings, step)
+        if job is None:
             follow(key, None)
             with st.spinner(f"Finding faces in {samples} frames of {name}...", show_time=True):
                 result = loaders.analyse_video(str(path), *settings, step)
-        elif (found := analysis_job(str(path), settings, step, samples, key)) is None:
+        elif (found := analysis_job(str(path), job, settings, step, samples, key)) is None:
             return
         else:
             result = found
@@ -148,12 +171,11 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
                            key=f"{key}-json", icon=":material/data_object:")
     if right.toggle("Annotated video", key=f"{key}-annotated", help="The video with each sampled frame's boxes and "
                     "labels, held until the next sample (WebM, at most 640 px and 15 frames/s)"):
-        with st.spinner("Drawing the faces on every frame...", show_time=True):
-            webm = loaders.annotated_video(str(path), *settings, step, result)
-        player = st.columns([3, 2])[0]  # as wide as the frame up close below
-        player.video(webm, format="video/webm")
-        player.download_button("Annotated video (WebM)", webm, f"{stem}.annotated.webm", "video/webm", key=f"{key}-webm",
-                               icon=":material/movie:")
+        if (webm := annotated(str(path), result, settings, step, job, key)) is not None:
+            player = st.columns([3, 2])[0]  # as wide as the frame up close below
+            player.video(webm, format="video/webm")
+            player.download_button("Annotated video (WebM)", webm, f"{stem}.annotated.webm", "video/webm",
+                                   key=f"{key}-webm", icon=":material/movie:")
     frames = {f.index: f for f in result.frames if f.face(track) is not None}
     chosen = next(iter(frames)) if len(frames) == 1 else st.select_slider(
         "Frame up close", list(frames), format_func=lambda i: f"{frames[i].time_s:.2f} s", key=f"{key}-frame",

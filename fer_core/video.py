@@ -302,10 +302,11 @@ def _overlay(size: tuple[int, int], faces: list[FacePrediction]) -> tuple[np.nda
 
 
 def annotate_video(path: str | os.PathLike, result: VideoPrediction, out: str | os.PathLike, max_side: int | None = None,
-                   max_fps: float | None = None) -> Path:
+                   max_fps: float | None = None, progress: Callable[[float], None] | None = None) -> Path:
     """A copy of the video with each sampled frame's boxes and labels drawn on it and on the frames after it (until
     the next sample): .mp4 (MPEG-4 Part 2), .avi (MJPEG) or .webm (VP8, which browsers play). `max_side` shrinks the
-    frames, `max_fps` keeps every k-th frame; the file appears whole (written beside, then renamed)."""
+    frames, `max_fps` keeps every k-th frame; the file appears whole (written beside, then renamed). `progress` is
+    called with the fraction done every 30 frames where the length is known."""
     import cv2
 
     out = Path(out)
@@ -346,6 +347,8 @@ def annotate_video(path: str | os.PathLike, result: VideoPrediction, out: str | 
             if drawn is not None:
                 frame.reshape(-1, 3)[drawn[0]] = drawn[1]  # a view of the contiguous frame: only the drawn pixels
             writer.write(frame)
+            if progress is not None and info.frame_count and index % 30 == 0:
+                progress(min(1.0, index / info.frame_count))
     except BaseException:
         part.unlink(missing_ok=True)  # nothing half-written is left behind
         raise

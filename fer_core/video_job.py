@@ -1,4 +1,4 @@
-"""Video analysis as a detached subprocess: progress in status.json, the result in result.json and crops.npy."""
+"""Video analysis (and its annotated copy) as a detached subprocess: progress in status.json, the result in files."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from .transforms import TTA_MODES
 from .video import DEFAULT_EVERY_S, FrameFaces, VideoError, VideoInfo, VideoPrediction
 
 JOB, STATUS, RESULT, CROPS, LOG = "job.json", "status.json", "result.json", "crops.npy", "job.log"
+ANNOTATED = "annotated.webm"  # what an annotation job writes instead of RESULT and CROPS
 STOP = "stop"  # written by cancel_video_job: the process was asked to end (it may be killed before it can say so)
 PROGRESS_EVERY_S = 0.25  # status.json is rewritten at most this often while frames are analysed
 _START_LOCK = threading.Lock()  # dashboard sessions are threads of one process: one start per folder
@@ -60,7 +61,7 @@ def read_video_job(folder: str | os.PathLike[str]) -> VideoJobStatus:
     message = str(status.get("message") or "")
     if state == "stopped" and not message:
         message = "stopped on request before the end; nothing was saved"
-    if state == "finished" and not (folder / RESULT).is_file():
+    if state == "finished" and not ((folder / RESULT).is_file() or (folder / ANNOTATED).is_file()):
         state, message = "failed", f"the result files are missing from {folder}"
     if state == "interrupted" and not message:
         message = "the analysis ended without a result (killed, or out of memory)"
@@ -87,17 +88,30 @@ def start_video_job(video: str | os.PathLike[str], folder: str | os.PathLike[str
         raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
     if not every_s > 0:
         raise ValueError(f"every_s must be positive, not {every_s}")
+    return _start(folder, again, [str(Path(video).resolve()), "--every", repr(every_s), "--tta", tta, "--checkpoint",
+                                  str(Path(checkpoint or DEFAULT_CHECKPOINT).resolve()), *([] if detect else ["--no-detect"])])
+
+
+def start_annotation_job(video: str | os.PathLike[str], folder: str | os.PathLike[str],
+                         analysis: str | os.PathLike[str], max_side: int | None = None, max_fps: float | None = None,
+                         again: bool = False) -> VideoJobStatus:
+    """Draw a finished analysis (the folder of a video job) on the video in a subprocess, as folder/annotated.webm
+    (fer_core.video.annotate_video); started once per folder, like start_video_job."""
+    return _start(folder, again, [str(Path(video).resolve()), "--annotate-from", str(Path(analysis).resolve()),
+                                  *(["--max-side", str(max_side)] if max_side else []),
+                                  *(["--max-fps", repr(max_fps)] if max_fps else [])])
+
+
+def _start(folder: str | os.PathLike[str], again: bool, args: list[str]) -> VideoJobStatus:
     folder = Path(folder).resolve()
     with _START_LOCK:
         status = read_video_job(folder)
         if status.active or status.state == "finished" or (status.state != "none" and not again):
             return status
         folder.mkdir(parents=True, exist_ok=True)
-        for name in (STATUS, RESULT, CROPS, STOP):
+        for name in (STATUS, RESULT, CROPS, ANNOTATED, STOP):
             (folder / name).unlink(missing_ok=True)
-        args = ["fer_core.video_job", str(Path(video).resolve()), "--out", str(folder), "--every", repr(every_s),
-                "--tta", tta, "--checkpoint", str(Path(checkpoint or DEFAULT_CHECKPOINT).resolve()),
-                *([] if detect else ["--no-detect"])]
+        args = ["fer_core.video_job", *args, "--out", str(folder)]
         proc = launch(folder, args, log_name=LOG)
         atomic_write_json(folder / JOB, {"pid": proc.pid, "args": args, "started": time.time()})
     return read_video_job(folder)
@@ -186,12 +200,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", default="none", choices=TTA_MODES)
     p.add_argument("--no-detect", action="store_true", help="each frame is one face (no face detection)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--annotate-from", metavar="DIR", default=None,
+                   help=f"instead of analysing: draw the analysis in DIR on the video, as --out/{ANNOTATED}")
+    p.add_argument("--max-side", type=int, default=None, help="with --annotate-from: shrink frames to this side")
+    p.add_argument("--max-fps", type=float, default=None, help="with --annotate-from: keep at most this frame rate")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError, load_model
-    from .video import predict_video
+    from .video import annotate_video, predict_video
 
     args = get_args_parser().parse_args(argv)
     out, started, last = Path(args.out), time.time(), [0.0]
@@ -210,9 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     write("running", 0.0)
     try:
         set_threads(args.threads)
-        model = load_model(args.checkpoint or DEFAULT_CHECKPOINT)
-        result = predict_video(args.video, model, args.every, detect=not args.no_detect, tta=args.tta, progress=progress)
-        save_result(result, out)
+        if args.annotate_from:
+            annotate_video(args.video, load_result(args.annotate_from), out / ANNOTATED, args.max_side, args.max_fps,
+                           progress=progress)
+        else:
+            model = load_model(args.checkpoint or DEFAULT_CHECKPOINT)
+            result = predict_video(args.video, model, args.every, detect=not args.no_detect, tta=args.tta, progress=progress)
+            save_result(result, out)
     except _Stopped as e:
         done = float((read_json(out / STATUS) or {}).get("done", 0.0))
         write("stopped", done, f"stopped ({e}) at {done:.0%} of the video; nothing was saved")

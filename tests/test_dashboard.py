@@ -742,7 +742,7 @@ def test_a_longer_video_is_analysed_in_a_job_with_live_progress(runs, dash, tmp_
     import video_view
 
     from fer_core.checkpoint import load_model
-    from fer_core.video import predict_video
+    from fer_core.video import predict_video, video_info
     from fer_core.video_job import cancel_video_job, read_video_job, wait_video_job
 
     loaders, _ = dash
@@ -773,6 +773,14 @@ def test_a_longer_video_is_analysed_in_a_job_with_live_progress(runs, dash, tmp_
         probs[~np.isnan(probs[:, 3]), 3].tolist(), abs=1e-5)
     at.select_slider(key="video0-frame").set_value(20).run()  # frames up close work from the job's result too
     assert not at.exception and "**clip.mp4 at 2.00 s (frame 20)**" in texts(at.markdown)
+    at.toggle(key="video0-annotated").set_value(True).run()  # the annotated copy: a job of its own
+    assert not at.exception and at.get("progress")[0].proto.text.startswith("Drawing the faces on every frame (")
+    assert wait_video_job(job / "annotated", timeout=120).state == "finished"
+    at.run()
+    assert not at.exception and not at.get("progress") and "Annotated video (WebM)" in [
+        b.label for b in at.get("download_button")]
+    assert video_info(job / "annotated" / "annotated.webm") == video_info(tmp_path / "clip.mp4")  # all 30 frames, 10 fps
+    at.toggle(key="video0-annotated").set_value(False).run()
 
     at.select_slider(key="every").set_value(0.25).run()  # other settings: another job
     assert "Finding faces in 12 frames" in at.get("progress")[0].proto.text

@@ -12,14 +12,16 @@ import pytest
 from photos import astronaut, face_clip, write_video
 
 from fer_core.checkpoint import load_model
-from fer_core.video import VideoError, predict_video
+from fer_core.video import VideoError, annotate_video, predict_video, video_info
 from fer_core.video_job import (
+    ANNOTATED,
     CROPS,
     RESULT,
     cancel_video_job,
     load_result,
     main,
     read_video_job,
+    start_annotation_job,
     start_video_job,
     wait_video_job,
 )
@@ -45,6 +47,19 @@ def test_a_job_gives_what_predict_video_gives_and_runs_once(tmp_path):
     assert same(result, expected) and sum(bool(f.faces) for f in result.frames) == 4  # 6 samples, the cup in 2
     assert start_video_job(tmp_path / "clip.mp4", job, every_s=0.5) == done  # finished: nothing runs again
     assert start_video_job(tmp_path / "clip.mp4", job, every_s=0.5, again=True) == done  # again is for unfinished ones
+
+
+def test_an_annotation_job_draws_a_finished_analysis(tmp_path):
+    face_clip(tmp_path / "clip.mp4")
+    main([str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "job")])
+    start_annotation_job(tmp_path / "clip.mp4", tmp_path / "drawn", tmp_path / "job", max_side=256, max_fps=5)
+    assert wait_video_job(tmp_path / "drawn", timeout=120).state == "finished" and not (tmp_path / "drawn" / RESULT).exists()
+    expected = annotate_video(tmp_path / "clip.mp4", load_result(tmp_path / "job"), tmp_path / "here.webm", 256, 5)
+    made = video_info(tmp_path / "drawn" / ANNOTATED)
+    assert made == video_info(expected) and (made.width, made.frame_count) == (256, 15)  # every 2nd frame of 30
+    start_annotation_job(tmp_path / "clip.mp4", tmp_path / "nothing", tmp_path / "no analysis")
+    failed = wait_video_job(tmp_path / "nothing", timeout=120)
+    assert failed.state == "failed" and "no readable" in failed.message
 
 
 def test_the_job_command_in_process_whole_frames(tmp_path):
