@@ -8,9 +8,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from .config import TrainConfig, atomic_write_json, read_json
 from .distill import check_distill, teacher_paths
@@ -325,11 +326,26 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
     return sorted(runs, key=lambda r: r.started or r.updated or 0.0, reverse=True)
 
 
+class _Status(Protocol):
+    @property
+    def state(self) -> str: ...
+    @property
+    def active(self) -> bool: ...
+
+
+S = TypeVar("S", bound=_Status)
+
+
+def wait_for(read: Callable[[Path], S], folder: str | os.PathLike[str], timeout: float = 120.0, poll: float = 0.2) -> S:
+    """Block until `read(folder)` is no longer active (starting, running), or raise TimeoutError; its last status."""
+    deadline = time.monotonic() + timeout
+    while (status := read(Path(folder))).active:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{folder}: still {status.state} after {timeout:.0f} s")
+        time.sleep(poll)
+    return status
+
+
 def wait_job(run_dir: str | os.PathLike[str], timeout: float = 120.0, poll: float = 0.2) -> RunInfo:
     """Block until the run is no longer starting/running, or raise TimeoutError."""
-    deadline = time.monotonic() + timeout
-    while (info := read_run(run_dir)).active:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{run_dir}: still {info.state} after {timeout:.0f} s")
-        time.sleep(poll)
-    return info
+    return wait_for(read_run, run_dir, timeout, poll)

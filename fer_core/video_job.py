@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .config import DEFAULT_CHECKPOINT, IMAGE_SIZE, atomic_write_json, cli_prog, read_json, set_threads
-from .jobs import is_trainer, launch
+from .jobs import is_trainer, launch, wait_for
 from .predict import FacePrediction
 from .transforms import TTA_MODES
 from .video import DEFAULT_EVERY_S, FrameFaces, VideoError, VideoInfo, VideoPrediction
@@ -129,12 +129,7 @@ def cancel_video_job(folder: str | os.PathLike[str]) -> bool:
 
 def wait_video_job(folder: str | os.PathLike[str], timeout: float = 120.0, poll: float = 0.1) -> VideoJobStatus:
     """Block until the analysis is no longer starting or running, or raise TimeoutError."""
-    deadline = time.monotonic() + timeout
-    while (status := read_video_job(folder)).active:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{folder}: still {status.state} after {timeout:.0f} s")
-        time.sleep(poll)
-    return status
+    return wait_for(read_video_job, folder, timeout, poll)
 
 
 # ---------------------------------------------------------------------------------------------- the result on disk
@@ -182,8 +177,8 @@ def load_result(folder: str | os.PathLike[str]) -> VideoPrediction:
 # ---------------------------------------------------------------------------------------------- the subprocess
 
 
-class _Stopped(Exception):
-    pass
+class _Stopped(BaseException):
+    """SIGTERM or SIGINT: a BaseException (like KeyboardInterrupt), so that no `except Exception` on the way swallows it."""
 
 
 def _stop(signum: int, frame: Any) -> None:
