@@ -310,3 +310,9 @@ def test_predict_a_long_video_in_the_background(page, server: str, tmp_path: Pat
     expect(page.get_by_text("long.mp4 at 0.00 s (frame 0)")).to_be_visible(timeout=60_000)
     expect(page.get_by_text("Finding faces in 80 frames (", exact=False)).to_have_count(0)
     idle(page)
+    page.get_by_text("Annotated video", exact=True).click()  # its own job, with its own progress bar
+    expect(page.get_by_text("Drawing the faces on every frame (", exact=False)).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("button", name="Annotated video (WebM)")).to_be_visible(timeout=90_000)
+    expect(page.locator("video")).to_have_count(1)
+    idle(page)
+    screenshot(page, "predict-video-job-done")
