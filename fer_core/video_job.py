@@ -47,8 +47,8 @@ def read_video_job(folder: str | os.PathLike[str]) -> VideoJobStatus:
     """The job's status, with its process checked: a job whose process is gone without saying so is interrupted."""
     folder = Path(folder)
     job, status = read_json(folder / JOB) or {}, read_json(folder / STATUS) or {}
-    pid, saved = job.get("pid"), status.get("state")
-    if not job:
+    pid, saved = job.get("pid") or status.get("pid"), status.get("state")  # status alone: `python -m` by hand
+    if not job and not status:
         return VideoJobStatus("none")
     if is_trainer(pid):
         state = "running" if saved else "starting"  # (still running while it writes its last status)
@@ -69,7 +69,7 @@ def read_video_job(folder: str | os.PathLike[str]) -> VideoJobStatus:
         message += f": {' / '.join(tail)}" if tail and not tail[-1].startswith("$ ") else ""
     done = status.get("done")
     return VideoJobStatus(state, float(done) if isinstance(done, (int, float)) else 0.0, message, pid,
-                          job.get("started"), status.get("updated"))
+                          job.get("started") or status.get("started"), status.get("updated"))
 
 
 def _read_text(path: Path) -> str:

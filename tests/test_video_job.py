@@ -72,6 +72,7 @@ def test_the_job_command_in_process_whole_frames(tmp_path):
     assert [len(f.faces) for f in result.frames] == [1, 1, 1] and result.frames[0].faces[0].margin == 0.0
     status = json.loads((tmp_path / "job" / "status.json").read_text())
     assert status["state"] == "finished" and status["pid"] == os.getpid()
+    assert read_video_job(tmp_path / "job").state == "finished"  # run by hand: no job.json, its status is enough
 
 
 def test_a_broken_video_fails_with_the_reason_once(tmp_path):
