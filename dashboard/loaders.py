@@ -44,10 +44,10 @@ def example_video() -> tuple[str, bytes] | None:
         return "example.mp4", demo_clip(Path(tmp) / "example.mp4").read_bytes()
 
 
-def mtime(path: str | Path) -> float:
+def mtime(path: str | Path | None) -> float:
     """The cache key part that makes a rewritten file load again (0 when it is missing: the loader reports that)."""
     try:
-        return Path(path).stat().st_mtime
+        return Path(path).stat().st_mtime if path is not None else 0.0
     except OSError:
         return 0.0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,7 +77,7 @@ def curves(rows: Sequence[dict[str, Any]]) -> go.Figure:
     return _tidy(fig, height=320).update_layout(margin_t=30)  # room for the subplot titles
 
 
-def compare_runs(series: dict[str, Sequence[dict[str, Any]]], by: str = "epoch") -> go.Figure:
+def compare_runs(series: Mapping[str, Sequence[dict[str, Any]]], by: str = "epoch") -> go.Figure:
     """Validation accuracy of several runs on one chart, against epochs or minutes of SGD (evaluations not counted, as in
     the time-to-accuracy figures)."""
     fig = go.Figure()
@@ -114,7 +114,7 @@ def probabilities_pair(a: dict[str, float], b: dict[str, float], names: tuple[st
     return _tidy(fig, height=330)
 
 
-def emotion_timeline(times: Sequence[float], probs: np.ndarray, mark: float | None = None) -> go.Figure:
+def emotion_timeline(times: Sequence[float] | np.ndarray, probs: np.ndarray, mark: float | None = None) -> go.Figure:
     """One line per emotion: the tracked face's probability at each sampled time (gaps where no face was found), and a
     dotted vertical line at `mark` seconds."""
     fig = go.Figure()

@@ -58,7 +58,7 @@ def overview(r: dict[str, Any], fallback: Path | None = None) -> None:
 
 
 def confusion(r: dict[str, Any], key: str, default: str = "true") -> None:
-    by = st.segmented_control("Normalise", list(NORMALISE), default=default, format_func=NORMALISE.get, key=f"{key}-norm")
+    by = st.segmented_control("Normalise", list(NORMALISE), default=default, format_func=NORMALISE.__getitem__, key=f"{key}-norm")
     st.plotly_chart(plots.confusion(r["confusion_matrix"], r["labels"], by=by or default), key=f"{key}-cm")
     st.caption("Rows are the true class. Row normalisation shows recall, which accuracy hides for rare classes such as disgust; "
                "hover a cell for its count.")
@@ -163,7 +163,7 @@ def evaluate_form(s: widgets.Settings) -> None:
         precision = cols[4].selectbox("Inference", INFERENCE_PRECISIONS,
                                       help="int8: the quantized copy that `predict --precision int8` uses (about 3x faster); "
                                            "onnx / onnx-int8: the same model in ONNX Runtime (2-3x faster again on AVX2)")
-        if st.form_submit_button("Evaluate", icon=":material/play_arrow:", disabled=s.data_path is None):
+        if st.form_submit_button("Evaluate", icon=":material/play_arrow:", disabled=s.data_path is None) and s.data_path:
             tag = tta + (".ferplus" if labels == "ferplus" else "") + ("" if precision == "fp32" else f".{precision}")
             out = loaders.report_out(Path(ckpt), s.runs_root, split, tag)
             try:

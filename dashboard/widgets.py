@@ -68,11 +68,12 @@ def sidebar() -> Settings:
     with st.sidebar:
         text = st.text_input("Data (FER2013 CSV or image folder)", value=str(default), key="data_path",
                              help="Defaults to $FER_DATA, then ../shared/data/fer2013.csv.gz, then the bundled sample")
-        path = Path(text.strip()).expanduser() if text.strip() else default
-        if not path.exists():
+        chosen = Path(text.strip()).expanduser() if text.strip() else default
+        path: Path | None = chosen
+        if not chosen.exists():
             st.error("No data at that path.")
-            path, note = None, data_help([path])
-        elif note and path == SAMPLE_DATA:
+            path, note = None, data_help([chosen])
+        elif note and chosen == SAMPLE_DATA:
             st.warning("Full FER2013 not found: using the 560-image sample.")
             with st.expander("How to add the full data"):
                 st.code(note, language=None)
@@ -233,7 +234,8 @@ def runs_compare(runs_root: Path, runs: list[jobs.RunInfo]) -> None:
     st.subheader("Compare runs")
     c = st.columns([3, 1])
     picked = c[0].multiselect("Runs", names, default=names[:3], key="compare-runs", placeholder="pick runs to compare")
-    by = c[1].segmented_control("Against", list(COMPARE_BY), format_func=COMPARE_BY.get, default="epoch", key="compare-by")
+    by = c[1].segmented_control("Against", list(COMPARE_BY), format_func=COMPARE_BY.__getitem__, default="epoch",
+                                key="compare-by")
     series = {}
     for name in picked:
         try:
@@ -271,7 +273,8 @@ def method_select(container: st.delta_generator.DeltaGenerator, key: str) -> str
 
     short = {m: label.partition(" (")[0] for m, label in METHODS.items()}
     details = "  \n".join(f"**{short[m]}** {label.removeprefix(short[m]).strip()}" for m, label in METHODS.items())
-    return container.selectbox("Explanation", list(METHODS), format_func=short.get, key=key, help=details)
+    choice = container.selectbox("Explanation", list(METHODS), format_func=lambda m: short[m], key=key, help=details)
+    return choice if choice is not None else next(iter(METHODS))  # (never None: the box has no empty choice)
 
 
 def _face_name(names: list[str] | None, j: int) -> str:

@@ -42,7 +42,7 @@ def top_confusions(cm: Sequence[Sequence[int]], k: int = 3) -> list[tuple[int, i
     return sorted(((int(cm[i][j]), i, j) for i in range(n) for j in range(n) if i != j), reverse=True)[:k]
 
 
-def normalize_confusion(cm: Sequence[Sequence[int]], by: str = "true") -> list[list[float]]:
+def normalize_confusion(cm: Sequence[Sequence[int]] | np.ndarray, by: str = "true") -> list[list[float]]:
     """Row- ('true', = recall), column- ('pred', = precision) or 'all'-normalised matrix; empty rows stay 0."""
     m = np.asarray(cm, dtype=np.float64)
     axis = {"true": 1, "pred": 0, "all": None}[by]

@@ -32,8 +32,10 @@ if st.session_state.get("report_a_model") != str(s.checkpoint):  # another model
     st.session_state.pop("report_a", None)
     st.session_state["report_a_model"] = str(s.checkpoint)
 left, right = st.columns(2)
-key_a = left.selectbox("Report", list(reports), format_func=names.get, key="report_a")
+key_a = left.selectbox("Report", list(reports), format_func=lambda k: names[k], key="report_a")
 key_b = right.selectbox("Compare with", [None, *reports], format_func=lambda k: names.get(k, "(none)"), key="report_b")
+if key_a is None:  # (never: the box has no empty choice)
+    st.stop()
 report = reports[key_a]
 
 tabs = st.tabs(["Overview", "Confusion matrix", "Calibration", "Misclassified", "Compare", "Published results"])

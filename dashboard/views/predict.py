@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -67,7 +68,8 @@ target_index = None if target == "predicted" else EMOTIONS.index(target)
 if len(photos := [(n, d) for n, d in sources if not is_video(n)]) > 1:
     with st.expander("All photos at a glance", expanded=True, icon=":material/table:"):
         widgets.photos_summary(photos, s.checkpoint, detect=detect, tta=tta)
-shown = dict(detect=detect, tta=tta, method=method, target=target_index, alpha=alpha, compare=Path(compare) if compare else None)
+shown: dict[str, Any] = dict(detect=detect, tta=tta, method=method, target=target_index, alpha=alpha,
+                             compare=Path(compare) if compare else None)
 for i, (name, data) in enumerate(sources):
     with st.container(border=True):
         if is_video(name):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 import loaders
 import widgets
@@ -35,7 +38,7 @@ with st.expander("New training run", expanded=current is None):
                              help="Fine-tune a trained model: its weights, architecture (model and width replace the form's) "
                                   "and normalisation, with a fresh optimizer and schedule (a lower learning rate suits this). "
                                   "The form's other values apply; what it does not show comes from the checkpoint's recipe")
-        c = st.columns(4)
+        c: Sequence[DeltaGenerator] = st.columns(4)
         name = c[0].text_input("Run name", placeholder="automatic (date-model)", help="A folder name under the runs folder")
         model = c[1].selectbox("Model", list_models(), index=list_models().index(d.model))
         width = c[2].number_input("Width", 4, 128, d.width, help="Channels of the first stage (doubles per stage)")
