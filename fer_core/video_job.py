@@ -109,7 +109,7 @@ def _start(folder: str | os.PathLike[str], again: bool, args: list[str]) -> Vide
         if status.active or status.state == "finished" or (status.state != "none" and not again):
             return status
         folder.mkdir(parents=True, exist_ok=True)
-        for name in (STATUS, RESULT, CROPS, ANNOTATED, STOP):
+        for name in (JOB, STATUS, RESULT, CROPS, ANNOTATED, STOP):  # nothing of the run before is read as this one
             (folder / name).unlink(missing_ok=True)
         args = ["fer_core.video_job", *args, "--out", str(folder)]
         proc = launch(folder, args, log_name=LOG)
