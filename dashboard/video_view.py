@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -64,7 +65,14 @@ def analysis_job(path: str, folder: Path, settings: tuple[str, float, bool, str]
     if str(folder) in superseded and (status.pid != superseded[str(folder)] or status.state in ("finished", "failed")):
         del superseded[str(folder)]  # started over, or it had ended before the stop reached it
     if status.state == "finished":
-        return loaders.video_job_result(str(folder), loaders.mtime(folder / RESULT))
+        try:
+            return loaders.video_job_result(str(folder), loaders.mtime(folder / RESULT))
+        except VideoError as e:  # its files damaged since: nothing to keep
+            st.error(f"The saved analysis of this video cannot be read: {e}")
+            if st.button("Analyse it again", key=f"{key}-redo", icon=":material/replay:"):
+                shutil.rmtree(folder, ignore_errors=True)  # no job there: the next run starts one
+                st.rerun()
+            return None
     if status.state == "failed":
         raise VideoError(status.message)
     if status.active:

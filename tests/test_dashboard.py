@@ -773,6 +773,15 @@ def test_a_longer_video_is_analysed_in_a_job_with_live_progress(runs, dash, tmp_
         probs[~np.isnan(probs[:, 3]), 3].tolist(), abs=1e-5)
     at.select_slider(key="video0-frame").set_value(20).run()  # frames up close work from the job's result too
     assert not at.exception and "**clip.mp4 at 2.00 s (frame 20)**" in texts(at.markdown)
+    saved = (job / "result.json").read_bytes()
+    (job / "result.json").write_text("{")  # damaged since: said, and analysed again on request
+    at.run()
+    assert not at.exception and "The saved analysis of this video cannot be read" in texts(at.error)
+    at.button(key="video0-redo").click().run()
+    assert not at.exception and at.get("progress") and read_video_job(job).active
+    assert wait_video_job(job, timeout=120).state == "finished" and (job / "result.json").read_bytes() == saved
+    at.run()
+    assert not at.exception and "6 frames sampled" in texts(at.caption)
     at.toggle(key="video0-annotated").set_value(True).run()  # the annotated copy: a job of its own
     assert not at.exception and at.get("progress")[0].proto.text.startswith("Drawing the faces on every frame (")
     assert wait_video_job(job / "annotated", timeout=120).state == "finished"
