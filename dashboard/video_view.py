@@ -15,7 +15,7 @@ import plots
 import widgets
 from fer_core.predict import csv_rows
 from fer_core.tracking import MAX_GAP_S
-from fer_core.video import VideoError, VideoPrediction, sampling_interval, smooth, video_info
+from fer_core.video import VideoError, VideoInfo, VideoPrediction, sampling_interval, smooth, video_info
 from fer_core.video_job import ANNOTATED, RESULT, cancel_video_job, read_video_job, start_annotation_job
 
 EVERY_CHOICES = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
@@ -43,6 +43,12 @@ def face_picker(result: VideoPrediction, key: str, thumbs: DeltaGenerator, picke
                             help="Faces are followed from frame to frame by where they are; face 1 is seen most")
 
 
+def about(info: VideoInfo) -> str:
+    """Length, size and frame rate, as far as the container says."""
+    length = f"{info.duration_s:.1f} s, " if info.duration_s else ""
+    return f"{length}{info.width} x {info.height}{f' at {info.fps:g} fps' if info.fps else ''}"
+
+
 def follow(key: str, folder: Path | None) -> None:
     """Note the job this view shows (None: none), and stop the one it showed before where that one still runs: on two
     cores it would only slow the new one down. A job stopped so is started over if the view comes back to it."""
@@ -54,7 +60,7 @@ def follow(key: str, folder: Path | None) -> None:
     st.session_state[f"{key}-job"] = None if folder is None else str(folder)
 
 
-def analysis_job(path: str, folder: Path, settings: tuple[str, float, bool, str], step: float, samples: int | None,
+def analysis_job(path: str, folder: Path, settings: tuple[str, float, bool, str], step: float, info: VideoInfo,
                  key: str) -> VideoPrediction | None:
     """A long video's analysis, run as a subprocess job in `folder` so that the page stays usable meanwhile: its result
     once it has finished (raises VideoError for an unusable video); until then a live progress bar with a Stop button,
@@ -76,6 +82,8 @@ def analysis_job(path: str, folder: Path, settings: tuple[str, float, bool, str]
     if status.state == "failed":
         raise VideoError(status.message)
     if status.active:
+        samples = round(info.duration_s / step) if info.duration_s else None
+        st.caption(f"{about(info)}: one frame every {step:g} s")
         job_progress(folder, f"Finding faces in {samples or 'the'} frames", key)
         return None
     st.warning(f"The analysis of this video did not finish: {status.message}")
@@ -143,7 +151,7 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
             follow(key, None)
             with st.spinner(f"Finding faces in {samples} frames of {name}...", show_time=True):
                 result = loaders.analyse_video(str(path), *settings, step)
-        elif (found := analysis_job(str(path), job, settings, step, samples, key)) is None:
+        elif (found := analysis_job(str(path), job, settings, step, info, key)) is None:
             return
         else:
             result = found
@@ -151,10 +159,8 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
         st.error(f"Cannot use this video: {str(e).removeprefix(f'{path}: ')}")
         return
     with_face = [f for f in result.frames if f.faces]
-    length = f"{info.duration_s:.1f} s, " if info.duration_s else ""
     people = len(result.track_counts())
-    st.caption(f"{length}{info.width} x {info.height}{f' at {info.fps:g} fps' if info.fps else ''}: "
-               f"{len(result.frames)} frames sampled, one every {result.every_s:g} s; a face in {len(with_face)}"
+    st.caption(f"{about(info)}: {len(result.frames)} frames sampled, one every {result.every_s:g} s; a face in {len(with_face)}"
                + (f"; {people} faces, each followed from frame to frame (one gone for over {MAX_GAP_S:g} s returns as a new one)."
                   if people > 1 else "."))
     if not with_face:

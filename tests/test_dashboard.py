@@ -756,7 +756,8 @@ def test_a_longer_video_is_analysed_in_a_job_with_live_progress(runs, dash, tmp_
     face_clip(tmp_path / "clip.mp4")
     at = open_page("views/predict.py")
     at.file_uploader(key="uploads").set_value([("clip.mp4", (tmp_path / "clip.mp4").read_bytes(), "video/mp4")]).run()
-    assert not at.exception and not at.caption and "video0-frame" not in [s.key for s in at.select_slider]
+    assert not at.exception and "video0-frame" not in [s.key for s in at.select_slider]
+    assert texts(at.caption) == "3.0 s, 512 x 512 at 10 fps: one frame every 0.5 s"  # what is known before the result
     (bar,) = at.get("progress")
     assert bar.proto.text.startswith("Finding faces in 6 frames (") and "the page stays usable" in bar.proto.text
     assert "Stop" in [b.label for b in at.button]
