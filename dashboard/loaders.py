@@ -297,9 +297,10 @@ def video_job_folder(path: str, checkpoint: str, stamp: float, detect: bool, tta
 
 
 def video_job(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, every_s: float,
-              again: bool = False) -> tuple[Path, VideoJobStatus]:
-    """The analysis of a saved video (whose name is its content) with these settings as a subprocess job, started
-    where there is none: its folder and status. A job that did not finish is started over only when `again`."""
+              again: bool = False) -> VideoJobStatus:
+    """The analysis of a saved video (whose name is its content) with these settings as a subprocess job in
+    video_job_folder(...), started where there is none; its status. A job that did not finish is started over only
+    when `again`."""
     import shutil
 
     from fer_core.video_job import read_video_job, start_video_job
@@ -310,7 +311,7 @@ def video_job(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, 
     for old in others[KEEP_JOBS - 1:]:
         if not read_video_job(old).active:
             shutil.rmtree(old, ignore_errors=True)
-    return folder, status
+    return status
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

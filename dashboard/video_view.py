@@ -55,7 +55,7 @@ def follow(key: str, folder: Path | None) -> None:
     previous, superseded = st.session_state.get(f"{key}-job"), st.session_state.setdefault("superseded-jobs", {})
     if previous is not None and previous != str(folder):
         status = read_video_job(previous)
-        if status.active and cancel_video_job(previous):
+        if cancel_video_job(previous):  # (False where it has ended)
             superseded[previous] = status.pid
     st.session_state[f"{key}-job"] = None if folder is None else str(folder)
 
@@ -67,7 +67,7 @@ def analysis_job(path: str, folder: Path, settings: tuple[str, float, bool, str]
     or why it stopped with a button to start over (None)."""
     follow(key, folder)
     superseded: dict[str, int | None] = st.session_state["superseded-jobs"]
-    status = loaders.video_job(path, *settings, step, again=str(folder) in superseded)[1]
+    status = loaders.video_job(path, *settings, step, again=str(folder) in superseded)
     if str(folder) in superseded and (status.pid != superseded[str(folder)] or status.state in ("finished", "failed")):
         del superseded[str(folder)]  # started over, or it had ended before the stop reached it
     if status.state == "finished":

@@ -280,12 +280,13 @@ def start_evaluation(checkpoint: str | os.PathLike[str], data: str | os.PathLike
 # ---------------------------------------------------------------------------------------------- registry
 
 
-def _log_tail(run_dir: Path, lines: int = 3) -> str:
+def log_tail(log: Path, lines: int = 3) -> list[str]:
+    """The last non-blank lines of a job's log (none where it cannot be read)."""
     try:
-        text = (run_dir / LOG_FILE).read_text(errors="replace")
+        text = log.read_text(errors="replace")
     except OSError:
-        return ""
-    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
+        return []
+    return [ln for ln in text.splitlines() if ln.strip()][-lines:]
 
 
 def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
@@ -307,7 +308,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
     if damaged:
         message = "status.json is not readable (damaged or edited by hand); resuming from last.pt rewrites it"
     if state in ("failed", "interrupted") and not message:
-        message = _log_tail(run_dir)
+        message = "\n".join(log_tail(run_dir / LOG_FILE))
     whole = lambda key: v if isinstance(v := status.get(key), int) and v >= 0 else 0  # a hand edit may leave anything
     return RunInfo(name=run_dir.name, path=run_dir, state=str(state), epoch=whole("epoch"), epochs=whole("epochs"),
                    best_acc=status.get("best_acc"), best_epoch=status.get("best_epoch"), pid=pid,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import signal
 import sys
@@ -14,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .config import DEFAULT_CHECKPOINT, IMAGE_SIZE, atomic_write_json, cli_prog, read_json, set_threads
-from .jobs import is_trainer, launch, wait_for
+from .config import DEFAULT_CHECKPOINT, IMAGE_SIZE, atomic_write_bytes, atomic_write_json, cli_prog, read_json, set_threads
+from .jobs import is_trainer, launch, log_tail, wait_for
 from .predict import FacePrediction
 from .transforms import TTA_MODES
 from .video import DEFAULT_EVERY_S, FrameFaces, VideoError, VideoInfo, VideoPrediction
@@ -65,18 +66,11 @@ def read_video_job(folder: str | os.PathLike[str]) -> VideoJobStatus:
         state, message = "failed", f"the result files are missing from {folder}"
     if state == "interrupted" and not message:
         message = "the analysis ended without a result (killed, or out of memory)"
-        tail = [ln for ln in _read_text(folder / LOG).splitlines() if ln.strip()][-2:]
+        tail = log_tail(folder / LOG, 2)
         message += f": {' / '.join(tail)}" if tail and not tail[-1].startswith("$ ") else ""
     done = status.get("done")
     return VideoJobStatus(state, float(done) if isinstance(done, (int, float)) else 0.0, message, pid,
                           job.get("started") or status.get("started"), status.get("updated"))
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
 
 
 def start_video_job(video: str | os.PathLike[str], folder: str | os.PathLike[str],
@@ -140,10 +134,9 @@ def save_result(result: VideoPrediction, folder: str | os.PathLike[str]) -> None
     crops.npy; each file written whole before it is renamed into place."""
     folder = Path(folder)
     crops = [f.crop for frame in result.frames for f in frame.faces]
-    part = folder / f".{CROPS}.{os.getpid()}.part"
-    with open(part, "wb") as fh:
-        np.save(fh, np.stack(crops) if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
-    part.replace(folder / CROPS)
+    buf = io.BytesIO()
+    np.save(buf, np.stack(crops) if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
+    atomic_write_bytes(folder / CROPS, buf.getvalue())
     atomic_write_json(folder / RESULT, {
         "info": asdict(result.info), "every_s": result.every_s, "truncated": result.truncated,
         "frames": [{"index": f.index, "time_s": f.time_s, "tracks": f.tracks,
