@@ -16,7 +16,7 @@ from torch import nn
 
 from .checkpoint import LoadedModel
 from .config import IMAGE_SIZE, NUM_CLASSES
-from .faces import MARGIN, Box, face_square
+from .faces import MARGIN, Box, face_square, turned_square
 from .transforms import preprocess
 
 METHODS: dict[str, str] = {
@@ -155,10 +155,10 @@ def _as_rgb(image: np.ndarray | Image.Image) -> Image.Image:
 
 
 def overlay(image: np.ndarray | Image.Image, heatmap: np.ndarray, alpha: float = 0.5, box: Box | None = None,
-            cmap: str = "jet", margin: float = MARGIN, size: int = 192) -> Image.Image:
+            cmap: str = "jet", margin: float = MARGIN, size: int = 192, angle: float = 0.0) -> Image.Image:
     """Heat map over the face crop (box=None; shown at size x size px) or over the photo inside the face's crop square.
 
-    With a box, `margin` must be the one the crop was cut with (FacePrediction.margin).
+    With a box, `margin` and `angle` must be the ones the crop was cut with (FacePrediction.margin and .angle).
     """
     heat = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0.0, 1.0)
     if heat.ndim != 2:
@@ -168,6 +168,8 @@ def overlay(image: np.ndarray | Image.Image, heatmap: np.ndarray, alpha: float =
         big = cv2.resize(heat, (size, size), interpolation=cv2.INTER_LINEAR)
         return Image.fromarray(_blend(np.asarray(base), big, alpha, cmap))
     photo = _as_rgb(image).copy()
+    if angle:
+        return _overlay_turned(photo, heat, alpha, cmap, box, margin, angle)
     x0, y0, side = face_square(box, margin)
     width, height = photo.size
     cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(width, x0 + side), min(height, y0 + side)
@@ -181,4 +183,22 @@ def overlay(image: np.ndarray | Image.Image, heatmap: np.ndarray, alpha: float =
                          borderMode=cv2.BORDER_REPLICATE)
     region = np.asarray(photo.crop((cx0, cy0, cx1, cy1)))
     photo.paste(Image.fromarray(_blend(region, big, alpha, cmap)), (cx0, cy0))
+    return photo
+
+
+def _overlay_turned(photo: Image.Image, heat: np.ndarray, alpha: float, cmap: str, box: Box, margin: float,
+                    angle: float) -> Image.Image:
+    """overlay() for a face turned by `angle`: the map turned with the face square; pixels outside it stay as they were."""
+    (x0, y0, x1, y1), to_crop = turned_square(box, margin, angle)
+    width, height = photo.size
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return photo
+    kx, ky = heat.shape[1] / IMAGE_SIZE, heat.shape[0] / IMAGE_SIZE  # crop pixels to map pixels, centres kept
+    to_map = np.array([[kx, 0, kx / 2 - 0.5], [0, ky, ky / 2 - 0.5], [0, 0, 1]]) @ np.vstack([to_crop, [0, 0, 1]])
+    to_map = to_map @ np.array([[1, 0, cx0 - x0], [0, 1, cy0 - y0], [0, 0, 1]])  # from the visible part's pixels
+    big = cv2.warpAffine(heat, to_map[:2].astype(np.float32), (cx1 - cx0, cy1 - cy0),
+                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    region = np.asarray(photo.crop((cx0, cy0, cx1, cy1)))
+    photo.paste(Image.fromarray(_blend(region, big, alpha, cmap)), (cx0, cy0))  # zero heat outside: blend weight 0
     return photo

@@ -9,7 +9,7 @@ import threading
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import cv2
 import numpy as np
@@ -23,6 +23,10 @@ MAX_FILE_BYTES = 200_000_000  # refuse larger files before reading them into mem
 # (upscaled, detected again): a FER2013 crop is the Haar box itself (median crop/box side 1.01, quartiles 0.95-1.08),
 # and on them a partly trained VGG lost 4.5 accuracy points with a 0.15 margin. So crops frame faces as training's do.
 MARGIN = 0.0
+LOOK_AGAIN = (-15.0, 0.0, 15.0)  # degrees either side of a found face's angle at which it is looked at again
+# Faces turned less than this are cut upright: training turned faces by up to 10 degrees, and the angle is only known to
+# about 6 (benchmarks/tilt.py), so turning them back would add blur (a second resampling) for nothing.
+UPRIGHT_WITHIN = 10.0
 Box = tuple[int, int, int, int]  # (x, y, w, h) in the pixel coordinates of the (EXIF-rotated) original image
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -193,6 +197,13 @@ class FaceDetector(Protocol):
     def detect(self, grey: np.ndarray) -> list[Box]: ...
 
 
+class Face(NamedTuple):
+    """A face found in a photo: its box as if it were upright, and how far it is turned in the picture's plane."""
+
+    box: Box  # (x, y, w, h): the face's centre and size, not turned
+    angle: float = 0.0  # degrees, counter-clockwise: a head tilted towards its right shoulder (left of the picture) is > 0
+
+
 class HaarDetector:
     """OpenCV's bundled frontal-face Haar cascade (no download), run on a copy resized to a working size.
 
@@ -201,13 +212,21 @@ class HaarDetector:
     misses faces in tight crops. Faces smaller than `min_face` of the working copy's short side are not searched for.
     Defaults were chosen on real photos: the astronaut at 200 px to 4000 px, rows and grids of ten faces, mosaics of
     FER crops, and twenty face-free scikit-image photos (one false positive, on the coins).
+
+    The cascade only finds faces within about 15 degrees of upright, so the copy is also searched turned by each of
+    `tilts` (degrees). Each face found is then looked at again on its own, turned back by its angle and 15 degrees
+    either side; its angle is refined to the mean of those three weighted by the cascade's window counts. A face the
+    upright search did not find must reach `tilted_neighbors` windows there (true faces had 17-25, false ones 6-11):
+    every extra search is another chance of a false positive. tilts=() searches upright only, in a third of the time.
     """
 
     def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", work_pixels: int = 640 * 480,
-                 min_side: int = 320, scale_factor: float = 1.2, min_neighbors: int = 5, min_face: float = 0.08) -> None:
+                 min_side: int = 320, scale_factor: float = 1.2, min_neighbors: int = 5, min_face: float = 0.08,
+                 tilts: tuple[float, ...] = (-30.0, 30.0), tilted_neighbors: int = 12) -> None:
         self.path = Path(cv2.data.haarcascades) / cascade  # type: ignore[attr-defined]  # not in OpenCV's stubs
         self.work_pixels, self.min_side = work_pixels, min_side
         self.scale_factor, self.min_neighbors, self.min_face = scale_factor, min_neighbors, min_face
+        self.tilts, self.tilted_neighbors = tuple(float(t) for t in tilts if t % 360), tilted_neighbors
         self._local = threading.local()
         self._cascade()  # fail now, not at the first photo
 
@@ -226,21 +245,71 @@ class HaarDetector:
         scale = min(1.0, (self.work_pixels / (width * height)) ** 0.5)
         return max(scale, self.min_side / max(width, height))
 
-    def detect(self, grey: np.ndarray) -> list[Box]:
+    def _search(self, work: np.ndarray, angle: float, min_px: int) -> list[tuple[float, float, float, int]]:
+        """(centre x, centre y, side, windows) of the faces in `work` turned by -angle, in `work`'s coordinates."""
+        h, w = work.shape
+        turn = cv2.getRotationMatrix2D((w / 2, h / 2), -angle, 1.0)  # same size: corners are lost, the centre is not
+        image = work if not angle else cv2.warpAffine(work, turn, (w, h), flags=cv2.INTER_LINEAR,
+                                                      borderMode=cv2.BORDER_REPLICATE)
+        back = cv2.invertAffineTransform(turn)
+        found, windows = self._cascade().detectMultiScale2(np.ascontiguousarray(image), scaleFactor=self.scale_factor,
+                                                           minNeighbors=self.min_neighbors, minSize=(min_px, min_px))
+        out = []
+        for (x, y, bw, bh), n in zip(np.asarray(found, np.float64).reshape(-1, 4), np.asarray(windows).reshape(-1),
+                                     strict=True):
+            cx, cy = back @ (x + bw / 2, y + bh / 2, 1.0)
+            out.append((float(cx), float(cy), float(max(bw, bh)), int(n)))
+        return out
+
+    def detect_turned(self, grey: np.ndarray) -> list[Face]:
+        """Every face, upright or turned by up to about 45 degrees, largest first, then in reading order."""
         h, w = grey.shape[:2]
         scale = self.work_scale(w, h)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         work = grey if scale == 1.0 else cv2.resize(grey, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         min_px = max(24, round(self.min_face * min(size)))
-        found = self._cascade().detectMultiScale(np.ascontiguousarray(work), scaleFactor=self.scale_factor,
-                                                 minNeighbors=self.min_neighbors, minSize=(min_px, min_px))
-        boxes = []
-        for x, y, bw, bh in np.asarray(found, dtype=np.float64).reshape(-1, 4) / scale:  # back to input pixels
-            x0, y0 = max(0, round(x)), max(0, round(y))
-            x1, y1 = min(w, round(x + bw)), min(h, round(y + bh))
+        hits = [(*hit, angle) for angle in (0.0, *self.tilts) for hit in self._search(work, angle, min_px)]
+        groups: list[list[tuple[float, float, float, int, float]]] = []
+        for hit in sorted(hits, key=lambda t: -t[3]):  # most windows first: each group is led by its best hit
+            group = next((g for g in groups if np.hypot(hit[0] - g[0][0], hit[1] - g[0][1]) < min(hit[2], g[0][2]) / 2), None)
+            if group is None:
+                groups.append([hit])
+            else:
+                group.append(hit)
+        faces = []
+        for group in groups:
+            cx, cy, side, angle = np.average(np.array(group)[:, [0, 1, 2, 4]], axis=0, weights=[g[3] for g in group])
+            if self.tilts:  # look again at this face alone, at its angle and 15 degrees either side
+                windows = self._windows_around(work, cx, cy, side, angle)
+                if not any(a == 0.0 for *_, a in group) and max(windows) < self.tilted_neighbors:
+                    continue  # seen only turned, and not clearly: more likely texture than a face
+                if sum(windows):
+                    angle += float(np.average(LOOK_AGAIN, weights=windows))
+                angle = 0.0 if abs(angle) < UPRIGHT_WITHIN else angle
+            x0, y0 = max(0, round((cx - side / 2) / scale)), max(0, round((cy - side / 2) / scale))
+            x1, y1 = min(w, round((cx + side / 2) / scale)), min(h, round((cy + side / 2) / scale))
             if x1 > x0 and y1 > y0:
-                boxes.append((x0, y0, x1 - x0, y1 - y0))
-        return sorted(boxes, key=lambda b: (-b[2] * b[3], b[1], b[0]))  # largest first, then reading order
+                faces.append(Face((x0, y0, x1 - x0, y1 - y0), round(float(angle), 1)))
+        return sorted(faces, key=lambda f: (-f.box[2] * f.box[3], f.box[1], f.box[0]))
+
+    def _windows_around(self, work: np.ndarray, cx: float, cy: float, side: float, angle: float) -> list[int]:
+        """For each step of LOOK_AGAIN: the cascade's window count for the face at (cx, cy) in the square twice its side
+        around it, scaled so the face is 64 px and turned back by angle + step (0 where no face is found there)."""
+        k, half = 64.0 / side, 64
+        counts = []
+        for step in LOOK_AGAIN:
+            turn = cv2.getRotationMatrix2D((cx, cy), -(angle + step), k)
+            turn[:, 2] += half - np.array([cx, cy])
+            image = cv2.warpAffine(work, turn, (2 * half, 2 * half), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            found, windows = self._cascade().detectMultiScale2(image, scaleFactor=1.1, minNeighbors=3, minSize=(40, 40),
+                                                               maxSize=(96, 96))
+            boxes, counts_here = np.asarray(found).reshape(-1, 4), np.asarray(windows).reshape(-1)
+            centred = np.hypot(boxes[:, 0] + boxes[:, 2] / 2 - half, boxes[:, 1] + boxes[:, 3] / 2 - half) < boxes[:, 2] / 2
+            counts.append(int(counts_here[centred].max(initial=0)))
+        return counts
+
+    def detect(self, grey: np.ndarray) -> list[Box]:
+        return [face.box for face in self.detect_turned(grey)]
 
 
 @lru_cache(maxsize=1)
@@ -249,10 +318,18 @@ def get_detector() -> HaarDetector:
     return HaarDetector()
 
 
+def find_faces(image: Image.Image, detector: FaceDetector | None = None) -> list[Face]:
+    """All faces in an RGB (or any-mode) PIL image with their angles (0 from detectors that only find upright faces)."""
+    grey = np.asarray(image.convert("L"))  # (H, W) uint8
+    detector = detector or get_detector()
+    if isinstance(detector, HaarDetector):
+        return detector.detect_turned(grey)
+    return [Face(tuple(int(v) for v in box)) for box in detector.detect(grey)]  # type: ignore[arg-type]
+
+
 def detect_faces(image: Image.Image, detector: FaceDetector | None = None) -> list[Box]:
     """All faces in an RGB (or any-mode) PIL image, largest first, as (x, y, w, h) boxes in its pixel coordinates."""
-    grey = np.asarray(image.convert("L"))  # (H, W) uint8
-    return list((detector or get_detector()).detect(grey))
+    return [face.box for face in find_faces(image, detector)]
 
 
 # ---------------------------------------------------------------------------------------------- cropping
@@ -265,8 +342,43 @@ def face_square(box: Box, margin: float = MARGIN) -> tuple[int, int, int]:
     return round(x + w / 2 - side / 2), round(y + h / 2 - side / 2), side
 
 
-def crop_face(image: Image.Image, box: Box, margin: float = MARGIN) -> np.ndarray:
-    """A (48, 48) uint8 greyscale face crop: square around the box with a margin, edge-padded where it leaves the image."""
+def turned_square(box: Box, margin: float = MARGIN, angle: float = 0.0) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The bounds (x0, y0, x1, y1) of the face square turned by `angle`, and the 2x3 matrix from those bounds' pixel
+    indices to the upright crop's (48 x 48 pixels)."""
+    x0, y0, side = face_square(box, margin)
+    cx, cy, half = x0 + side / 2, y0 + side / 2, side / 2 * (abs(np.cos(np.radians(angle))) + abs(np.sin(np.radians(angle))))
+    bounds = (int(np.floor(cx - half)), int(np.floor(cy - half)), int(np.ceil(cx + half)), int(np.ceil(cy + half)))
+    # Turn by -angle about the face's centre (back upright) and scale the square's side to 48 px, in pixel-centre terms.
+    centre = (cx - bounds[0] - 0.5, cy - bounds[1] - 0.5)
+    to_crop = np.asarray(cv2.getRotationMatrix2D(centre, -angle, IMAGE_SIZE / side), np.float64)
+    to_crop[:, 2] += (IMAGE_SIZE / 2 - 0.5) - np.array(centre)
+    return bounds, to_crop
+
+
+def _crop_turned(image: Image.Image, box: Box, margin: float, angle: float) -> np.ndarray:
+    (x0, y0, x1, y1), to_crop = turned_square(box, margin, angle)
+    width, height = image.size
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    if cx1 <= cx0 or cy1 <= cy0:
+        raise ValueError(f"box {box} lies outside the {width} x {height} image")
+    grey = np.asarray(image.crop((cx0, cy0, cx1, cy1)).convert("L"))
+    # Shrink the part inside the image to about the crop's scale first (INTER_AREA averages; turning a large face
+    # straight to 48 px would alias), then turn it; the border is replicated as for upright crops.
+    s = min(1.0, float(np.hypot(*to_crop[0, :2])))
+    small = grey if s == 1.0 else cv2.resize(grey, (max(1, round(grey.shape[1] * s)), max(1, round(grey.shape[0] * s))),
+                                             interpolation=cv2.INTER_AREA)
+    sx, sy = small.shape[1] / grey.shape[1], small.shape[0] / grey.shape[0]
+    # small's pixel index i is the bounds' index (i + 0.5) / s - 0.5 + offset of the part inside the image
+    from_small = np.array([[1 / sx, 0, 0.5 / sx - 0.5 + cx0 - x0], [0, 1 / sy, 0.5 / sy - 0.5 + cy0 - y0], [0, 0, 1]])
+    return cv2.warpAffine(small, to_crop @ from_small, (IMAGE_SIZE, IMAGE_SIZE), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def crop_face(image: Image.Image, box: Box, margin: float = MARGIN, angle: float = 0.0) -> np.ndarray:
+    """A (48, 48) uint8 greyscale face crop: square around the box with a margin, edge-padded where it leaves the image;
+    a face turned by `angle` degrees (Face.angle) is cut from the square turned with it, so the crop is upright."""
+    if angle:
+        return _crop_turned(image, box, margin, angle)
     x0, y0, side = face_square(box, margin)
     width, height = image.size
     cx0, cy0 = max(0, x0), max(0, y0)

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .checkpoint import CheckpointError, LoadedModel, load_model
 from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE, cli_prog, set_threads
 from .evaluate import predict_probs
-from .faces import MARGIN, Box, FaceDetector, ImageError, ImageSource, crop_face, detect_faces, load_image
+from .faces import MARGIN, Box, Face, FaceDetector, ImageError, ImageSource, crop_face, find_faces, load_image, turned_square
 from .quantize import INFERENCE_PRECISIONS
 from .transforms import TTA_MODES, TTA_VIEWS
 
@@ -43,15 +43,16 @@ COLOURS = {"angry": (230, 57, 70), "disgust": (106, 153, 78), "fear": (157, 78, 
 class FacePrediction:
     """One face: where it is, what the model says, and the 48x48 crop it saw."""
 
-    box: Box  # (x, y, w, h) in the original image's pixels
+    box: Box  # (x, y, w, h) in the original image's pixels; for a turned face, its size and centre as if upright
     label: str  # the most probable emotion
     probs: dict[str, float]  # softmax over EMOTIONS, in that order, summing to 1
     confidence: float  # probs[label]
     crop: np.ndarray = field(repr=False)  # (48, 48) uint8 greyscale, as given to the model
     margin: float = MARGIN  # the margin the crop was cut with (0 for a whole image): overlay() needs it to map back
+    angle: float = 0.0  # degrees counter-clockwise the face is turned in the picture (Face.angle); the crop is upright
 
     def to_dict(self) -> dict[str, Any]:
-        return {"box": [int(v) for v in self.box], "label": self.label, "probs": dict(self.probs),
+        return {"box": [int(v) for v in self.box], "angle": self.angle, "label": self.label, "probs": dict(self.probs),
                 "confidence": self.confidence}
 
 
@@ -65,11 +66,11 @@ def predict_crops(crops: np.ndarray | torch.Tensor, model: LoadedModel, tta: str
     return predict_probs(model, x, tta)  # the evaluation path: same normalisation, centre crop and TTA views
 
 
-def face_crops(image: Image.Image, detect: bool = True, detector: FaceDetector | None = None) -> tuple[list[Box], np.ndarray]:
-    """Boxes and (N, 48, 48) uint8 crops of the faces in an image; detect=False takes the whole image as one face."""
-    boxes = detect_faces(image, detector) if detect else [(0, 0, *image.size)]
-    crops = [crop_face(image, b, crop_margin(detect)) for b in boxes]
-    return boxes, np.stack(crops) if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+def face_crops(image: Image.Image, detect: bool = True, detector: FaceDetector | None = None) -> tuple[list[Face], np.ndarray]:
+    """Faces and their (N, 48, 48) uint8 upright crops in an image; detect=False takes the whole image as one face."""
+    faces = find_faces(image, detector) if detect else [Face((0, 0, *image.size))]
+    crops = [crop_face(image, f.box, crop_margin(detect), f.angle) for f in faces]
+    return faces, np.stack(crops) if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
 
 
 def crop_margin(detect: bool) -> float:
@@ -77,13 +78,13 @@ def crop_margin(detect: bool) -> float:
     return MARGIN if detect else 0.0
 
 
-def _to_predictions(boxes: list[Box], crops: np.ndarray, probs: np.ndarray, margin: float) -> list[FacePrediction]:
+def _to_predictions(faces: list[Face], crops: np.ndarray, probs: np.ndarray, margin: float) -> list[FacePrediction]:
     out = []
-    for box, crop, p in zip(boxes, crops, probs, strict=True):
+    for (box, angle), crop, p in zip(faces, crops, probs, strict=True):
         k = int(p.argmax())
         out.append(FacePrediction(box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])), label=EMOTIONS[k],
                                   probs={e: float(v) for e, v in zip(EMOTIONS, p, strict=True)},
-                                  confidence=float(p[k]), crop=crop, margin=margin))
+                                  confidence=float(p[k]), crop=crop, margin=margin, angle=float(angle)))
     return out
 
 
@@ -115,7 +116,7 @@ def iter_predictions(paths: Iterable[str | os.PathLike], model: LoadedModel, det
         raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
     names = [str(p) for p in paths]
     for start in range(0, len(names), chunk_size):
-        found: list[tuple[str, list[Box], np.ndarray] | tuple[str, str]] = []
+        found: list[tuple[str, list[Face], np.ndarray] | tuple[str, str]] = []
         for path in names[start : start + chunk_size]:
             try:
                 found.append((path, *face_crops(load_image(path), detect)))
@@ -130,9 +131,9 @@ def iter_predictions(paths: Iterable[str | os.PathLike], model: LoadedModel, det
             if len(item) == 2:
                 yield item
                 continue
-            path, boxes, face = item
-            yield path, _to_predictions(boxes, face, probs[offset : offset + len(boxes)], crop_margin(detect))
-            offset += len(boxes)
+            path, faces, face_crops_ = item
+            yield path, _to_predictions(faces, face_crops_, probs[offset : offset + len(faces)], crop_margin(detect))
+            offset += len(faces)
 
 
 def predict_files(paths: Iterable[str | os.PathLike], model: LoadedModel | None = None, detect: bool = True,
@@ -150,6 +151,15 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
+def turned_corners(box: Box, angle: float) -> list[tuple[float, float]]:
+    """The corners of a box turned by `angle` degrees counter-clockwise about its centre (as FacePrediction.angle)."""
+    x, y, w, h = box
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    cx, cy = x + w / 2, y + h / 2
+    corners = ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2))
+    return [(cx + dx * c + dy * s, cy - dx * s + dy * c) for dx, dy in corners]
+
+
 def annotate(image: Image.Image, predictions: list[FacePrediction]) -> Image.Image:
     """A copy of the image with each face's box, label and confidence drawn on it."""
     out = image.convert("RGB")  # always a new image: the caller's stays untouched
@@ -159,7 +169,12 @@ def annotate(image: Image.Image, predictions: list[FacePrediction]) -> Image.Ima
     for p in predictions:
         x, y, w, h = p.box
         colour = COLOURS.get(p.label, (255, 255, 255))
-        draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour, width=width)
+        if p.angle:  # the face's square, turned with it; the label goes above the corners' bounds
+            draw.polygon(turned_corners(p.box, p.angle), outline=colour, width=width)
+            (x, y, x1, y1), _ = turned_square(p.box, 0.0, p.angle)
+            w, h = x1 - x, y1 - y
+        else:
+            draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour, width=width)
         text = f"{p.label} {p.confidence:.0%}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         pad = max(2, width)

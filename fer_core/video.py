@@ -238,16 +238,16 @@ def predict_video(path: str | os.PathLike, model: LoadedModel | None = None, eve
         crops = [c for *_, c in batch if len(c)]
         probs = predict_crops(np.concatenate(crops), model, tta) if crops else np.zeros((0, len(EMOTIONS)))
         offset = 0
-        for index, t, boxes, c in batch:
-            found.append((index, t, _to_predictions(boxes, c, probs[offset : offset + len(boxes)], crop_margin(detect))))
-            offset += len(boxes)
+        for index, t, faces, c in batch:
+            found.append((index, t, _to_predictions(faces, c, probs[offset : offset + len(faces)], crop_margin(detect))))
+            offset += len(faces)
         batch.clear()
         if progress is not None and info.duration_s:
             progress(min(1.0, (found[-1][1] + step) / info.duration_s))
 
     for index, t, image in sample_frames(path, step, max_samples):
-        boxes, crops = face_crops(image, detect, detector)
-        batch.append((index, t, boxes, crops.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)))
+        faces, crops = face_crops(image, detect, detector)
+        batch.append((index, t, faces, crops.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)))
         if len(batch) == CHUNK:
             flush()
     if batch:
