@@ -72,7 +72,7 @@ def shipped_model() -> LoadedModel:
 def bare_predict(photo: bytes) -> None:
     """What the Predict page computes for one new photo, without Streamlit."""
     from fer_core.explain import explain, overlay
-    from fer_core.faces import load_image
+    from fer_core.images import load_image
     from fer_core.predict import annotate, predict_image
 
     model = shipped_model()

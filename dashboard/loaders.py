@@ -243,7 +243,7 @@ PICTURE_SIDE = 2048  # the annotated photo is shown and downloaded at most this 
 def analyse_photo(data: bytes, checkpoint: str, stamp: float, detect: bool, tta: str) -> tuple[list[Any], bytes]:
     """FacePredictions for an uploaded file and the photo as PNG (boxed and labelled when faces were found), cached so
     moving a slider neither detects faces nor encodes a large photo again (raises ImageError)."""
-    from fer_core.faces import load_image
+    from fer_core.images import load_image
     from fer_core.predict import annotate, predict_image
 
     image = load_image(data)

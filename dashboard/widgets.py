@@ -288,7 +288,7 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta:
     (beside those of a second model, `compare`, on the same face crops). `name` names the downloads; `title`, where
     given, is shown instead of it; `face_names` names the faces in detection order (default: face 1, face 2...)."""
     from fer_core.explain import CAVEATS, overlay
-    from fer_core.faces import ImageError
+    from fer_core.images import ImageError
 
     st.markdown(f"**{title or name}**")
     stamp = loaders.mtime(checkpoint)
@@ -345,7 +345,7 @@ def photos_summary(photos: Sequence[tuple[str, bytes]], checkpoint: Path, *, det
     """Several photos at once: one table row per face (or per photo without one, or that cannot be read), the counts
     per emotion, and the whole table as CSV (as `fer-predict --csv` writes it); each photo's own view follows below."""
     from fer_core.config import EMOTIONS
-    from fer_core.faces import ImageError
+    from fer_core.images import ImageError
     from fer_core.predict import csv_rows
 
     rows: list[dict[str, Any]] = []

@@ -12,7 +12,7 @@ _LAZY = {
     "CheckpointError": "checkpoint", "LoadedModel": "checkpoint", "load_model": "checkpoint",
     "DataError": "data", "FERData": "data", "load_dataset": "data",
     "evaluate_checkpoint": "evaluate", "predict_probs": "evaluate",
-    "predict_image": "predict", "predict_files": "predict", "annotate": "predict", "load_image": "faces",
+    "predict_image": "predict", "predict_files": "predict", "annotate": "predict", "load_image": "images",
     "predict_video": "video",
     "build_model": "models", "count_params": "models", "list_models": "models",
     "fit": "train",

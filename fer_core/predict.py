@@ -26,7 +26,8 @@ from PIL import Image, ImageDraw, ImageFont
 from .checkpoint import CheckpointError, LoadedModel, load_model
 from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE, cli_prog, set_threads
 from .evaluate import predict_probs
-from .faces import MARGIN, Box, Face, FaceDetector, ImageError, ImageSource, crop_face, find_faces, load_image, turned_square
+from .faces import MARGIN, Box, Face, FaceDetector, crop_face, find_faces, turned_square
+from .images import ImageError, ImageSource, load_image
 from .quantize import INFERENCE_PRECISIONS
 from .transforms import TTA_MODES, TTA_VIEWS
 

@@ -14,7 +14,8 @@ from PIL import Image
 
 from .checkpoint import LoadedModel
 from .config import EMOTIONS, IMAGE_SIZE
-from .faces import MAX_PIXELS, get_detector
+from .faces import get_detector
+from .images import MAX_PIXELS
 from .predict import FacePrediction, _to_predictions, annotate, crop_margin, default_model, face_crops, predict_crops
 from .tracking import assign_tracks
 from .transforms import TTA_MODES

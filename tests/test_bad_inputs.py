@@ -23,7 +23,7 @@ from skimage import data as skdata
 
 from fer_core.checkpoint import load_model
 from fer_core.config import EMOTIONS
-from fer_core.faces import ImageError
+from fer_core.images import ImageError
 from fer_core.predict import FacePrediction, predict_image
 
 

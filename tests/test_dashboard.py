@@ -22,7 +22,7 @@ from fer_core import jobs
 from fer_core.checkpoint import read_checkpoint
 from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, REPO_ROOT, SAMPLE_DATA, TrainConfig, atomic_write_json
 from fer_core.data import load_dataset, load_ferplus
-from fer_core.faces import ImageError
+from fer_core.images import ImageError
 from fer_core.metrics import time_to_accuracy
 from fer_core.train import RunFolder, bf16_supported
 

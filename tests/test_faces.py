@@ -17,13 +17,12 @@ from fer_core.faces import (
     MARGIN,
     FaceDetector,
     HaarDetector,
-    ImageError,
     crop_face,
     detect_faces,
     face_square,
     get_detector,
-    load_image,
 )
+from fer_core.images import ImageError, load_image
 
 
 def test_every_source_kind_loads_the_same_pixels(tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from photos import ASTRONAUT_FACE, face_clip, iou, write_video
 
-import fer_core.faces
+import fer_core.images
 import fer_core.predict as predict_mod
 import fer_core.video as video_mod
 from fer_core.checkpoint import load_model
@@ -113,7 +113,7 @@ def test_broken_videos_give_clear_errors(tmp_path, clip, monkeypatch, model):
     monkeypatch.setattr(video_mod, "MAX_PIXELS", 512 * 511)
     with pytest.raises(VideoError, match="512 x 512 pixels exceed the limit"):
         video_info(clip[0])
-    assert fer_core.faces.MAX_PIXELS == 50_000_000
+    assert fer_core.images.MAX_PIXELS == 50_000_000
 
 
 def test_cli_video_lines_in_input_order_with_errors(clip, tmp_path, run_main):
