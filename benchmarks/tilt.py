@@ -15,26 +15,17 @@ import argparse
 import sys
 import time
 
-import cv2
 import numpy as np
-from PIL import Image
 
 from fer_core.checkpoint import load_model
-from fer_core.config import DataNotFoundError, set_threads
+from fer_core.config import REPO_ROOT, DataNotFoundError, set_threads
 from fer_core.data import load_dataset
 from fer_core.faces import HaarDetector
 from fer_core.predict import face_crops, predict_crops
 
 SCENE, FACE = 320, 144
-
-
-def scene(face: np.ndarray, tilt: float) -> Image.Image:
-    """A 48x48 face enlarged to FACE px, centred in a SCENE px picture and turned `tilt` degrees counter-clockwise."""
-    big = cv2.resize(face, (FACE, FACE), interpolation=cv2.INTER_CUBIC)
-    pad = (SCENE - FACE) // 2
-    canvas = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    turn = cv2.getRotationMatrix2D((SCENE / 2, SCENE / 2), tilt, 1.0)
-    return Image.fromarray(cv2.warpAffine(canvas, turn, (SCENE, SCENE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from photos import turned_fer_scene  # noqa: E402 - the tests' real-photo helpers
 
 
 def main() -> None:
@@ -59,7 +50,7 @@ def main() -> None:
         for tilt in args.tilts:
             crops, found, errors, seconds = [], [], [], 0.0
             for face in faces:
-                image = scene(face, tilt)
+                image = turned_fer_scene(face, tilt, SCENE, FACE)
                 start = time.perf_counter()
                 boxes, cut = face_crops(image, True, detector)
                 seconds += time.perf_counter() - start

@@ -25,7 +25,7 @@ SMOOTHING = (1, 3, 5, 9, 15)  # samples in the chart's moving mean (1: off)
 
 def timeline_csv(name: str, result: VideoPrediction) -> str:
     """A row per face of each sampled frame (one row with no face where a frame has none): frame, time, face (its
-    track, from 1), box, label, confidence, probabilities; `fer-predict --csv`'s layout without the path and error."""
+    track, from 1), box, angle, label, confidence, probabilities; `fer-predict --csv`'s layout without the path and error."""
     return widgets.faces_frame(csv_rows(name, result)).drop(columns=["path", "error"]).to_csv(index=False)
 
 

@@ -246,7 +246,7 @@ def _results(files: list[str], model: LoadedModel, args: argparse.Namespace
             yield path, str(e).removeprefix(f"{path}: ")
 
 
-CSV_COLUMNS = ["path", "frame", "time_s", "face", "x", "y", "w", "h", "label", "confidence", *EMOTIONS, "error"]
+CSV_COLUMNS = ["path", "frame", "time_s", "face", "x", "y", "w", "h", "angle", "label", "confidence", *EMOTIONS, "error"]
 
 
 def csv_rows(path: str, result: list[FacePrediction] | VideoPrediction | str) -> list[dict[str, Any]]:
@@ -259,7 +259,7 @@ def csv_rows(path: str, result: list[FacePrediction] | VideoPrediction | str) ->
     rows: list[dict[str, Any]] = []
     for frame, t, faces in frames:
         where = {"path": path, "frame": frame, "time_s": t}
-        rows += [{**where, "face": k + 1, **dict(zip("xywh", p.box, strict=True)), "label": p.label,
+        rows += [{**where, "face": k + 1, **dict(zip("xywh", p.box, strict=True)), "angle": p.angle, "label": p.label,
                   "confidence": round(p.confidence, 4), **{e: round(v, 4) for e, v in p.probs.items()}} for k, p in faces]
         rows += [] if faces else [where]
     return rows
@@ -283,7 +283,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", metavar="OUTDIR", default=None,
                    help="write annotated copies of the images (.jpg) and videos (.mp4) here")
     p.add_argument("--csv", metavar="FILE", default=None,
-                   help="also write every face as a CSV row (file, frame and time for videos, face, box, label, "
+                   help="also write every face as a CSV row (file, frame and time for videos, face, box, angle, label, "
                         "probabilities; errors too), as each input is done")
     p.add_argument("--every", type=float, default=DEFAULT_EVERY_S, metavar="SECONDS",
                    help="videos: classify the faces of one frame every SECONDS (default %(default)s; long videos are "

@@ -231,7 +231,7 @@ def predict_video(path: str | os.PathLike, model: LoadedModel | None = None, eve
         raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
     model = model if model is not None else default_model()
     info = video_info(path)
-    step, detector = sampling_interval(info, every_s, max_samples), get_detector() if detect else None
+    step, detector = sampling_interval(info, every_s, max_samples), get_detector(video=True) if detect else None
     found: list[tuple[int, float, list[FacePrediction]]] = []  # (frame index, time, faces) per sampled frame
     batch: list[tuple[int, float, list[Any], np.ndarray]] = []
 

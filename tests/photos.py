@@ -98,3 +98,15 @@ def two_people_clip(path, fps: float = 10.0) -> None:
             canvas.paste(img.resize((round(tall * 150 / 170), tall), Image.Resampling.BICUBIC), (x + 2 * i, 40))
         frames.append(canvas)
     write_video(path, frames, fps)
+
+
+def turned_fer_scene(face: np.ndarray, tilt: float, scene: int = 320, side: int = 144) -> Image.Image:
+    """A real 48x48 FER face enlarged to `side` px, centred in a `scene` px picture (borders replicated, so no second
+    face) and turned `tilt` degrees counter-clockwise about the centre."""
+    import cv2
+
+    big = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+    pad = (scene - side) // 2
+    canvas = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    turn = cv2.getRotationMatrix2D((scene / 2, scene / 2), tilt, 1.0)
+    return Image.fromarray(cv2.warpAffine(canvas, turn, (scene, scene), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))

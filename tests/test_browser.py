@@ -261,7 +261,7 @@ def test_predict_photos_downloads_and_a_broken_file(page, server: str) -> None:
     with page.expect_download() as download:  # two photos: a table of all their faces first
         page.get_by_role("button", name="All faces (CSV)").click()
     rows = Path(download.value.path()).read_text().splitlines()
-    assert rows[0].startswith("path,face,x,y,w,h,label,confidence,angry,") and len(rows) == 3  # as fer-predict --csv
+    assert rows[0].startswith("path,face,x,y,w,h,angle,label,confidence,angry,") and len(rows) == 3  # as fer-predict --csv
     assert rows[1].startswith("astronaut.png,1,") and rows[2].startswith("broken.png,,")
     with page.expect_download() as download:
         page.get_by_role("button", name="Result (JSON)").click()

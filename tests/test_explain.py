@@ -209,3 +209,19 @@ def test_overlay_on_the_photo_lands_on_the_face(model):
     assert out.shape == before.shape and changed.sum() > 0.4 * side * side
     assert xs.min() >= x0 + side // 2 - 2 and xs.max() < x0 + side and ys.min() >= y0 and ys.max() < y0 + side
     assert np.array_equal(np.asarray(overlay(photo, heat, box=(900, 900, 10, 10))), before)  # off the photo: unchanged
+
+
+def test_overlay_on_a_turned_face_turns_with_it():
+    photo = Image.new("RGB", (400, 400), (128, 128, 128))
+    heat = np.zeros((48, 48), np.float32)
+    heat[4:10, 36:42] = 1.0  # a warm patch near the crop's top-right corner, centred at (39, 7) in crop pixels
+    box, angle = (150, 150, 96, 96), 30.0
+    out = np.asarray(overlay(photo, heat, alpha=1.0, box=box, margin=0.0, angle=angle)).astype(int)
+    ys, xs = np.nonzero(np.abs(out - 128).sum(2) > 30)
+    # by hand: offset from the crop centre, x2 to photo pixels, turned 30 degrees counter-clockwise (y points down)
+    dx, dy = (39.5 - 24) * 2, (7.5 - 24) * 2
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    expect = (198 + dx * c + dy * s, 198 - dx * s + dy * c)
+    assert np.hypot(xs.mean() - expect[0], ys.mean() - expect[1]) < 3
+    assert np.hypot(xs.mean() - (198 + dx), ys.mean() - (198 + dy)) > 15  # not where an upright square would put it
+    assert 0.5 * 144 < len(xs) < 1.5 * 144  # the 6x6 patch at twice the size, not smeared over the square

@@ -15,11 +15,13 @@ from PIL import Image
 from fer_core.config import IMAGE_SIZE
 from fer_core.faces import (
     MARGIN,
+    Face,
     FaceDetector,
     HaarDetector,
     crop_face,
     detect_faces,
     face_square,
+    find_faces,
     get_detector,
 )
 from fer_core.images import ImageError, load_image
@@ -109,7 +111,7 @@ def test_ten_faces_are_ten_boxes_one_per_tile():
     assert areas == sorted(areas, reverse=True)  # largest first
 
 
-@pytest.mark.parametrize("name", ["coffee", "brick", "rocket", "chelsea", "hubble_deep_field", "gravel"])
+@pytest.mark.parametrize("name", ["coffee", "brick", "rocket", "chelsea", "hubble_deep_field", "gravel", "cat", "horse", "moon"])
 def test_no_face_in_face_free_photos(name):
     from skimage import data
 
@@ -150,6 +152,73 @@ def test_a_custom_detector_plugs_in():
     detector: FaceDetector = Fixed()
     assert detect_faces(coffee(), detector) == [(10, 20, 30, 40)]
     assert get_detector() is get_detector()  # the default cascade is loaded once
+
+
+def turned(image: Image.Image, angle: float) -> tuple[Image.Image, tuple[float, float]]:
+    """The photo turned `angle` degrees counter-clockwise about its centre (mirrored edges), and where the astronaut's
+    face centre lands."""
+    a = np.asarray(image)
+    h, w = a.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    x, y, bw, bh = ASTRONAUT_FACE
+    centre = turn @ (x + bw / 2, y + bh / 2, 1.0)
+    return Image.fromarray(cv2.warpAffine(a, turn, (w, h), borderMode=cv2.BORDER_REFLECT)), (centre[0], centre[1])
+
+
+@pytest.mark.parametrize("angle", [-40, -25, 25, 40])
+def test_a_turned_face_is_found_with_its_angle_and_cut_upright(angle):
+    photo, (cx, cy) = turned(astronaut(), angle)
+    assert find_faces(photo, HaarDetector(tilts=())) == []  # the cascade alone misses a face turned this far
+    (face,) = find_faces(photo)
+    x, y, w, h = face.box
+    assert np.hypot(x + w / 2 - cx, y + h / 2 - cy) < 12 and 80 < w < 115 and w == h
+    assert abs(face.angle - angle) < 8
+    upright = crop_face(astronaut(), ASTRONAUT_FACE).ravel()
+    assert np.corrcoef(crop_face(photo, face.box, angle=face.angle).ravel(), upright)[0, 1] > 0.8  # the face, upright
+    assert np.corrcoef(crop_face(photo, face.box).ravel(), upright)[0, 1] < 0.5  # cut without its angle: still turned
+
+
+def test_upright_faces_keep_angle_zero_and_their_crop():
+    (face,) = find_faces(astronaut())
+    assert face == Face(ASTRONAUT_FACE, 0.0)  # within UPRIGHT_WITHIN of upright: no second resampling
+    photo, _ = turned(astronaut(), 6)
+    assert [f.angle for f in find_faces(photo)] == [0.0]
+
+
+def test_turned_crop_matches_turning_the_photo_upright_first():
+    photo, (cx, cy) = turned(astronaut(), 30)
+    box = (round(cx - 47.5), round(cy - 47.5), 95, 95)
+    x0, y0, side = face_square(box)
+    centre = (x0 + side / 2, y0 + side / 2)  # turn the whole photo back about the square's own centre, then cut
+    back = cv2.warpAffine(np.asarray(photo), cv2.getRotationMatrix2D(centre, -30, 1.0), photo.size, flags=cv2.INTER_LINEAR)
+    reference = crop_face(Image.fromarray(back), box).astype(int)
+    crop = crop_face(photo, box, angle=30)
+    assert crop.shape == (IMAGE_SIZE, IMAGE_SIZE) and crop.dtype == np.uint8
+    assert np.abs(crop - reference).mean() < 3  # a 1 px shift of the reference gives 8
+    assert np.abs(crop[:, 1:] - reference[:, :-1]).mean() > 6
+    edge = crop_face(photo, (-40, -40, 95, 95), angle=30)  # mostly outside: the border repeats, no error
+    assert edge.shape == (IMAGE_SIZE, IMAGE_SIZE)
+    with pytest.raises(ValueError, match="outside"):
+        crop_face(photo, (900, 900, 20, 20), angle=30)
+
+
+def test_the_turned_search_costs_only_where_the_upright_one_finds_nothing(monkeypatch):
+    detector = HaarDetector(tilts_if_none=True)
+    cascade, sizes = detector._cascade(), []
+
+    class Spy:
+        def detectMultiScale2(self, image, **kwargs):  # noqa: N802 - OpenCV's name
+            sizes.append(image.shape)
+            return cascade.detectMultiScale2(image, **kwargs)
+
+    monkeypatch.setattr(detector, "_cascade", Spy)
+    assert detector.detect_turned(np.asarray(astronaut().convert("L"))) == [Face(ASTRONAUT_FACE, 0.0)]
+    assert sizes.count((512, 512)) == 1  # the upright search found it: no turned searches (then 3 small looks)
+    sizes.clear()
+    photo, _ = turned(astronaut(), 35)
+    (face,) = detector.detect_turned(np.asarray(photo.convert("L")))
+    assert sizes.count((512, 512)) == 3 and abs(face.angle - 35) < 8
+    assert get_detector(video=True).tilts_if_none and not get_detector().tilts_if_none
 
 
 def test_crop_matches_an_independent_resize_of_the_face_square():
