@@ -298,8 +298,8 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta:
         st.error(f"Cannot use this file: {e}")
         return
     if not faces:
-        st.warning("No face found. Faces should be roughly frontal and not tiny; for a photo that is already a face crop, "
-                   "turn off **Find faces**.")
+        st.warning("No face found. Faces should be roughly frontal (tilted up to about 45° is fine) and not tiny; for a "
+                   "photo that is already a face crop, turn off **Find faces**.")
         st.image(picture_png, width=480)
         return
     picture, details = st.columns([3, 2])
@@ -315,7 +315,8 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta:
         for j, face in enumerate(faces):
             heat = loaders.explain_crop(face.crop, str(checkpoint), stamp, method, target)
             crop_col, bars_col = st.columns([2, 3], vertical_alignment="center")
-            caption = f"{_face_name(face_names, j)}: {face.label} {face.confidence:.0%}"
+            turned = f" (turned {face.angle:+.0f}°, shown upright)" if face.angle else ""
+            caption = f"{_face_name(face_names, j)}: {face.label} {face.confidence:.0%}{turned}"
             crop_col.image(overlay(face.crop, heat, alpha=alpha), caption=caption, width="stretch")
             if not heat.any():  # Grad-CAM keeps only positive evidence; a weak or unsure model may have none to show
                 crop_col.caption("This method found no positive evidence for the class here; try another method.")

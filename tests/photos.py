@@ -110,3 +110,16 @@ def turned_fer_scene(face: np.ndarray, tilt: float, scene: int = 320, side: int 
     canvas = cv2.copyMakeBorder(big, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     turn = cv2.getRotationMatrix2D((scene / 2, scene / 2), tilt, 1.0)
     return Image.fromarray(cv2.warpAffine(canvas, turn, (scene, scene), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+
+
+def turned_astronaut(angle: float) -> tuple[Image.Image, tuple[float, float]]:
+    """The astronaut turned `angle` degrees counter-clockwise about the photo's centre (edges mirrored), and where her
+    face's centre lands."""
+    import cv2
+
+    a = np.asarray(astronaut())
+    h, w = a.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    x, y, bw, bh = ASTRONAUT_FACE
+    centre = turn @ (x + bw / 2, y + bh / 2, 1.0)
+    return Image.fromarray(cv2.warpAffine(a, turn, (w, h), borderMode=cv2.BORDER_REFLECT)), (centre[0], centre[1])

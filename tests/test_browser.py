@@ -290,7 +290,7 @@ def test_predict_a_video_timeline_and_its_csv(page, server: str, tmp_path: Path)
     with page.expect_download() as download:
         page.get_by_role("button", name="Timeline (CSV)").click()
     rows = Path(download.value.path()).read_text().splitlines()
-    assert rows[0].startswith("frame,time_s,face,x,y,w,h,label,confidence,angry,") and len(rows) == 7
+    assert rows[0].startswith("frame,time_s,face,x,y,w,h,angle,label,confidence,angry,") and len(rows) == 7
     assert [r.split(",")[2] for r in rows[1:]] == ["1", "1", "", "", "1", "1"]  # one face, or none, per sampled frame
     screenshot(page, "predict-video")
 

@@ -6,6 +6,7 @@ import importlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photos import astronaut, coffee, encode, face_clip, ten_faces, two_people_clip, write_video
+from photos import astronaut, coffee, encode, face_clip, ten_faces, turned_astronaut, two_people_clip, write_video
 from PIL import Image
 
 from fer_core import jobs
@@ -292,6 +293,15 @@ def test_predict_from_the_camera(runs):
     Image.fromarray(np.asarray(Image.open(io.BytesIO(astronaut_png())))).save(buf, format="JPEG")
     at.camera_input(key="camera").set_value(("camera.jpg", buf.getvalue(), "image/jpeg")).run()
     assert not at.exception and "**camera.jpg**" in texts(at.markdown)
+
+
+def test_predict_a_tilted_face_is_shown_upright_with_its_angle(runs):
+    at = open_page("views/predict.py")
+    at.file_uploader(key="uploads").set_value([("tilted.png", encode(turned_astronaut(30)[0], "PNG"), "image/png")]).run()
+    assert not at.exception
+    (caption,) = [c for c in captions(at) if c.startswith("face 1: ")]
+    angle = float(re.search(r"\(turned ([+-]\d+)°, shown upright\)", caption).group(1))
+    assert 20 < angle < 40 and caption.startswith("face 1: happy")
 
 
 def test_predict_compares_a_second_model_on_the_same_faces(runs, tmp_path):

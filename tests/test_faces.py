@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
-from photos import ASTRONAUT_FACE, astronaut, coffee, encode, iou, scaled, ten_faces
+from photos import ASTRONAUT_FACE, astronaut, coffee, encode, iou, scaled, ten_faces, turned_astronaut
 from PIL import Image
 
 from fer_core.config import IMAGE_SIZE
@@ -154,20 +154,9 @@ def test_a_custom_detector_plugs_in():
     assert get_detector() is get_detector()  # the default cascade is loaded once
 
 
-def turned(image: Image.Image, angle: float) -> tuple[Image.Image, tuple[float, float]]:
-    """The photo turned `angle` degrees counter-clockwise about its centre (mirrored edges), and where the astronaut's
-    face centre lands."""
-    a = np.asarray(image)
-    h, w = a.shape[:2]
-    turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
-    x, y, bw, bh = ASTRONAUT_FACE
-    centre = turn @ (x + bw / 2, y + bh / 2, 1.0)
-    return Image.fromarray(cv2.warpAffine(a, turn, (w, h), borderMode=cv2.BORDER_REFLECT)), (centre[0], centre[1])
-
-
 @pytest.mark.parametrize("angle", [-40, -25, 25, 40])
 def test_a_turned_face_is_found_with_its_angle_and_cut_upright(angle):
-    photo, (cx, cy) = turned(astronaut(), angle)
+    photo, (cx, cy) = turned_astronaut(angle)
     assert find_faces(photo, HaarDetector(tilts=())) == []  # the cascade alone misses a face turned this far
     (face,) = find_faces(photo)
     x, y, w, h = face.box
@@ -181,12 +170,12 @@ def test_a_turned_face_is_found_with_its_angle_and_cut_upright(angle):
 def test_upright_faces_keep_angle_zero_and_their_crop():
     (face,) = find_faces(astronaut())
     assert face == Face(ASTRONAUT_FACE, 0.0)  # within UPRIGHT_WITHIN of upright: no second resampling
-    photo, _ = turned(astronaut(), 6)
+    photo, _ = turned_astronaut(6)
     assert [f.angle for f in find_faces(photo)] == [0.0]
 
 
 def test_turned_crop_matches_turning_the_photo_upright_first():
-    photo, (cx, cy) = turned(astronaut(), 30)
+    photo, (cx, cy) = turned_astronaut(30)
     box = (round(cx - 47.5), round(cy - 47.5), 95, 95)
     x0, y0, side = face_square(box)
     centre = (x0 + side / 2, y0 + side / 2)  # turn the whole photo back about the square's own centre, then cut
@@ -215,7 +204,7 @@ def test_the_turned_search_costs_only_where_the_upright_one_finds_nothing(monkey
     assert detector.detect_turned(np.asarray(astronaut().convert("L"))) == [Face(ASTRONAUT_FACE, 0.0)]
     assert sizes.count((512, 512)) == 1  # the upright search found it: no turned searches (then 3 small looks)
     sizes.clear()
-    photo, _ = turned(astronaut(), 35)
+    photo, _ = turned_astronaut(35)
     (face,) = detector.detect_turned(np.asarray(photo.convert("L")))
     assert sizes.count((512, 512)) == 3 and abs(face.angle - 35) < 8
     assert get_detector(video=True).tilts_if_none and not get_detector().tilts_if_none

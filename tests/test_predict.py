@@ -8,11 +8,10 @@ import os
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 import torch
-from photos import ASTRONAUT_FACE, astronaut, coffee, iou, ten_faces
+from photos import ASTRONAUT_FACE, astronaut, coffee, iou, ten_faces, turned_astronaut
 from PIL import Image
 
 import fer_core.predict as predict_mod
@@ -122,9 +121,7 @@ def test_annotate_draws_each_box_in_its_label_colour(model):
 
 
 def test_a_turned_face_is_boxed_turned_and_classified_from_an_upright_crop(model):
-    a = np.asarray(astronaut())
-    photo = Image.fromarray(cv2.warpAffine(a, cv2.getRotationMatrix2D((256, 256), 30, 1.0), (512, 512),
-                                           borderMode=cv2.BORDER_REFLECT))
+    photo, _ = turned_astronaut(30)
     (face,) = predict_image(photo, model)
     (upright,) = predict_image(astronaut(), model)
     assert 20 < face.angle < 40 and face.to_dict()["angle"] == face.angle
