@@ -211,7 +211,8 @@ def format_faces(path: str, faces: list[FacePrediction]) -> str:
     for i, f in enumerate(faces, 1):
         others = sorted(((p, e) for e, p in f.probs.items() if e != f.label), reverse=True)[:2]
         rest = ", ".join(f"{e} {p:.0%}" for p, e in others)
-        lines.append(f"  face {i} at {tuple(f.box)}: {f.label} {f.confidence:.0%} ({rest})")
+        turned = f" turned {f.angle:+g} deg" if f.angle else ""
+        lines.append(f"  face {i} at {tuple(f.box)}{turned}: {f.label} {f.confidence:.0%} ({rest})")
     return "\n".join(lines)
 
 

@@ -125,6 +125,7 @@ def test_a_turned_face_is_boxed_turned_and_classified_from_an_upright_crop(model
     (face,) = predict_image(photo, model)
     (upright,) = predict_image(astronaut(), model)
     assert 20 < face.angle < 40 and face.to_dict()["angle"] == face.angle
+    assert f"  face 1 at {face.box} turned {face.angle:+g} deg: happy" in predict_mod.format_faces("tilted.png", [face])
     assert face.label == upright.label == "happy"
     assert np.allclose(list(face.probs.values()), _probs_by_hand(model, face.crop), atol=1e-5)
     out = np.asarray(annotate(photo, [face]))
