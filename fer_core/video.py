@@ -14,7 +14,7 @@ from PIL import Image
 
 from .checkpoint import LoadedModel
 from .config import EMOTIONS, IMAGE_SIZE
-from .faces import get_detector
+from .faces import FollowingDetector, get_detector
 from .images import MAX_PIXELS
 from .predict import FacePrediction, _to_predictions, annotate, crop_margin, default_model, face_crops, predict_crops
 from .tracking import assign_tracks
@@ -24,6 +24,7 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpe
 DEFAULT_EVERY_S = 0.5
 MAX_SAMPLES = 600  # a long video is sampled more sparsely, so that one analysis stays within ~a minute on 2 cores
 CHUNK = 16  # sampled frames whose faces go through the model together
+WHOLE_FRAME_EVERY_S = 1.0  # between whole-frame face searches, the last sample's faces are followed (faces.FollowingDetector)
 SEEK_GAP_S = 5.0  # samples this far apart are reached by seeking (a keyframe, then decoding forward), not by decoding all
 CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".webm": "VP80"}  # what OpenCV's FFmpeg writes here (no H.264: not in the wheel)
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's own stderr lines ("moov atom not found"): VideoError says it
@@ -231,7 +232,8 @@ def predict_video(path: str | os.PathLike, model: LoadedModel | None = None, eve
         raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
     model = model if model is not None else default_model()
     info = video_info(path)
-    step, detector = sampling_interval(info, every_s, max_samples), get_detector(video=True) if detect else None
+    step = sampling_interval(info, every_s, max_samples)
+    detector = FollowingDetector(get_detector(video=True), round(WHOLE_FRAME_EVERY_S / step)) if detect else None
     found: list[tuple[int, float, list[FacePrediction]]] = []  # (frame index, time, faces) per sampled frame
     batch: list[tuple[int, float, list[Any], np.ndarray]] = []
 

@@ -210,6 +210,53 @@ def test_the_turned_search_costs_only_where_the_upright_one_finds_nothing(monkey
     assert get_detector(video=True).tilts_if_none and not get_detector().tilts_if_none
 
 
+def grey(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("L"))
+
+
+def test_follow_finds_a_face_near_where_it_was_and_drops_one_that_left(monkeypatch):
+    detector = HaarDetector()
+    (face,) = detector.detect_turned(grey(astronaut()))
+    moved = Image.new("RGB", (640, 640), (128, 128, 128))
+    moved.paste(astronaut().resize((563, 563), Image.Resampling.BICUBIC), (10, 5))  # 1.1x: the face 0.35 of its side away
+    x, y, w, h = scaled(ASTRONAUT_FACE, 563 / 512)
+    cascade, sizes = detector._cascade(), []
+
+    class Spy:
+        def detectMultiScale2(self, image, **kwargs):  # noqa: N802 - OpenCV's name
+            sizes.append(image.shape)
+            return cascade.detectMultiScale2(image, **kwargs)
+
+    monkeypatch.setattr(detector, "_cascade", Spy)
+    (followed,) = detector.follow(grey(moved), [face])
+    assert iou(followed.box, (x + 10, y + 5, w, h)) > 0.7 and followed.angle == 0.0
+    assert sizes == [(128, 128)] * 3  # three small looks, no search of the whole frame
+    assert detector.follow(grey(coffee()), [face]) == []  # gone: dropped
+    photo, (cx, cy) = turned_astronaut(30)
+    (turned_face,) = find_faces(photo)
+    nudged = Face((turned_face.box[0] + 12, turned_face.box[1] - 8, *turned_face.box[2:]), turned_face.angle)
+    (again,) = detector.follow(grey(photo), [nudged])  # the last frame's box a little off: found where the face is
+    ax, ay, aw, ah = again.box
+    assert np.hypot(ax + aw / 2 - cx, ay + ah / 2 - cy) < 12 and abs(again.angle - 30) < 8
+
+
+def test_following_detector_searches_the_whole_frame_every_few_frames_and_when_a_face_is_lost(monkeypatch):
+    from fer_core.faces import FollowingDetector
+
+    whole = []
+    real = HaarDetector.detect_turned
+    monkeypatch.setattr(HaarDetector, "detect_turned", lambda self, g: whole.append(1) or real(self, g))
+    following = FollowingDetector(HaarDetector(), every=2)
+    frames = [astronaut()] * 5 + [coffee(), coffee(), astronaut()]
+    found = [following.detect_turned(grey(frame)) for frame in frames]
+    # whole searches: frames 0, 2, 4 (every 2nd), 5 (the face is lost), 6 (no face to follow), 7 (none either)
+    assert len(whole) == 6
+    assert [len(f) for f in found] == [1, 1, 1, 1, 1, 0, 0, 1]
+    assert all(iou(f[0].box, ASTRONAUT_FACE) > 0.85 for f in found if f)
+    (box,) = following.detect(grey(astronaut()))  # followed: found again where it was
+    assert iou(box, found[-1][0].box) > 0.85
+
+
 def test_crop_matches_an_independent_resize_of_the_face_square():
     photo = astronaut()
     box = ASTRONAUT_FACE

@@ -60,6 +60,28 @@ def test_frames_sampled_every_half_second_with_faces_where_the_portrait_is(model
         e: labels.count(e) / 4 for e in sorted(set(labels), key=lambda e: -labels.count(e))}
 
 
+def test_faces_are_followed_between_whole_frame_searches_with_the_same_results(model, clip, monkeypatch):
+    from fer_core.faces import HaarDetector
+    from fer_core.tracking import iou
+
+    path, truth = clip
+    whole = []
+    real = HaarDetector.detect_turned
+    monkeypatch.setattr(HaarDetector, "detect_turned", lambda self, g: whole.append(1) or real(self, g))
+    followed = predict_video(path, model, every_s=0.1)
+    # whole-frame searches: frame 0, frame 10 (a second later; the cup), 11-19 (no face to follow), 20 (the face back)
+    assert len(whole) == 12
+    whole.clear()
+    monkeypatch.setattr(video_mod, "WHOLE_FRAME_EVERY_S", 0.0)  # every frame searched whole, as before following
+    searched = predict_video(path, model, every_s=0.1)
+    assert len(whole) == 30
+    assert [bool(f.faces) for f in followed.frames] == truth == [bool(f.faces) for f in searched.frames]
+    for a, b in zip(followed.frames, searched.frames, strict=True):
+        assert len(a.faces) == len(b.faces)
+        for p, q in zip(a.faces, b.faces, strict=True):
+            assert iou(p.box, q.box) > 0.7 and p.label == q.label
+
+
 def test_a_sampled_frame_read_back_gives_the_photo_prediction(model, clip):
     path, _ = clip
     result = predict_video(path, model, every_s=1.0)
