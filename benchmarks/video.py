@@ -5,7 +5,8 @@ length and frame rate.
     python benchmarks/video.py [--checkpoint PATH] [--seconds 30] [--size 1280x720] [--fps 30] [--every 0.5 0.1]
                                [--threads 2]
 
-Prints seconds per analysis, sampled frames per second and the share of the time spent decoding, then the time to
+Prints seconds per analysis, sampled frames per second and the share of the time spent decoding (and the same analysis
+searching every frame whole instead of following faces between whole-frame searches), then the time to
 write the annotated copy (full size .mp4 as the CLI writes it; the dashboard's 640 px, 15 fps WebM preview). Other processes on
 the machine slow every figure; the load average is printed so a reader can tell. Last, the first interval again as the
 dashboard runs a long video: a subprocess job (fer_core.video_job) from start to the result loaded, whose extra cost
@@ -19,7 +20,9 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from unittest.mock import patch
 
+from fer_core import video
 from fer_core.checkpoint import load_model
 from fer_core.config import set_threads
 from fer_core.video import annotate_video, demo_clip, predict_video, sample_frames, video_info
@@ -57,6 +60,14 @@ def main() -> None:
             print(f"every {every:g} s: {n} frames ({faces} with a face) in {total:.2f} s = {n / total:.1f} frames/s, "
                   f"{total / info.duration_s:.2f} s per s of video; decoding alone {decode:.2f} s "
                   f"({decode / total:.0%})")
+            with patch.object(video, "WHOLE_FRAME_EVERY_S", 0.0):  # the same, searching every frame whole
+                start = time.perf_counter()
+                whole = predict_video(clip, model, every)
+                took = time.perf_counter() - start
+            same = sum(len(a.faces) == len(b.faces) and all(p.label == q.label for p, q in zip(a.faces, b.faces, strict=True))
+                       for a, b in zip(result.frames, whole.frames, strict=True))
+            print(f"  searching every frame whole instead of following faces between searches once a second: "
+                  f"{took:.2f} s; {same} of {n} frames with the same faces and labels")
         for name, side, fps in (("annotated.mp4", None, None), ("annotated.webm", 640, 15)):  # CLI; dashboard preview
             start = time.perf_counter()
             out = annotate_video(clip, result, Path(tmp) / name, side, fps)

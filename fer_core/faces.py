@@ -57,19 +57,17 @@ class HaarDetector:
     every extra search is another chance of a false positive. The turned searches look for faces of at least
     `turned_min_face` of the short side (the cascade's cost grows with the square of the smallest face sought: 0.16
     instead of 0.08 brought a 1-megapixel photo's detection from 100 to 64 ms, against 34 upright only). tilts=()
-    searches upright only; tilts_if_none=True searches turned only where the upright search found nothing (faces
-    tilted up to about 20 degrees are still cut upright then; more turned ones are missed where another face is upright).
+    searches upright only. Videos search the whole frame once a second and follow faces in between (`follow`).
     """
 
     def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", work_pixels: int = 640 * 480,
                  min_side: int = 320, scale_factor: float = 1.2, min_neighbors: int = 5, min_face: float = 0.08,
-                 tilts: tuple[float, ...] = (-30.0, 30.0), tilted_neighbors: int = 12, tilts_if_none: bool = False,
-                 turned_min_face: float = 0.16) -> None:
+                 tilts: tuple[float, ...] = (-30.0, 30.0), tilted_neighbors: int = 12, turned_min_face: float = 0.16) -> None:
         self.path = Path(cv2.data.haarcascades) / cascade  # type: ignore[attr-defined]  # not in OpenCV's stubs
         self.work_pixels, self.min_side = work_pixels, min_side
         self.scale_factor, self.min_neighbors, self.min_face = scale_factor, min_neighbors, min_face
         self.tilts, self.tilted_neighbors = tuple(float(t) for t in tilts if t % 360), tilted_neighbors
-        self.tilts_if_none, self.turned_min_face = tilts_if_none, turned_min_face
+        self.turned_min_face = turned_min_face
         self._local = threading.local()
         self._cascade()  # fail now, not at the first photo
 
@@ -125,7 +123,7 @@ class HaarDetector:
         size = (work.shape[1], work.shape[0])
         min_px = max(24, round(self.min_face * min(size)))
         hits = [(*hit, 0.0) for hit in self._search(work, 0.0, min_px)]
-        if self.tilts and not (hits and self.tilts_if_none):
+        if self.tilts:
             # The cascade's cost is set by its smallest window relative to the picture: larger faces only, when turned
             min_turned = max(min_px, round(self.turned_min_face * min(size)))
             hits += [(*hit, angle) for angle in self.tilts for hit in self._search(work, angle, min_turned)]
@@ -219,11 +217,10 @@ def _refined(angle: float, windows: list[int]) -> float:
     return 0.0 if abs(angle) < UPRIGHT_WITHIN else angle
 
 
-@lru_cache(maxsize=2)
-def get_detector(video: bool = False) -> HaarDetector:
-    """The default detector, built once (loading the cascade XML takes ~50 ms). For video frames it searches the turned
-    copies only where the upright search finds no face: most frames have one, and the search's time counts many times."""
-    return HaarDetector(tilts_if_none=video)
+@lru_cache(maxsize=1)
+def get_detector() -> HaarDetector:
+    """The default detector, built once (loading the cascade XML takes ~50 ms)."""
+    return HaarDetector()
 
 
 def find_faces(image: Image.Image, detector: FaceDetector | None = None) -> list[Face]:

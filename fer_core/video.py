@@ -233,7 +233,7 @@ def predict_video(path: str | os.PathLike, model: LoadedModel | None = None, eve
     model = model if model is not None else default_model()
     info = video_info(path)
     step = sampling_interval(info, every_s, max_samples)
-    detector = FollowingDetector(get_detector(video=True), round(WHOLE_FRAME_EVERY_S / step)) if detect else None
+    detector = FollowingDetector(get_detector(), round(WHOLE_FRAME_EVERY_S / step)) if detect else None
     found: list[tuple[int, float, list[FacePrediction]]] = []  # (frame index, time, faces) per sampled frame
     batch: list[tuple[int, float, list[Any], np.ndarray]] = []
 

@@ -191,25 +191,6 @@ def test_turned_crop_matches_turning_the_photo_upright_first():
         crop_face(photo, (900, 900, 20, 20), angle=30)
 
 
-def test_the_turned_search_costs_only_where_the_upright_one_finds_nothing(monkeypatch):
-    detector = HaarDetector(tilts_if_none=True)
-    cascade, sizes = detector._cascade(), []
-
-    class Spy:
-        def detectMultiScale2(self, image, **kwargs):  # noqa: N802 - OpenCV's name
-            sizes.append(image.shape)
-            return cascade.detectMultiScale2(image, **kwargs)
-
-    monkeypatch.setattr(detector, "_cascade", Spy)
-    assert detector.detect_turned(np.asarray(astronaut().convert("L"))) == [Face(ASTRONAUT_FACE, 0.0)]
-    assert sizes.count((512, 512)) == 1  # the upright search found it: no turned searches (then 3 small looks)
-    sizes.clear()
-    photo, _ = turned_astronaut(35)
-    (face,) = detector.detect_turned(np.asarray(photo.convert("L")))
-    assert sizes.count((512, 512)) == 3 and abs(face.angle - 35) < 8
-    assert get_detector(video=True).tilts_if_none and not get_detector().tilts_if_none
-
-
 def grey(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"))
 
