@@ -171,16 +171,20 @@ class HaarDetector:
     def follow(self, grey: np.ndarray, faces: list[Face]) -> list[Face]:
         """The faces of the previous video frame looked for again near where they were (moved up to about half their
         side, 1.5x larger or smaller), at their angle and 15 degrees either side, instead of searching the whole frame;
-        those not found there are left out. About 3 ms a face against 35-60 ms for a whole 720p frame."""
+        those not found there, or found where another one already was, are left out. About 3 ms a face, against 60-80
+        ms for a whole 720p frame searched upright and turned."""
         work, scale = self._work(grey)
-        out = []
+        out: list[Face] = []
+        centres: list[tuple[float, float, float]] = []  # (cx, cy, side) of the faces kept, in `work`'s pixels
         for (x, y, w, h), angle in faces:
             looks = self._look(work, (x + w / 2) * scale, (y + h / 2) * scale, max(w, h) * scale, angle)
             windows = [n for n, *_ in looks]
             if max(windows) >= self.min_neighbors:
                 _, cx, cy, side = looks[int(np.argmax(windows))]
-                if (face := self._face(cx, cy, side, _refined(angle, windows), scale, grey.shape)) is not None:
+                same = any(np.hypot(cx - c[0], cy - c[1]) < min(side, c[2]) / 2 for c in centres)  # two ran into one
+                if not same and (face := self._face(cx, cy, side, _refined(angle, windows), scale, grey.shape)) is not None:
                     out.append(face)
+                    centres.append((cx, cy, side))
         return sorted(out, key=lambda f: (-f.box[2] * f.box[3], f.box[1], f.box[0]))
 
     def detect(self, grey: np.ndarray) -> list[Box]:
