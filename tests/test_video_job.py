@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from photos import astronaut, face_clip, write_video
+from photos import astronaut, face_clip, turned_astronaut, write_video
 
 from fer_core.checkpoint import load_model
 from fer_core.video import VideoError, annotate_video, predict_video, video_info
@@ -118,6 +118,15 @@ def test_stopping_starting_over_and_a_killed_job(tmp_path):
     os.kill(third.pid, signal.SIGKILL)  # no chance to say anything: the dead process tells
     killed = wait_video_job(job)
     assert killed.state == "interrupted" and "ended without a result" in killed.message
+
+
+def test_a_turned_face_keeps_its_angle_through_the_job_files(tmp_path):
+    write_video(tmp_path / "tilted.mp4", [turned_astronaut(30)[0]] * 10, 10.0)
+    assert main([str(tmp_path / "tilted.mp4"), "--out", str(tmp_path / "job"), "--every", "0.5"]) == 0
+    result = load_result(tmp_path / "job")
+    angles = [f.angle for frame in result.frames for f in frame.faces]
+    assert len(angles) == 2 and all(20 < a < 40 for a in angles)
+    assert same(result, predict_video(tmp_path / "tilted.mp4", load_model(), every_s=0.5))
 
 
 def test_damaged_result_files_are_refused(tmp_path):
