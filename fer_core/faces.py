@@ -41,7 +41,22 @@ class Face(NamedTuple):
     angle: float = 0.0  # degrees, counter-clockwise: a head tilted towards its right shoulder (left of the picture) is > 0
 
 
-class HaarDetector:
+class TurnedFaceDetector:
+    """A FaceDetector that also says how far each face is turned (find_faces uses it); its boxes are detect()."""
+
+    def detect_turned(self, grey: np.ndarray) -> list[Face]:
+        raise NotImplementedError
+
+    def detect(self, grey: np.ndarray) -> list[Box]:
+        return [face.box for face in self.detect_turned(grey)]
+
+
+def _largest_first(faces: list[Face]) -> list[Face]:
+    """Faces by area, largest first, then in reading order."""
+    return sorted(faces, key=lambda f: (-f.box[2] * f.box[3], f.box[1], f.box[0]))
+
+
+class HaarDetector(TurnedFaceDetector):
     """OpenCV's bundled frontal-face Haar cascade (no download), run on a copy resized to a working size.
 
     Large photos are shrunk to about `work_pixels` (the cascade's cost grows with the area; texture in big photos also
@@ -138,13 +153,13 @@ class HaarDetector:
         for group in groups:
             cx, cy, side, angle = np.average(np.array(group)[:, [0, 1, 2, 4]], axis=0, weights=[g[3] for g in group])
             if self.tilts:  # look again at this face alone, at its angle and 15 degrees either side
-                looks = self._look(work, cx, cy, side, angle)
-                if not any(a == 0.0 for *_, a in group) and max(n for n, *_ in looks) < self.tilted_neighbors:
+                windows = [n for n, *_ in self._look(work, cx, cy, side, angle)]
+                if not any(a == 0.0 for *_, a in group) and max(windows) < self.tilted_neighbors:
                     continue  # seen only turned, and not clearly: more likely texture than a face
-                angle = _refined(angle, [n for n, *_ in looks])
+                angle = _refined(angle, windows)
             if (face := self._face(cx, cy, side, angle, scale, grey.shape)) is not None:
                 faces.append(face)
-        return sorted(faces, key=lambda f: (-f.box[2] * f.box[3], f.box[1], f.box[0]))
+        return _largest_first(faces)
 
     def _look(self, work: np.ndarray, cx: float, cy: float, side: float, angle: float) -> list[tuple[int, float, float, float]]:
         """For each step of LOOK_AGAIN: the square twice the face's side around (cx, cy), scaled so the face is 64 px and
@@ -185,13 +200,10 @@ class HaarDetector:
                 if not same and (face := self._face(cx, cy, side, _refined(angle, windows), scale, grey.shape)) is not None:
                     out.append(face)
                     centres.append((cx, cy, side))
-        return sorted(out, key=lambda f: (-f.box[2] * f.box[3], f.box[1], f.box[0]))
-
-    def detect(self, grey: np.ndarray) -> list[Box]:
-        return [face.box for face in self.detect_turned(grey)]
+        return _largest_first(out)
 
 
-class FollowingDetector:
+class FollowingDetector(TurnedFaceDetector):
     """Faces in the sampled frames of one video, given in order: the whole frame is searched every `every` frames, and
     wherever the last frame had no face or a face followed is lost; in between, the last frame's faces are followed
     (HaarDetector.follow). A face coming into view is found at the next whole-frame search."""
@@ -209,9 +221,6 @@ class FollowingDetector:
                 return followed
         self._faces, self._since = self.detector.detect_turned(grey), 1
         return self._faces
-
-    def detect(self, grey: np.ndarray) -> list[Box]:
-        return [face.box for face in self.detect_turned(grey)]
 
 
 def _refined(angle: float, windows: list[int]) -> float:
@@ -231,7 +240,7 @@ def find_faces(image: Image.Image, detector: FaceDetector | None = None) -> list
     """All faces in an RGB (or any-mode) PIL image with their angles (0 from detectors that only find upright faces)."""
     grey = np.asarray(image.convert("L"))  # (H, W) uint8
     detector = detector or get_detector()
-    if isinstance(detector, HaarDetector | FollowingDetector):
+    if isinstance(detector, TurnedFaceDetector):
         return detector.detect_turned(grey)
     return [Face(tuple(int(v) for v in box)) for box in detector.detect(grey)]  # type: ignore[arg-type]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -26,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .checkpoint import CheckpointError, LoadedModel, load_model
 from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE, cli_prog, set_threads
 from .evaluate import predict_probs
-from .faces import MARGIN, Box, Face, FaceDetector, crop_face, find_faces, turned_square
+from .faces import MARGIN, Box, Face, FaceDetector, crop_face, find_faces
 from .images import ImageError, ImageSource, load_image
 from .quantize import INFERENCE_PRECISIONS
 from .transforms import TTA_MODES, TTA_VIEWS
@@ -171,9 +172,11 @@ def annotate(image: Image.Image, predictions: list[FacePrediction]) -> Image.Ima
         x, y, w, h = p.box
         colour = COLOURS.get(p.label, (255, 255, 255))
         if p.angle:  # the face's square, turned with it; the label goes above the corners' bounds
-            draw.polygon(turned_corners(p.box, p.angle), outline=colour, width=width)
-            (x, y, x1, y1), _ = turned_square(p.box, 0.0, p.angle)
-            w, h = x1 - x, y1 - y
+            corners = turned_corners(p.box, p.angle)
+            draw.polygon(corners, outline=colour, width=width)
+            xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+            x, y = math.floor(min(xs)), math.floor(min(ys))
+            w, h = math.ceil(max(xs)) - x, math.ceil(max(ys)) - y
         else:
             draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour, width=width)
         text = f"{p.label} {p.confidence:.0%}"
