@@ -240,14 +240,15 @@ PICTURE_SIDE = 2048  # the annotated photo is shown and downloaded at most this 
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def analyse_photo(data: bytes, checkpoint: str, stamp: float, detect: bool, tta: str) -> tuple[list[Any], bytes]:
+def analyse_photo(data: bytes, checkpoint: str, stamp: float, detect: bool, small_faces: bool, tta: str
+                  ) -> tuple[list[Any], bytes]:
     """FacePredictions for an uploaded file and the photo as PNG (boxed and labelled when faces were found), cached so
     moving a slider neither detects faces nor encodes a large photo again (raises ImageError)."""
     from fer_core.images import load_image
     from fer_core.predict import annotate, predict_image
 
     image = load_image(data)
-    faces = predict_image(image, get_model(checkpoint), detect=detect, tta=tta)
+    faces = predict_image(image, get_model(checkpoint), detect=detect, tta=tta, small_faces=small_faces)
     picture = annotate(image, faces) if faces else image.copy()
     picture.thumbnail((PICTURE_SIDE, PICTURE_SIDE))  # after drawing: boxes and labels scale with the photo
     buf = io.BytesIO()
@@ -290,13 +291,14 @@ def video_file(data: bytes, name: str) -> Path:
     return path
 
 
-def video_job_folder(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, every_s: float) -> Path:
+def video_job_folder(path: str, checkpoint: str, stamp: float, detect: bool, small_faces: bool, tta: str,
+                     every_s: float) -> Path:
     """Where the analysis of a saved video (whose name is its content) with these settings lives: one folder each."""
-    key = json.dumps([Path(path).name, checkpoint, stamp, detect, tta, every_s])
+    key = json.dumps([Path(path).name, checkpoint, stamp, detect, small_faces, tta, every_s])
     return VIDEO_DIR / "jobs" / hashlib.sha1(key.encode()).hexdigest()[:24]
 
 
-def video_job(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, every_s: float,
+def video_job(path: str, checkpoint: str, stamp: float, detect: bool, small_faces: bool, tta: str, every_s: float,
               again: bool = False) -> VideoJobStatus:
     """The analysis of a saved video (whose name is its content) with these settings as a subprocess job in
     video_job_folder(...), started where there is none; its status. A job that did not finish is started over only
@@ -305,8 +307,8 @@ def video_job(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, 
 
     from fer_core.video_job import read_video_job, start_video_job
 
-    folder = video_job_folder(path, checkpoint, stamp, detect, tta, every_s)
-    status = start_video_job(path, folder, checkpoint, every_s, detect, tta, again=again)
+    folder = video_job_folder(path, checkpoint, stamp, detect, small_faces, tta, every_s)
+    status = start_video_job(path, folder, checkpoint, every_s, detect, tta, again=again, small_faces=small_faces)
     others = sorted((p for p in folder.parent.iterdir() if p.is_dir() and p != folder), key=mtime, reverse=True)
     for old in others[KEEP_JOBS - 1:]:
         if not read_video_job(old).active:
@@ -323,18 +325,19 @@ def video_job_result(folder: str, stamp: float) -> VideoPrediction:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def analyse_video(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, every_s: float) -> VideoPrediction:
+def analyse_video(path: str, checkpoint: str, stamp: float, detect: bool, small_faces: bool, tta: str,
+                  every_s: float) -> VideoPrediction:
     """Faces and emotions of a saved video's sampled frames (raises VideoError); `path` names its content."""
     from fer_core.video import predict_video
 
-    return predict_video(path, get_model(checkpoint), every_s, detect=detect, tta=tta)
+    return predict_video(path, get_model(checkpoint), every_s, detect=detect, tta=tta, small_faces=small_faces)
 
 
 ANNOTATED_SIDE, ANNOTATED_FPS = 640, 15  # the annotated preview: VP8 encodes ~60 ms per 720p frame on one core
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def annotated_video(path: str, checkpoint: str, stamp: float, detect: bool, tta: str, every_s: float,
+def annotated_video(path: str, checkpoint: str, stamp: float, detect: bool, small_faces: bool, tta: str, every_s: float,
                     _result: VideoPrediction) -> bytes:
     """The video with its faces boxed and labelled, as WebM (VP8, which browsers play), at most 640 px and 15 fps;
     `_result` is its analysis with the settings before it (which alone make the cache key)."""

@@ -60,7 +60,7 @@ def follow(key: str, folder: Path | None) -> None:
     st.session_state[f"{key}-job"] = None if folder is None else str(folder)
 
 
-def analysis_job(path: str, folder: Path, settings: tuple[str, float, bool, str], step: float, info: VideoInfo,
+def analysis_job(path: str, folder: Path, settings: tuple[str, float, bool, bool, str], step: float, info: VideoInfo,
                  key: str) -> VideoPrediction | None:
     """A long video's analysis, run as a subprocess job in `folder` so that the page stays usable meanwhile: its result
     once it has finished (raises VideoError for an unusable video); until then a live progress bar with a Stop button,
@@ -93,7 +93,7 @@ def analysis_job(path: str, folder: Path, settings: tuple[str, float, bool, str]
     return None
 
 
-def annotated(path: str, result: VideoPrediction, settings: tuple[str, float, bool, str], step: float,
+def annotated(path: str, result: VideoPrediction, settings: tuple[str, float, bool, bool, str], step: float,
               job: Path | None, key: str) -> bytes | None:
     """The annotated WebM preview: drawn in the page run where the analysis was (a short video), else in a job of its
     own beside the analysis job's, with a progress bar meanwhile (None until it is there)."""
@@ -131,7 +131,8 @@ def job_progress(folder: Path, doing: str, key: str) -> None:
         st.rerun()
 
 
-def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, detect: bool, tta: str, method: str,
+def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, detect: bool, small_faces: bool, tta: str,
+                 method: str,
                  target: int | None, alpha: float, key: str, compare: Path | None = None) -> None:
     """Analyse a video (cached per content and settings), chart the timeline, and show one chosen sampled frame as a
     photo result (boxes, probabilities, saliency map, second model)."""
@@ -141,7 +142,7 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
     except OSError as e:
         st.error(f"Cannot store this video for reading (in {loaders.VIDEO_DIR}): {e.strerror or e}")
         return
-    settings = (str(checkpoint), loaders.mtime(checkpoint), detect, tta)
+    settings = (str(checkpoint), loaders.mtime(checkpoint), detect, small_faces, tta)
     try:
         info = video_info(path)
         step = sampling_interval(info, every_s)
@@ -164,8 +165,9 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
                + (f"; {people} faces, each followed from frame to frame (one gone for over {MAX_GAP_S:g} s returns as a new one)."
                   if people > 1 else "."))
     if not with_face:
-        st.warning("No face found in any sampled frame. Faces should be roughly frontal and not tiny; for a video of a "
-                   "face filling the frame, turn off **Find faces**.")
+        st.warning("No face found in any sampled frame. Faces should be roughly frontal; "
+                   + ("" if small_faces else "for small faces, turn on **Small faces**; ")
+                   + "for a video of a face filling the frame, turn off **Find faces**.")
         return
     thumbs, controls = st.container(), st.columns(2)  # the thumbnails above both controls
     track = face_picker(result, key, thumbs, controls[1]) if people > 1 else None
@@ -180,7 +182,8 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
     stem, left, middle, right = Path(name).stem, *st.columns(3, vertical_alignment="center")
     left.download_button("Timeline (CSV)", timeline_csv(name, result), f"{stem}.timeline.csv", "text/csv", key=f"{key}-csv",
                          icon=":material/download:")
-    summary = {"file": name, "checkpoint": str(checkpoint), "tta": tta, "detect": detect, **result.to_dict()}
+    summary = {"file": name, "checkpoint": str(checkpoint), "tta": tta, "detect": detect, "small_faces": small_faces,
+               **result.to_dict()}
     middle.download_button("Result (JSON)", json.dumps(summary, indent=2), f"{stem}.json", "application/json",
                            key=f"{key}-json", icon=":material/data_object:")
     if right.toggle("Annotated video", key=f"{key}-annotated", help="The video with each sampled frame's boxes and "
@@ -198,6 +201,7 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
     probs = smooth(probs, window)
     chart.plotly_chart(plots.emotion_timeline(times, probs, mark=frames[chosen].time_s), key=f"{key}-timeline")
     widgets.photo_result(f"{stem}_frame{chosen}.png", loaders.video_frame(str(path), chosen), checkpoint, detect=detect,
-                         tta=tta, method=method, target=target, alpha=alpha, key=f"{key}-at", compare=compare,
+                         small_faces=small_faces, tta=tta, method=method, target=target, alpha=alpha, key=f"{key}-at",
+                         compare=compare,
                          title=f"{name} at {frames[chosen].time_s:.2f} s (frame {chosen})",
                          face_names=[f"face {k + 1}" for k in frames[chosen].tracks])  # the same detection: same order

@@ -281,8 +281,8 @@ def _face_name(names: list[str] | None, j: int) -> str:
     return names[j] if names and j < len(names) else f"face {j + 1}"
 
 
-def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta: str, method: str, target: int | None,
-                 alpha: float, key: str, compare: Path | None = None, title: str | None = None,
+def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, small_faces: bool, tta: str, method: str,
+                 target: int | None, alpha: float, key: str, compare: Path | None = None, title: str | None = None,
                  face_names: list[str] | None = None) -> None:
     """One uploaded photo: annotated picture with downloads, and per face an attribution overlay and probability bars
     (beside those of a second model, `compare`, on the same face crops). `name` names the downloads; `title`, where
@@ -293,19 +293,21 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, tta:
     st.markdown(f"**{title or name}**")
     stamp = loaders.mtime(checkpoint)
     try:
-        faces, picture_png = loaders.analyse_photo(data, str(checkpoint), stamp, detect, tta)
+        faces, picture_png = loaders.analyse_photo(data, str(checkpoint), stamp, detect, small_faces, tta)
     except ImageError as e:
         st.error(f"Cannot use this file: {e}")
         return
     if not faces:
-        st.warning("No face found. Faces should be roughly frontal (tilted up to about 45° is fine) and not tiny; for a "
-                   "photo that is already a face crop, turn off **Find faces**.")
+        st.warning("No face found. Faces should be roughly frontal (tilted up to about 45° is fine); "
+                   + ("" if small_faces else "for small faces (a group photo), turn on **Small faces**; ")
+                   + "for a photo that is already a face crop, turn off **Find faces**.")
         st.image(picture_png, width=480)
         return
     picture, details = st.columns([3, 2])
     picture.image(picture_png, width="stretch")
     stem = Path(name).stem
-    result = {"file": name, "checkpoint": str(checkpoint), "tta": tta, "detect": detect, "faces": [f.to_dict() for f in faces]}
+    result = {"file": name, "checkpoint": str(checkpoint), "tta": tta, "detect": detect, "small_faces": small_faces,
+              "faces": [f.to_dict() for f in faces]}
     left, right = picture.columns(2)
     left.download_button("Annotated image (PNG)", picture_png, f"{stem}.annotated.png", "image/png", key=f"{key}-png",
                          icon=":material/download:")
@@ -342,7 +344,8 @@ def faces_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return table.astype({**whole, "label": object, "error": object}).fillna({"label": "", "error": ""})
 
 
-def photos_summary(photos: Sequence[tuple[str, bytes]], checkpoint: Path, *, detect: bool, tta: str) -> None:
+def photos_summary(photos: Sequence[tuple[str, bytes]], checkpoint: Path, *, detect: bool, small_faces: bool,
+                   tta: str) -> None:
     """Several photos at once: one table row per face (or per photo without one, or that cannot be read), the counts
     per emotion, and the whole table as CSV (as `fer-predict --csv` writes it); each photo's own view follows below."""
     from fer_core.config import EMOTIONS
@@ -352,7 +355,7 @@ def photos_summary(photos: Sequence[tuple[str, bytes]], checkpoint: Path, *, det
     rows: list[dict[str, Any]] = []
     for name, data in photos:
         try:
-            faces, _ = loaders.analyse_photo(data, str(checkpoint), loaders.mtime(checkpoint), detect, tta)
+            faces, _ = loaders.analyse_photo(data, str(checkpoint), loaders.mtime(checkpoint), detect, small_faces, tta)
         except ImageError as e:
             rows += csv_rows(name, f"cannot use this file: {e}")
             continue

@@ -71,18 +71,26 @@ class HaarDetector(TurnedFaceDetector):
     upright search did not find must reach `tilted_neighbors` windows there (true faces had 17-25, false ones 6-11):
     every extra search is another chance of a false positive. The turned searches look for faces of at least
     `turned_min_face` of the short side (the cascade's cost grows with the square of the smallest face sought: 0.16
-    instead of 0.08 brought a 1-megapixel photo's detection from 100 to 64 ms, against 34 upright only). tilts=()
-    searches upright only. Videos search the whole frame once a second and follow faces in between (`follow`).
+    instead of 0.08 brought a 1-megapixel photo's detection from 100 to 64 ms, against 34 upright only), on a copy of
+    at most `turned_pixels`. tilts=() searches upright only. Videos search the whole frame once a second and follow faces
+    in between (`follow`).
+
+    A face is found reliably once it is about 50 px where it is searched: by default from about 10% of the picture's
+    short side. `small_face` > 0 adds an upright search of a larger copy (up to `small_pixels`) for faces from that
+    fraction of the short side up to SMALL_UP_TO (group photos: get_detector(small_faces=True), benchmarks/group.py);
+    several times slower, with more false faces on textured surfaces. The working copy is then that larger copy.
     """
 
     def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", work_pixels: int = 640 * 480,
                  min_side: int = 320, scale_factor: float = 1.2, min_neighbors: int = 5, min_face: float = 0.08,
-                 tilts: tuple[float, ...] = (-30.0, 30.0), tilted_neighbors: int = 12, turned_min_face: float = 0.16) -> None:
+                 tilts: tuple[float, ...] = (-30.0, 30.0), tilted_neighbors: int = 12, turned_min_face: float = 0.16,
+                 turned_pixels: int = 640 * 480, small_face: float = 0.0, small_pixels: int = 1600 * 1200) -> None:
         self.path = Path(cv2.data.haarcascades) / cascade  # type: ignore[attr-defined]  # not in OpenCV's stubs
         self.work_pixels, self.min_side = work_pixels, min_side
         self.scale_factor, self.min_neighbors, self.min_face = scale_factor, min_neighbors, min_face
         self.tilts, self.tilted_neighbors = tuple(float(t) for t in tilts if t % 360), tilted_neighbors
-        self.turned_min_face = turned_min_face
+        self.turned_min_face, self.turned_pixels = turned_min_face, turned_pixels
+        self.small_face, self.small_pixels = small_face, small_pixels
         self._local = threading.local()
         self._cascade()  # fail now, not at the first photo
 
@@ -98,18 +106,29 @@ class HaarDetector(TurnedFaceDetector):
 
     def work_scale(self, width: int, height: int) -> float:
         """Factor from the input's pixels to the working copy's."""
-        scale = min(1.0, (self.work_pixels / (width * height)) ** 0.5)
+        pixels = max(self.work_pixels, self.small_pixels if self.small_face else 0)
+        scale = min(1.0, (pixels / (width * height)) ** 0.5)
         return max(scale, self.min_side / max(width, height))
 
-    def _search(self, work: np.ndarray, angle: float, min_px: int) -> list[tuple[float, float, float, int]]:
-        """(centre x, centre y, side, windows) of the faces in `work` turned by -angle, in `work`'s coordinates."""
+    def _search(self, work: np.ndarray, angle: float, pixels: int, min_face: float,
+                max_face: float = 0.0) -> list[tuple[float, float, float, int]]:
+        """(centre x, centre y, side, windows) in `work`'s coordinates of the faces from min_face (up to max_face, where
+        given) of the short side, searched in a copy of `work` shrunk to at most `pixels` and turned by -angle."""
+        k = min(1.0, (pixels / work.size) ** 0.5)
         h, w = work.shape
+        if (round(w * k), round(h * k)) != (w, h):  # (the working copy itself may be a pixel over `pixels`: rounding)
+            small = cv2.resize(work, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
+            kx, ky = small.shape[1] / work.shape[1], small.shape[0] / work.shape[0]
+            return [(cx / kx, cy / ky, side * 2 / (kx + ky), n)
+                    for cx, cy, side, n in self._search(small, angle, small.size, min_face, max_face)]
+        smallest, largest = max(24, round(min_face * min(h, w))), round(max_face * min(h, w))  # largest 0: no limit
         turn = cv2.getRotationMatrix2D((w / 2, h / 2), -angle, 1.0)  # same size: corners are lost, the centre is not
         image = work if not angle else cv2.warpAffine(work, turn, (w, h), flags=cv2.INTER_LINEAR,
                                                       borderMode=cv2.BORDER_REPLICATE)
         back = cv2.invertAffineTransform(turn)
         found, windows = self._cascade().detectMultiScale2(np.ascontiguousarray(image), scaleFactor=self.scale_factor,
-                                                           minNeighbors=self.min_neighbors, minSize=(min_px, min_px))
+                                                           minNeighbors=self.min_neighbors, minSize=(smallest, smallest),
+                                                           maxSize=(largest, largest))
         out = []
         for (x, y, bw, bh), n in zip(np.asarray(found, np.float64).reshape(-1, 4), np.asarray(windows).reshape(-1),
                                      strict=True):
@@ -135,13 +154,12 @@ class HaarDetector(TurnedFaceDetector):
     def detect_turned(self, grey: np.ndarray) -> list[Face]:
         """Every face, upright or turned by up to about 45 degrees, largest first, then in reading order."""
         work, scale = self._work(grey)
-        size = (work.shape[1], work.shape[0])
-        min_px = max(24, round(self.min_face * min(size)))
-        hits = [(*hit, 0.0) for hit in self._search(work, 0.0, min_px)]
-        if self.tilts:
-            # The cascade's cost is set by its smallest window relative to the picture: larger faces only, when turned
-            min_turned = max(min_px, round(self.turned_min_face * min(size)))
-            hits += [(*hit, angle) for angle in self.tilts for hit in self._search(work, angle, min_turned)]
+        hits = [(*hit, 0.0) for hit in self._search(work, 0.0, self.work_pixels, self.min_face)]
+        if self.small_face:  # overlapping the search above: it finds faces near its smallest only now and then
+            hits += [(*hit, 0.0) for hit in self._search(work, 0.0, self.small_pixels, self.small_face, SMALL_UP_TO)]
+        # The cascade's cost is set by the area searched and its smallest window relative to it: turned, larger faces only
+        turned = max(self.min_face, self.turned_min_face)
+        hits += [(*hit, angle) for angle in self.tilts for hit in self._search(work, angle, self.turned_pixels, turned)]
         groups: list[list[tuple[float, float, float, int, float]]] = []
         for hit in sorted(hits, key=lambda t: -t[3]):  # most windows first: each group is led by its best hit
             group = next((g for g in groups if np.hypot(hit[0] - g[0][0], hit[1] - g[0][1]) < min(hit[2], g[0][2]) / 2), None)
@@ -230,10 +248,15 @@ def _refined(angle: float, windows: list[int]) -> float:
     return 0.0 if abs(angle) < UPRIGHT_WITHIN else angle
 
 
-@lru_cache(maxsize=1)
-def get_detector() -> HaarDetector:
-    """The default detector, built once (loading the cascade XML takes ~50 ms)."""
-    return HaarDetector()
+# Small faces (group photos): an upright search of a copy of up to 1600 x 1200 for faces from 2% of its short side (24 px)
+# up to 12%, beside the default searches; faces from about 3-4% of a photo's short side are found (benchmarks/group.py).
+SMALL_FACE, SMALL_UP_TO = 0.02, 0.12
+
+
+@lru_cache(maxsize=2)
+def get_detector(small_faces: bool = False) -> HaarDetector:
+    """The default detector, or the one that also finds small faces, built once (loading the cascade takes ~50 ms)."""
+    return HaarDetector(small_face=SMALL_FACE) if small_faces else HaarDetector()
 
 
 def find_faces(image: Image.Image, detector: FaceDetector | None = None) -> list[Face]:

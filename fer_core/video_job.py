@@ -75,7 +75,7 @@ def read_video_job(folder: str | os.PathLike[str]) -> VideoJobStatus:
 
 def start_video_job(video: str | os.PathLike[str], folder: str | os.PathLike[str],
                     checkpoint: str | os.PathLike[str] | None = None, every_s: float = DEFAULT_EVERY_S,
-                    detect: bool = True, tta: str = "none", again: bool = False) -> VideoJobStatus:
+                    detect: bool = True, tta: str = "none", again: bool = False, small_faces: bool = False) -> VideoJobStatus:
     """Analyse `video` in a subprocess writing to `folder` (one folder per video and settings). A job there that runs
     or has ended is left as it is and its status returned, unless `again` asks to start over one that did not finish."""
     if tta not in TTA_MODES:
@@ -83,7 +83,8 @@ def start_video_job(video: str | os.PathLike[str], folder: str | os.PathLike[str
     if not every_s > 0:
         raise ValueError(f"every_s must be positive, not {every_s}")
     return _start(folder, again, [str(Path(video).resolve()), "--every", repr(every_s), "--tta", tta, "--checkpoint",
-                                  str(Path(checkpoint or DEFAULT_CHECKPOINT).resolve()), *([] if detect else ["--no-detect"])])
+                                  str(Path(checkpoint or DEFAULT_CHECKPOINT).resolve()), *([] if detect else ["--no-detect"]),
+                                  *(["--small-faces"] if small_faces else [])])
 
 
 def start_annotation_job(video: str | os.PathLike[str], folder: str | os.PathLike[str],
@@ -187,6 +188,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=float, default=DEFAULT_EVERY_S, help="seconds between sampled frames")
     p.add_argument("--tta", default="none", choices=TTA_MODES)
     p.add_argument("--no-detect", action="store_true", help="each frame is one face (no face detection)")
+    p.add_argument("--small-faces", action="store_true", help="also faces from about 3%% of the short side (slower)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--annotate-from", metavar="DIR", default=None,
                    help=f"instead of analysing: draw the analysis in DIR on the video, as --out/{ANNOTATED}")
@@ -221,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                            progress=progress)
         else:
             model = load_model(args.checkpoint or DEFAULT_CHECKPOINT)
-            result = predict_video(args.video, model, args.every, detect=not args.no_detect, tta=args.tta, progress=progress)
+            result = predict_video(args.video, model, args.every, detect=not args.no_detect, tta=args.tta, progress=progress,
+                                   small_faces=args.small_faces)
             save_result(result, out)
     except _Stopped as e:
         done = float((read_json(out / STATUS) or {}).get("done", 0.0))

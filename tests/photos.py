@@ -123,3 +123,32 @@ def turned_astronaut(angle: float) -> tuple[Image.Image, tuple[float, float]]:
     x, y, bw, bh = ASTRONAUT_FACE
     centre = turn @ (x + bw / 2, y + bh / 2, 1.0)
     return Image.fromarray(cv2.warpAffine(a, turn, (w, h), borderMode=cv2.BORDER_REFLECT)), (centre[0], centre[1])
+
+
+def group_scene(faces: np.ndarray, fraction: float, size: tuple[int, int] = (4000, 3000),
+                most: int = 40) -> tuple[Image.Image, list[tuple[int, int, int]]]:
+    """A group photo: real 48x48 FER faces enlarged to `fraction` of the short side, each with a quarter of its side of
+    replicated border, in rows over scikit-image's coffee photo (no face) enlarged to `size`; and each face's (x, y,
+    side). At most `most` faces, taken in order (cycling)."""
+    import cv2
+
+    width, height = size
+    side = round(fraction * min(size))
+    pad, tile = side // 4, 2 * side
+    canvas = cv2.resize(np.asarray(coffee().convert("L")), size, interpolation=cv2.INTER_CUBIC)
+    placed: list[tuple[int, int, int]] = []
+    cells = [(r, c) for r in range(height // tile) for c in range(width // tile)][:most]
+    for k, (r, c) in enumerate(cells):
+        face = cv2.resize(faces[k % len(faces)], (side, side), interpolation=cv2.INTER_CUBIC)
+        x0, y0 = c * tile + pad, r * tile + pad  # the bordered face's corner; the face is `pad` further in
+        canvas[y0 : y0 + side + 2 * pad, x0 : x0 + side + 2 * pad] = cv2.copyMakeBorder(face, pad, pad, pad, pad,
+                                                                                        cv2.BORDER_REPLICATE)
+        placed.append((x0 + pad, y0 + pad, side))
+    return Image.fromarray(canvas), placed
+
+
+def matched(box: tuple[int, int, int, int], face: tuple[int, int, int]) -> bool:
+    """Whether a detected box is the face (x, y, side): centres within a quarter side, sides 0.6-1.6 times."""
+    x, y, side = face
+    return (0.6 * side < max(box[2], box[3]) < 1.6 * side
+            and float(np.hypot(box[0] + box[2] / 2 - x - side / 2, box[1] + box[3] / 2 - y - side / 2)) < side / 4)

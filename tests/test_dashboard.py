@@ -16,7 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from photos import astronaut, coffee, encode, face_clip, ten_faces, turned_astronaut, two_people_clip, write_video
+from photos import (
+    astronaut,
+    coffee,
+    encode,
+    face_clip,
+    group_scene,
+    ten_faces,
+    turned_astronaut,
+    two_people_clip,
+    write_video,
+)
 from PIL import Image
 
 from fer_core import jobs
@@ -198,14 +208,14 @@ def test_analyse_photo_boxes_faces_on_a_lossless_copy(dash):
 
     loaders, _ = dash
     photo = astronaut_png()
-    faces, png = loaders.analyse_photo(photo, str(DEFAULT_CHECKPOINT), loaders.mtime(DEFAULT_CHECKPOINT), True, "none")
+    faces, png = loaders.analyse_photo(photo, str(DEFAULT_CHECKPOINT), loaders.mtime(DEFAULT_CHECKPOINT), True, False, "none")
     original, annotated = np.asarray(Image.open(io.BytesIO(photo))), np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     assert len(faces) >= 1 and annotated.shape == original.shape
     x, y, w, h = faces[0].box
     assert tuple(annotated[y + h // 2, x]) == COLOURS[faces[0].label]  # the box's left edge, in the label's colour
     assert (annotated[:20, :20] == original[:20, :20]).all()  # elsewhere the photo is untouched
     with pytest.raises(ImageError):
-        loaders.analyse_photo(b"GIF89a not really", str(DEFAULT_CHECKPOINT), 0.0, True, "none")
+        loaders.analyse_photo(b"GIF89a not really", str(DEFAULT_CHECKPOINT), 0.0, True, False, "none")
 
 
 KEY_WIDGETS = {"views/dataset.py": ("selectbox", "Emotion"), "views/train.py": ("button", "Start training"),
@@ -302,6 +312,20 @@ def test_predict_a_tilted_face_is_shown_upright_with_its_angle(runs):
     (caption,) = [c for c in captions(at) if c.startswith("face 1: ")]
     angle = float(re.search(r"\(turned ([+-]\d+)°, shown upright\)", caption).group(1))
     assert 20 < angle < 40 and caption.startswith("face 1: happy")
+
+
+def test_predict_small_faces_in_a_group_photo(runs):
+    from fer_core.data import load_csv
+
+    group, _ = group_scene(load_csv(SAMPLE_DATA, cache=False).split("PublicTest")[0].numpy(), 0.05, (1600, 1200))
+    at = open_page("views/predict.py")
+    at.file_uploader(key="uploads").set_value([("group.jpg", encode(group, "JPEG", quality=92), "image/jpeg")]).run()
+    assert not at.exception and "for small faces (a group photo), turn on **Small faces**" in texts(at.warning)
+    at.toggle(key="small-faces").set_value(True).run()
+    found = [c for c in captions(at) if re.match(r"face \d+: ", c)]
+    assert not at.exception and not at.warning and len(found) >= 22, captions(at)  # (27 of the 40 faces)
+    at.toggle(key="detect").set_value(False).run()
+    assert at.toggle(key="small-faces").disabled and len([c for c in captions(at) if c.startswith("face ")]) == 1
 
 
 def test_predict_compares_a_second_model_on_the_same_faces(runs, tmp_path):
@@ -728,7 +752,7 @@ def test_video_timeline_csv_and_uploads_kept_on_disk(runs, dash, tmp_path, monke
     assert rows[0]["label"] == result.frames[0].faces[0].label and rows[1]["label"] == rows[1]["happy"] == ""
     assert float(rows[2]["happy"]) == pytest.approx(result.frames[2].faces[0].probs["happy"], abs=1e-4)
     webm = tmp_path / "annotated.webm"  # the preview the page plays: VP8, 15 frames/s of the 10, i.e. all 30 frames
-    webm.write_bytes(loaders.annotated_video(str(tmp_path / "clip.mp4"), str(DEFAULT_CHECKPOINT), 0.0, True, "none", 1.0,
+    webm.write_bytes(loaders.annotated_video(str(tmp_path / "clip.mp4"), str(DEFAULT_CHECKPOINT), 0.0, True, False, "none", 1.0,
                                              result))
     assert video_info(webm) == video_info(tmp_path / "clip.mp4")
     (tmp_path / "a file").write_text("in the way\n")

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from photos import ASTRONAUT_FACE, astronaut, coffee, iou, ten_faces, turned_astronaut
+from photos import ASTRONAUT_FACE, astronaut, coffee, group_scene, iou, matched, ten_faces, turned_astronaut
 from PIL import Image
 
 import fer_core.predict as predict_mod
@@ -187,7 +187,7 @@ def test_cli_json_lines_for_files_and_folders_with_errors_and_exit_code(photos, 
     (face,) = by_path[str(photos / "astronaut.jpg")]["faces"]
     assert iou(tuple(face["box"]), ASTRONAUT_FACE) > 0.7 and face["label"] in EMOTIONS
     assert list(face["probs"]) == list(EMOTIONS) and sum(face["probs"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert "coffee.png: no face found; use --no-detect" in r.stderr
+    assert "coffee.png: no face found; try --small-faces" in r.stderr
     assert "2 of 5 inputs failed" in r.stderr
     written = sorted(p.name for p in out.iterdir())
     assert written == ["astronaut.annotated.jpg", "coffee.annotated.jpg", "ten.annotated.jpg"]
@@ -200,7 +200,7 @@ def test_cli_text_output_no_detect_and_success_exit_code(photos):
     assert f"{photos / 'sub' / 'coffee.png'}: 1 face\n  face 1 at (0, 0, 600, 400): " in r.stdout
     assert f"{photos / 'astronaut.jpg'}: 1 face\n  face 1 at (0, 0, 512, 512): " in r.stdout
     r = _cli(photos / "sub")
-    assert r.returncode == 0 and "coffee.png: no face found; use --no-detect" in r.stdout
+    assert r.returncode == 0 and "coffee.png: no face found; try --small-faces" in r.stdout
 
 
 def test_cli_clear_one_line_errors(photos, tmp_path, run_main):
@@ -212,6 +212,23 @@ def test_cli_clear_one_line_errors(photos, tmp_path, run_main):
     (tmp_path / "empty").mkdir()
     r = cli("--json", tmp_path / "empty")
     assert r.returncode == 1 and "no images found in this folder" in json.loads(r.stdout)["error"]
+
+
+def test_cli_small_faces_finds_a_group_photos_faces_and_classifies_them_as_the_faces_alone(model, sample_data, tmp_path,
+                                                                                          run_main):
+    faces, labels = (t.numpy() for t in sample_data.split("PublicTest"))
+    group, placed = group_scene(faces, 0.05, (1600, 1200))  # 40 real FER faces of 60 px
+    group.save(tmp_path / "group.jpg", quality=92)
+    r = run_main(predict_mod.main, "--threads", "1", "--json", tmp_path / "group.jpg")
+    assert r.returncode == 0 and json.loads(r.stdout)["faces"] == [] and "no face found; try --small-faces" in r.stderr
+    r = run_main(predict_mod.main, "--threads", "1", "--json", "--small-faces", tmp_path / "group.jpg")
+    found = json.loads(r.stdout)["faces"]
+    hits = [(k, f) for k, p in enumerate(placed) for f in found if matched(tuple(f["box"]), p)]
+    assert r.returncode == 0 and len(hits) >= 22 and len(found) - len(hits) <= 3  # (27 of 40 found, no false face)
+    alone = predict_crops(faces[[k for k, _ in hits]], model).argmax(1)  # the same 48x48 faces, classified as they are
+    same = np.mean([EMOTIONS.index(f["label"]) == a for (_, f), a in zip(hits, alone, strict=True)])
+    right = np.mean([EMOTIONS.index(f["label"]) == labels[k] for k, f in hits])
+    assert same > 0.6 and right >= np.mean(alone == labels[[k for k, _ in hits]]) - 0.1, same  # (0.70; 0.56 and 0.56)
 
 
 def test_cli_batches_faces_across_files(photos, monkeypatch, capsys):

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from photos import astronaut, face_clip, turned_astronaut, write_video
+from photos import astronaut, face_clip, group_scene, matched, turned_astronaut, write_video
 
 from fer_core.checkpoint import load_model
 from fer_core.video import VideoError, annotate_video, predict_video, video_info
@@ -47,6 +47,21 @@ def test_a_job_gives_what_predict_video_gives_and_runs_once(tmp_path):
     assert same(result, expected) and sum(bool(f.faces) for f in result.frames) == 4  # 6 samples, the cup in 2
     assert start_video_job(tmp_path / "clip.mp4", job, every_s=0.5) == done  # finished: nothing runs again
     assert start_video_job(tmp_path / "clip.mp4", job, every_s=0.5, again=True) == done  # again is for unfinished ones
+
+
+def test_a_job_with_small_faces_finds_a_group_videos_faces(tmp_path, sample_data):
+    group, placed = group_scene(sample_data.split("PublicTest")[0].numpy(), 0.05, (1600, 1200))  # 40 faces of 60 px
+    write_video(tmp_path / "group.mp4", [group] * 4, fps=2.0)
+    model = load_model()
+    default = predict_video(tmp_path / "group.mp4", model, 0.5)
+    assert not any(matched(f.box, p) for frame in default.frames for f in frame.faces for p in placed)  # too small
+    started = start_video_job(tmp_path / "group.mp4", tmp_path / "job", every_s=0.5, small_faces=True)
+    assert "--small-faces" in json.loads((tmp_path / "job" / "job.json").read_text())["args"]
+    assert wait_video_job(tmp_path / "job", timeout=120).state == "finished" and started.pid
+    result = load_result(tmp_path / "job")
+    assert same(result, predict_video(tmp_path / "group.mp4", model, 0.5, small_faces=True))
+    found = [sum(any(matched(f.box, p) for f in frame.faces) for p in placed) for frame in result.frames]
+    assert len(found) == 4 and min(found) >= 20, found  # (about 27 of 40, in the first frame and followed after)
 
 
 def test_an_annotation_job_draws_a_finished_analysis(tmp_path):

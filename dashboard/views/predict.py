@@ -46,6 +46,10 @@ if (want_example and example is None) or (want_clip and clip is None):
 shot = st.camera_input("Take a photo", key="camera") if use_camera else None
 c = st.columns(5)
 detect = c[0].toggle("Find faces", value=True, key="detect", help="Off: the whole image is one face (for ready-made crops)")
+small_faces = c[0].toggle("Small faces", key="small-faces", disabled=not detect,
+                          help="Also look for faces from about 3% of the photo's short side, not only from about 10% "
+                               "(group photos, people far away): several times slower, more false faces on textured surfaces"
+                          ) and detect
 tta = c[1].selectbox("Test-time augmentation", TTA_MODES, key="tta", help=widgets.TTA_HELP)
 method = widgets.method_select(c[2], key="method")
 target = c[3].selectbox("Explain class", ["predicted", *EMOTIONS], key="target", help="Which class the map explains")
@@ -67,9 +71,9 @@ if not sources:
 target_index = None if target == "predicted" else EMOTIONS.index(target)
 if len(photos := [(n, d) for n, d in sources if not is_video(n)]) > 1:
     with st.expander("All photos at a glance", expanded=True, icon=":material/table:"):
-        widgets.photos_summary(photos, s.checkpoint, detect=detect, tta=tta)
-shown: dict[str, Any] = dict(detect=detect, tta=tta, method=method, target=target_index, alpha=alpha,
-                             compare=Path(compare) if compare else None)
+        widgets.photos_summary(photos, s.checkpoint, detect=detect, small_faces=small_faces, tta=tta)
+shown: dict[str, Any] = dict(detect=detect, small_faces=small_faces, tta=tta, method=method, target=target_index,
+                             alpha=alpha, compare=Path(compare) if compare else None)
 for i, (name, data) in enumerate(sources):
     with st.container(border=True):
         if is_video(name):
