@@ -285,7 +285,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help=f"model checkpoint (default: {DEFAULT_CHECKPOINT})")
     p.add_argument("--no-detect", action="store_true", help="classify each whole image as one face")
     p.add_argument("--small-faces", action="store_true",
-                   help="also look for faces from about 3%% of the short side, not only from about 10%% (group photos; "
+                   help="also look for faces from about 3%% of the short side, not only from about 6-10%% (group photos; "
                         "3-4x slower, more false faces on textured surfaces)")
     p.add_argument("--tta", default="none", choices=TTA_MODES,
                    help="test-time augmentation: " + "; ".join(f"{k}: {v}" for k, v in TTA_VIEWS.items()))

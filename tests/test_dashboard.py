@@ -317,13 +317,13 @@ def test_predict_a_tilted_face_is_shown_upright_with_its_angle(runs):
 def test_predict_small_faces_in_a_group_photo(runs):
     from fer_core.data import load_csv
 
-    group, _ = group_scene(load_csv(SAMPLE_DATA, cache=False).split("PublicTest")[0].numpy(), 0.05, (1600, 1200))
+    group, _ = group_scene(load_csv(SAMPLE_DATA, cache=False).split("PublicTest")[0].numpy(), 0.04, (1600, 1200))
     at = open_page("views/predict.py")
     at.file_uploader(key="uploads").set_value([("group.jpg", encode(group, "JPEG", quality=92), "image/jpeg")]).run()
     assert not at.exception and "for small faces (a group photo), turn on **Small faces**" in texts(at.warning)
     at.toggle(key="small-faces").set_value(True).run()
     found = [c for c in captions(at) if re.match(r"face \d+: ", c)]
-    assert not at.exception and not at.warning and len(found) >= 22, captions(at)  # (27 of the 40 faces)
+    assert not at.exception and not at.warning and len(found) >= 20, captions(at)  # (25: 24 of the 40 faces, 1 false)
     at.toggle(key="detect").set_value(False).run()
     assert at.toggle(key="small-faces").disabled and len([c for c in captions(at) if c.startswith("face ")]) == 1
 

@@ -149,9 +149,9 @@ def test_the_small_faces_search_adds_an_upright_search_of_a_larger_copy_for_smal
     monkeypatch.setattr(detector, "_cascade", Spy)
     big = astronaut().resize((4000, 4000), Image.Resampling.BILINEAR)
     face, *others = find_faces(big, detector)  # (and a 185 px false face on the helmet at the bottom right, 5% of the side)
-    # the default's searches on a 640 x 480 copy (554 px square here): upright from 8% of the side, turned from 16%;
+    # the default's searches on a 640 x 480 copy (554 px square here): upright from 5% of the side, turned from 16%;
     # and the copy of up to 1600 x 1200 (1386 px square) searched upright from 2% (28 px) to 12% (166 px)
-    assert seen[:4] == [((554, 554), 44, 0), ((1386, 1386), 28, 166), ((554, 554), 89, 0), ((554, 554), 89, 0)]
+    assert seen[:4] == [((554, 554), 28, 0), ((1386, 1386), 28, 166), ((554, 554), 89, 0), ((554, 554), 89, 0)]
     assert [shape for shape, *_ in seen[4:]] == [(128, 128)] * 3 * (1 + len(others))  # each looked at again 3 times
     (alone,) = find_faces(big)
     assert iou(face.box, alone.box) > 0.9 and face.angle == alone.angle == 0 and len(others) <= 1  # the face found by default
@@ -159,12 +159,12 @@ def test_the_small_faces_search_adds_an_upright_search_of_a_larger_copy_for_smal
 
 def test_small_faces_in_a_group_photo_are_found_only_by_the_small_faces_search(sample_data):
     faces = sample_data.split("PublicTest")[0].numpy()
-    group, placed = group_scene(faces, 0.05, (1600, 1200))  # 40 real FER faces of 60 px: 5% of the short side
+    group, placed = group_scene(faces, 0.04, (1600, 1200))  # 40 real FER faces of 48 px: 4% of the short side
     default, small = find_faces(group), find_faces(group, get_detector(small_faces=True))
     assert not [f for f in default if any(matched(f.box, p) for p in placed)]
     found = [p for p in placed if any(matched(f.box, p) for f in small)]
-    assert len(found) >= 22  # (27 of 40 when written: bare FER crops are found about 2 times in 3 at any size)
-    assert len(small) - len(found) <= 3  # (0) boxes that are no face
+    assert len(found) >= 20  # (24 of 40 when written: bare FER crops are found about 2 times in 3 at any size)
+    assert len(small) - len(found) <= 3  # (1) boxes that are no face
     for image in (astronaut(), ten_faces()[0]):  # what the default finds, the small-faces search finds too
         more = find_faces(image, get_detector(small_faces=True))
         assert all(max(iou(f.box, g.box) for g in more) > 0.9 for f in find_faces(image)) and len(more) == len(find_faces(image))

@@ -217,18 +217,18 @@ def test_cli_clear_one_line_errors(photos, tmp_path, run_main):
 def test_cli_small_faces_finds_a_group_photos_faces_and_classifies_them_as_the_faces_alone(model, sample_data, tmp_path,
                                                                                           run_main):
     faces, labels = (t.numpy() for t in sample_data.split("PublicTest"))
-    group, placed = group_scene(faces, 0.05, (1600, 1200))  # 40 real FER faces of 60 px
+    group, placed = group_scene(faces, 0.04, (1600, 1200))  # 40 real FER faces of 48 px
     group.save(tmp_path / "group.jpg", quality=92)
     r = run_main(predict_mod.main, "--threads", "1", "--json", tmp_path / "group.jpg")
     assert r.returncode == 0 and json.loads(r.stdout)["faces"] == [] and "no face found; try --small-faces" in r.stderr
     r = run_main(predict_mod.main, "--threads", "1", "--json", "--small-faces", tmp_path / "group.jpg")
     found = json.loads(r.stdout)["faces"]
     hits = [(k, f) for k, p in enumerate(placed) for f in found if matched(tuple(f["box"]), p)]
-    assert r.returncode == 0 and len(hits) >= 22 and len(found) - len(hits) <= 3  # (27 of 40 found, no false face)
+    assert r.returncode == 0 and len(hits) >= 20 and len(found) - len(hits) <= 3  # (25 of 40 found, 1 false face)
     alone = predict_crops(faces[[k for k, _ in hits]], model).argmax(1)  # the same 48x48 faces, classified as they are
     same = np.mean([EMOTIONS.index(f["label"]) == a for (_, f), a in zip(hits, alone, strict=True)])
     right = np.mean([EMOTIONS.index(f["label"]) == labels[k] for k, f in hits])
-    assert same > 0.6 and right >= np.mean(alone == labels[[k for k, _ in hits]]) - 0.1, same  # (0.70; 0.56 and 0.56)
+    assert same > 0.6 and right >= np.mean(alone == labels[[k for k, _ in hits]]) - 0.1, same  # (0.76; 0.60 and 0.52)
 
 
 def test_cli_batches_faces_across_files(photos, monkeypatch, capsys):

@@ -47,7 +47,7 @@ shot = st.camera_input("Take a photo", key="camera") if use_camera else None
 c = st.columns(5)
 detect = c[0].toggle("Find faces", value=True, key="detect", help="Off: the whole image is one face (for ready-made crops)")
 small_faces = c[0].toggle("Small faces", key="small-faces", disabled=not detect,
-                          help="Also look for faces from about 3% of the photo's short side, not only from about 10% "
+                          help="Also look for faces from about 3% of the photo's short side, not only from about 6-10% "
                                "(group photos, people far away): several times slower, more false faces on textured surfaces"
                           ) and detect
 tta = c[1].selectbox("Test-time augmentation", TTA_MODES, key="tta", help=widgets.TTA_HELP)
