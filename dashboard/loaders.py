@@ -240,16 +240,17 @@ PICTURE_SIDE = 2048  # the annotated photo is shown and downloaded at most this 
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def analyse_photo(data: bytes, checkpoint: str, stamp: float, detect: bool, small_faces: bool, tta: str
-                  ) -> tuple[list[Any], bytes]:
-    """FacePredictions for an uploaded file and the photo as PNG (boxed and labelled when faces were found), cached so
-    moving a slider neither detects faces nor encodes a large photo again (raises ImageError)."""
+def analyse_photo(data: bytes, checkpoint: str, stamp: float, detect: bool, small_faces: bool, tta: str,
+                  names: tuple[str, ...] | None = None) -> tuple[list[Any], bytes]:
+    """FacePredictions for an uploaded file and the photo as PNG (boxed and labelled when faces were found: after
+    `names`, or numbered where there are several), cached so moving a slider neither detects faces nor encodes a large
+    photo again (raises ImageError)."""
     from fer_core.images import load_image
-    from fer_core.predict import annotate, predict_image
+    from fer_core.predict import annotate, face_names, predict_image
 
     image = load_image(data)
     faces = predict_image(image, get_model(checkpoint), detect=detect, tta=tta, small_faces=small_faces)
-    picture = annotate(image, faces) if faces else image.copy()
+    picture = annotate(image, faces, list(names) if names else face_names(faces)) if faces else image.copy()
     picture.thumbnail((PICTURE_SIDE, PICTURE_SIDE))  # after drawing: boxes and labels scale with the photo
     buf = io.BytesIO()
     picture.save(buf, format="PNG", compress_level=1)  # level 1: 3-4x faster than the default, ~10% larger

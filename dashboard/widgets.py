@@ -286,14 +286,16 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
                  face_names: list[str] | None = None) -> None:
     """One uploaded photo: annotated picture with downloads, and per face an attribution overlay and probability bars
     (beside those of a second model, `compare`, on the same face crops). `name` names the downloads; `title`, where
-    given, is shown instead of it; `face_names` names the faces in detection order (default: face 1, face 2...)."""
+    given, is shown instead of it; `face_names` names the faces in detection order (default: face 1, face 2...). With
+    more than MANY_FACES faces, a table of them all and one face up close, chosen there."""
     from fer_core.explain import CAVEATS, overlay
     from fer_core.images import ImageError
 
     st.markdown(f"**{title or name}**")
     stamp = loaders.mtime(checkpoint)
+    drawn = tuple(n.removeprefix("face ") for n in face_names) if face_names else None  # the numbers on the picture
     try:
-        faces, picture_png = loaders.analyse_photo(data, str(checkpoint), stamp, detect, small_faces, tta)
+        faces, picture_png = loaders.analyse_photo(data, str(checkpoint), stamp, detect, small_faces, tta, drawn)
     except ImageError as e:
         st.error(f"Cannot use this file: {e}")
         return
@@ -314,7 +316,11 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
     right.download_button("Result (JSON)", json.dumps(result, indent=2), f"{stem}.json", "application/json", key=f"{key}-json",
                           icon=":material/data_object:")
     with details:
-        for j, face in enumerate(faces):
+        shown = list(range(len(faces)))
+        if len(faces) > MANY_FACES:  # every face's map and chart would be a long scroll (and Occlusion a long wait)
+            shown = [many_faces(faces, face_names, key)]
+        for j in shown:
+            face = faces[j]
             heat = loaders.explain_crop(face.crop, str(checkpoint), stamp, method, target)
             crop_col, bars_col = st.columns([2, 3], vertical_alignment="center")
             turned = f" (turned {face.angle:+.0f}°, shown upright)" if face.angle else ""
@@ -332,6 +338,27 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
             bars_col.caption(f"{'Agree' if best == face.label else 'Disagree'}: {names[1]} says {best} {other[best]:.0%}")
         if caveat := CAVEATS.get(method):
             st.caption(caveat)
+
+
+MANY_FACES = 6  # a photo with more faces shows a table of them and one face up close
+
+
+def many_faces(faces: Sequence[Any], names: list[str] | None, key: str) -> int:
+    """The faces of a crowded photo as a table (name, emotion, confidence, box, angle) and counts per emotion; the index
+    of the face chosen to be shown up close (the first, largest, until another is chosen)."""
+    from fer_core.config import EMOTIONS
+
+    labels = [_face_name(names, j) for j in range(len(faces))]
+    counts = {e: sum(f.label == e for f in faces) for e in EMOTIONS}
+    st.markdown(f"**{len(faces)} faces**: " + ", ".join(f"{e} {n}" for e, n in counts.items() if n))
+    table = pd.DataFrame({"face": labels, "emotion": [f.label for f in faces], "confidence": [f.confidence for f in faces],
+                          "box": [" ".join(map(str, f.box)) for f in faces], "angle": [f.angle for f in faces]})
+    st.dataframe(table, hide_index=True, height=248, key=f"{key}-faces", column_config={
+        "confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+        "angle": st.column_config.NumberColumn(format="%+.0f°", help="Tilt in the picture's plane (counter-clockwise)")})
+    return st.selectbox("Face up close", range(len(faces)), key=f"{key}-face",
+                        format_func=lambda j: f"{labels[j]}: {faces[j].label} {faces[j].confidence:.0%}",
+                        help="Its saliency map and probabilities below; the numbers are those drawn on the picture")
 
 
 def faces_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

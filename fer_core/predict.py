@@ -14,7 +14,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -150,6 +150,12 @@ def predict_files(paths: Iterable[str | os.PathLike], model: LoadedModel | None 
                                                  small_faces=small_faces)]
 
 
+def face_names(faces: Sequence[object]) -> list[str] | None:
+    """The faces' numbers (1, 2...) to draw beside their labels where there are several, as the text output names them."""
+    return [str(k + 1) for k in range(len(faces))] if len(faces) > 1 else None
+
+
+@lru_cache(maxsize=32)
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)  # Pillow's bundled scalable font
@@ -166,13 +172,15 @@ def turned_corners(box: Box, angle: float) -> list[tuple[float, float]]:
     return [(cx + dx * c + dy * s, cy - dx * s + dy * c) for dx, dy in corners]
 
 
-def annotate(image: Image.Image, predictions: list[FacePrediction]) -> Image.Image:
-    """A copy of the image with each face's box, label and confidence drawn on it."""
+def annotate(image: Image.Image, predictions: list[FacePrediction], names: Sequence[str] | None = None) -> Image.Image:
+    """A copy of the image with each face's box, label and confidence drawn on it, after its name where `names` are
+    given (face_names: its number, where there are several). Labels are no wider than about twice their face."""
     out = image.convert("RGB")  # always a new image: the caller's stays untouched
     draw = ImageDraw.Draw(out)
     long_side = max(out.size)
-    width, font = max(2, round(long_side / 300)), _font(max(11, round(long_side / 45)))
-    for p in predictions:
+    width = max(2, round(long_side / 300))
+    for k, p in enumerate(predictions):
+        font = _font(max(11, min(round(long_side / 45), round(max(p.box[2:]) / 4))))  # small faces: smaller labels
         x, y, w, h = p.box
         colour = COLOURS.get(p.label, (255, 255, 255))
         if p.angle:  # the face's square, turned with it; the label goes above the corners' bounds
@@ -183,7 +191,7 @@ def annotate(image: Image.Image, predictions: list[FacePrediction]) -> Image.Ima
             w, h = math.ceil(max(xs)) - x, math.ceil(max(ys)) - y
         else:
             draw.rectangle((x, y, x + w - 1, y + h - 1), outline=colour, width=width)
-        text = f"{p.label} {p.confidence:.0%}"
+        text = f"{names[k] + ': ' if names else ''}{p.label} {p.confidence:.0%}"
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         pad = max(2, width)
         tw, th = right - left + 2 * pad, bottom - top + 2 * pad
@@ -234,7 +242,7 @@ def _annotated_path(path: str, outdir: Path, used: set[str], suffix: str = ".jpg
 
 def _save_annotated(path: str, faces: list[FacePrediction], outdir: Path, used: set[str]) -> Path:
     out = _annotated_path(path, outdir, used)
-    annotate(load_image(path), faces).save(out, quality=90)
+    annotate(load_image(path), faces, face_names(faces)).save(out, quality=90)
     return out
 
 

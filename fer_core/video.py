@@ -296,11 +296,11 @@ def format_video(path: str, result: VideoPrediction) -> str:
     return "\n".join(lines)
 
 
-def _overlay(size: tuple[int, int], faces: list[FacePrediction]) -> tuple[np.ndarray, np.ndarray]:
+def _overlay(size: tuple[int, int], faces: list[FacePrediction], names: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
     """Which pixels annotate() draws on a picture of `size` (flat indices) and their BGR values: drawn on black and on
     white, the drawing is where the two agree (it is opaque), so one pair of calls per sampled frame serves every frame
     until the next, and each frame only has those pixels written."""
-    dark, light = (np.asarray(annotate(Image.new("RGB", size, c), faces)) for c in ((0, 0, 0), (255, 255, 255)))
+    dark, light = (np.asarray(annotate(Image.new("RGB", size, c), faces, names)) for c in ((0, 0, 0), (255, 255, 255)))
     where = np.flatnonzero((dark == light).all(axis=2))
     return where, dark.reshape(-1, 3)[where][:, ::-1]
 
@@ -318,7 +318,10 @@ def annotate_video(path: str | os.PathLike, result: VideoPrediction, out: str | 
         raise ValueError(f"cannot write {out.name}: the annotated video can be {', '.join(CODECS)}")
     cap, info = _open(path)
     keep = max(1, round(info.fps / max_fps)) if max_fps and info.fps else 1
-    samples, nxt, index = sorted((f.index, f.faces) for f in result.frames), 0, -1
+    several = len(result.track_counts()) > 1  # then each face is labelled with its track's number, as in format_video
+    samples = sorted(((f.index, f.faces, [str(k + 1) for k in f.tracks] if several else None) for f in result.frames),
+                     key=lambda sample: sample[0])
+    nxt, index, names = 0, -1, None
     faces: list[FacePrediction] = []
     part = out.with_name(f".{out.stem}.part{out.suffix}")
     writer: Any = None
@@ -327,7 +330,8 @@ def annotate_video(path: str | os.PathLike, result: VideoPrediction, out: str | 
         while cap.grab():
             index += 1
             while nxt < len(samples) and samples[nxt][0] <= index:  # a sample's faces hold from its frame on
-                faces, fresh, nxt = samples[nxt][1], True, nxt + 1
+                _, faces, names = samples[nxt]
+                fresh, nxt = True, nxt + 1
             if index % keep:
                 continue
             ok, frame = cap.retrieve()
@@ -345,7 +349,7 @@ def annotate_video(path: str | os.PathLike, result: VideoPrediction, out: str | 
             if fresh:
                 sx, sy = size[0] / w, size[1] / h
                 drawn = _overlay(size, [replace(f, box=(round(f.box[0] * sx), round(f.box[1] * sy), max(1, round(
-                    f.box[2] * sx)), max(1, round(f.box[3] * sy)))) for f in faces]) if faces else None
+                    f.box[2] * sx)), max(1, round(f.box[3] * sy)))) for f in faces], names) if faces else None
                 fresh = False
             frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA) if (w, h) != size else np.ascontiguousarray(frame)
             if drawn is not None:

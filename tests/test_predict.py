@@ -120,6 +120,24 @@ def test_annotate_draws_each_box_in_its_label_colour(model):
     assert np.array_equal(a[y + 5 : y + h - 5, x + 5 : x + w - 5], before[y + 5 : y + h - 5, x + 5 : x + w - 5])
 
 
+def test_labels_are_sized_to_their_faces_and_named_where_names_are_given(model):
+    from dataclasses import replace
+
+    from fer_core.predict import face_names
+
+    (face,) = predict_image(astronaut(), model)
+    blank = Image.new("RGB", (4000, 3000))
+
+    def label_width(side: int, names=None) -> int:  # the label: drawn pixels above the box, on a black 12 MP picture
+        drawn = np.asarray(annotate(blank, [replace(face, box=(1000, 1000, side, side))], names))[:1000].any(axis=2)
+        return int(np.ptp(np.nonzero(drawn.any(axis=0))[0]) + 1)
+
+    small, large = label_width(60), label_width(600)  # a face in a group photo, a portrait's (102 and 472 px)
+    assert small <= 2 * 60 < 300 < large  # small faces get small labels, so neighbours' labels do not cover each other
+    assert label_width(60, ["12"]) > small  # "12: happy 92%" (126 px)
+    assert face_names([face]) is None and face_names([face] * 3) == ["1", "2", "3"]  # several faces are numbered
+
+
 def test_a_turned_face_is_boxed_turned_and_classified_from_an_upright_crop(model):
     photo, _ = turned_astronaut(30)
     (face,) = predict_image(photo, model)

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from photos import ASTRONAUT_FACE, face_clip, iou, write_video
+from photos import ASTRONAUT_FACE, face_clip, iou, two_people_clip, write_video
 
 import fer_core.images
 import fer_core.predict as predict_mod
@@ -175,6 +175,19 @@ def test_annotated_video_holds_each_samples_boxes_until_the_next(model, clip, tm
     shown, plain = region(read_frame(out, 3)), region(read_frame(path, 3))
     expected = region(annotate(read_frame(path, 3), result.frames[0].faces))
     assert np.abs(shown - expected).mean() < 0.5 * np.abs(shown - plain).mean()  # measured: 4.5 against 13.0
+
+
+def test_annotated_video_numbers_the_faces_by_person_where_there_are_several(model, clip, tmp_path, monkeypatch):
+    two_people_clip(tmp_path / "two.mp4")
+    seen, real = [], video_mod.annotate
+    monkeypatch.setattr(video_mod, "annotate", lambda image, faces, names=None: seen.append(names) or real(image, faces, names))
+    for path in (tmp_path / "two.mp4", clip[0]):
+        result = predict_video(path, model, every_s=0.5)
+        seen.clear()
+        annotate_video(path, result, tmp_path / "out.mp4")
+        people = len(result.track_counts())
+        expected = [[str(k + 1) for k in f.tracks] if people > 1 else None for f in result.frames if f.faces]
+        assert seen[::2] == expected and people == (2 if path.name == "two.mp4" else 1)  # drawn on black, then white
 
 
 def test_annotated_webm_smaller_and_slower_and_bad_names(model, clip, tmp_path, monkeypatch):
