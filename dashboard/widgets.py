@@ -344,18 +344,20 @@ MANY_FACES = 6  # a photo with more faces shows a table of them and one face up 
 
 
 def many_faces(faces: Sequence[Any], names: list[str] | None, key: str) -> int:
-    """The faces of a crowded photo as a table (name, emotion, confidence, box, angle) and counts per emotion; the index
-    of the face chosen to be shown up close (the first, largest, until another is chosen)."""
+    """The faces of a crowded photo as a table (name, emotion, confidence, and the tilt where a face is turned) and
+    counts per emotion; the index of the face chosen to be shown up close (the first, largest, until another is chosen).
+    Boxes and probabilities are in the JSON download."""
     from fer_core.config import EMOTIONS
 
     labels = [_face_name(names, j) for j in range(len(faces))]
     counts = {e: sum(f.label == e for f in faces) for e in EMOTIONS}
     st.markdown(f"**{len(faces)} faces**: " + ", ".join(f"{e} {n}" for e, n in counts.items() if n))
     table = pd.DataFrame({"face": labels, "emotion": [f.label for f in faces], "confidence": [f.confidence for f in faces],
-                          "box": [" ".join(map(str, f.box)) for f in faces], "angle": [f.angle for f in faces]})
+                          "tilt": [f.angle for f in faces]})
+    table = table if table["tilt"].any() else table.drop(columns="tilt")
     st.dataframe(table, hide_index=True, height=248, key=f"{key}-faces", column_config={
         "confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
-        "angle": st.column_config.NumberColumn(format="%+.0f°", help="Tilt in the picture's plane (counter-clockwise)")})
+        "tilt": st.column_config.NumberColumn(format="%+.0f°", help="Turned in the picture's plane (counter-clockwise)")})
     return st.selectbox("Face up close", range(len(faces)), key=f"{key}-face",
                         format_func=lambda j: f"{labels[j]}: {faces[j].label} {faces[j].confidence:.0%}",
                         help="Its saliency map and probabilities below; the numbers are those drawn on the picture")
