@@ -277,6 +277,25 @@ def test_predict_photos_downloads_and_a_broken_file(page, server: str) -> None:
     screenshot(page, "predict-integrated-gradients")
 
 
+def test_predict_a_group_photo_with_small_faces(page, server: str) -> None:
+    from photos import encode, group_scene
+
+    from fer_core.data import load_csv
+
+    group, _ = group_scene(load_csv(SAMPLE_DATA, cache=False).split("PublicTest")[0].numpy(), 0.04, (1600, 1200))
+    visit(page, f"{server}/predict", "Predict")
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        [{"name": "group.jpg", "mimeType": "image/jpeg", "buffer": encode(group, "JPEG", quality=92)}])
+    expect(page.get_by_text("No face found.", exact=False)).to_be_visible(timeout=60_000)  # 48 px faces: too small
+    idle(page)
+    rerun_after(page, page.get_by_test_id("stCheckbox").filter(has_text="Small faces").click)
+    expect(page.get_by_text(re.compile(r"^\d\d faces: "))).to_be_visible(timeout=60_000)  # a table of them, one up close
+    page.get_by_test_id("stSelectbox").filter(has_text="Face up close").click()
+    rerun_after(page, page.get_by_role("option").filter(has_text=re.compile(r"^face 3: ")).click)
+    expect(page.get_by_text(re.compile(r"^face 3: \w+ \d+%$"))).to_be_visible()
+    screenshot(page, "predict-group")
+
+
 def test_predict_a_video_timeline_and_its_csv(page, server: str, tmp_path: Path) -> None:
     from photos import face_clip
 
