@@ -20,11 +20,10 @@ import time
 import numpy as np
 from PIL import Image
 from skimage import data as skdata
-from timing import time_ms
+from timing import add_split_args, split_faces, time_ms
 
 from fer_core.checkpoint import load_model
-from fer_core.config import REPO_ROOT, DataNotFoundError, set_threads
-from fer_core.data import load_dataset
+from fer_core.config import REPO_ROOT, set_threads
 from fer_core.faces import detect_faces, get_detector
 from fer_core.predict import face_crops, predict_crops
 
@@ -38,20 +37,15 @@ FACE_FREE = ("coffee", "brick", "rocket", "chelsea", "hubble_deep_field", "grave
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--data", default=None, help="FER2013 CSV (default: as the CLIs find it)")
-    p.add_argument("--split", default="PublicTest")
+    add_split_args(p)
     p.add_argument("--scenes", type=int, default=3, help="scenes per face size, each with other faces (seed 0)")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.16])
     p.add_argument("--size", type=int, nargs=2, default=[4000, 3000], metavar=("WIDTH", "HEIGHT"))
     args = p.parse_args()
     set_threads(2)
-    try:
-        x, y = load_dataset(args.data).split(args.split)
-    except (DataNotFoundError, KeyError) as e:
-        sys.exit(str(e))
+    x, y = split_faces(args)
     order = np.random.default_rng(0).permutation(len(y))
-    faces, labels = x.numpy()[order], y.numpy()[order]
+    faces, labels = x[order], y[order]
     model = load_model(args.checkpoint)
     size = (args.size[0], args.size[1])
     print(f"{args.split} faces in {size[0]} x {size[1]} scenes, {args.scenes} per face size; {model.path}")

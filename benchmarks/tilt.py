@@ -16,10 +16,10 @@ import sys
 import time
 
 import numpy as np
+from timing import add_split_args, split_faces
 
 from fer_core.checkpoint import load_model
-from fer_core.config import REPO_ROOT, DataNotFoundError, set_threads
-from fer_core.data import load_dataset
+from fer_core.config import REPO_ROOT, set_threads
 from fer_core.faces import HaarDetector
 from fer_core.predict import face_crops, predict_crops
 
@@ -30,19 +30,14 @@ from photos import turned_fer_scene  # noqa: E402 - the tests' real-photo helper
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--data", default=None, help="FER2013 CSV (default: as the CLIs find it)")
-    p.add_argument("--split", default="PublicTest")
+    add_split_args(p)
     p.add_argument("--n", type=int, default=600, help="faces drawn at random (seed 0) from the split")
     p.add_argument("--tilts", type=float, nargs="+", default=[0, 15, 25, 35, 45])
     args = p.parse_args()
     set_threads(2)
-    try:
-        x, y = load_dataset(args.data).split(args.split)
-    except (DataNotFoundError, KeyError) as e:
-        sys.exit(str(e))
+    x, y = split_faces(args)
     pick = np.random.default_rng(0).choice(len(y), min(args.n, len(y)), replace=False)
-    faces, labels = x.numpy()[pick], y.numpy()[pick]
+    faces, labels = x[pick], y[pick]
     model = load_model(args.checkpoint)
     print(f"{len(pick)} {args.split} faces; {model.path}")
     print(f"{'search':>18} {'tilt':>5} {'found':>7} {'accuracy':>9} {'of found':>9} {'angle err':>10} {'ms/scene':>9}")
