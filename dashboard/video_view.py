@@ -132,8 +132,7 @@ def job_progress(folder: Path, doing: str, key: str) -> None:
 
 
 def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, detect: bool, small_faces: bool, tta: str,
-                 method: str,
-                 target: int | None, alpha: float, key: str, compare: Path | None = None) -> None:
+                 method: str, target: int | None, alpha: float, key: str, compare: Path | None = None) -> None:
     """Analyse a video (cached per content and settings), chart the timeline, and show one chosen sampled frame as a
     photo result (boxes, probabilities, saliency map, second model)."""
     st.markdown(f"**{name}**")
@@ -202,6 +201,5 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
     chart.plotly_chart(plots.emotion_timeline(times, probs, mark=frames[chosen].time_s), key=f"{key}-timeline")
     widgets.photo_result(f"{stem}_frame{chosen}.png", loaders.video_frame(str(path), chosen), checkpoint, detect=detect,
                          small_faces=small_faces, tta=tta, method=method, target=target, alpha=alpha, key=f"{key}-at",
-                         compare=compare,
-                         title=f"{name} at {frames[chosen].time_s:.2f} s (frame {chosen})",
+                         compare=compare, title=f"{name} at {frames[chosen].time_s:.2f} s (frame {chosen})",
                          face_names=[f"face {k + 1}" for k in frames[chosen].tracks])  # the same detection: same order
