@@ -11,8 +11,8 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 import loaders
+import photo_view
 import plots
-import widgets
 from fer_core.predict import csv_rows
 from fer_core.tracking import MAX_GAP_S
 from fer_core.video import VideoError, VideoInfo, VideoPrediction, sampling_interval, smooth, video_info
@@ -26,7 +26,7 @@ SMOOTHING = (1, 3, 5, 9, 15)  # samples in the chart's moving mean (1: off)
 def timeline_csv(name: str, result: VideoPrediction) -> str:
     """A row per face of each sampled frame (one row with no face where a frame has none): frame, time, face (its
     track, from 1), box, angle, label, confidence, probabilities; `fer-predict --csv`'s layout without the path and error."""
-    return widgets.faces_frame(csv_rows(name, result)).drop(columns=["path", "error"]).to_csv(index=False)
+    return photo_view.faces_frame(csv_rows(name, result)).drop(columns=["path", "error"]).to_csv(index=False)
 
 
 def face_picker(result: VideoPrediction, key: str, thumbs: DeltaGenerator, picker: DeltaGenerator) -> int | None:
@@ -199,7 +199,7 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
     times, probs = result.timeline(track)
     probs = smooth(probs, window)
     chart.plotly_chart(plots.emotion_timeline(times, probs, mark=frames[chosen].time_s), key=f"{key}-timeline")
-    widgets.photo_result(f"{stem}_frame{chosen}.png", loaders.video_frame(str(path), chosen), checkpoint, detect=detect,
+    photo_view.photo_result(f"{stem}_frame{chosen}.png", loaders.video_frame(str(path), chosen), checkpoint, detect=detect,
                          small_faces=small_faces, tta=tta, method=method, target=target, alpha=alpha, key=f"{key}-at",
                          compare=compare, title=f"{name} at {frames[chosen].time_s:.2f} s (frame {chosen})",
                          face_names=[f"face {k + 1}" for k in frames[chosen].tracks])  # the same detection: same order

@@ -22,7 +22,8 @@ except ImportError as e:  # the explanation stack (captum, OpenCV) is missing: s
              "Run `pip install -r requirements.txt -e .`.")
     st.stop()
 
-import video_view  # noqa: E402 - after the check above: it needs the same stack
+import photo_view  # noqa: E402 - after the check above: they need the same stack
+import video_view  # noqa: E402
 from fer_core.video import DEFAULT_EVERY_S, VIDEO_SUFFIXES, is_video  # noqa: E402
 
 files = st.file_uploader("Photos or videos (several at once)", accept_multiple_files=True, key="uploads",
@@ -71,7 +72,7 @@ if not sources:
 target_index = None if target == "predicted" else EMOTIONS.index(target)
 if len(photos := [(n, d) for n, d in sources if not is_video(n)]) > 1:
     with st.expander("All photos at a glance", expanded=True, icon=":material/table:"):
-        widgets.photos_summary(photos, s.checkpoint, detect=detect, small_faces=small_faces, tta=tta)
+        photo_view.photos_summary(photos, s.checkpoint, detect=detect, small_faces=small_faces, tta=tta)
 shown: dict[str, Any] = dict(detect=detect, small_faces=small_faces, tta=tta, method=method, target=target_index,
                              alpha=alpha, compare=Path(compare) if compare else None)
 for i, (name, data) in enumerate(sources):
@@ -79,4 +80,4 @@ for i, (name, data) in enumerate(sources):
         if is_video(name):
             video_view.video_result(name, data, s.checkpoint, every_s=every, key=f"video{i}", **shown)
         else:
-            widgets.photo_result(name, data, s.checkpoint, key=f"photo{i}", **shown)
+            photo_view.photo_result(name, data, s.checkpoint, key=f"photo{i}", **shown)

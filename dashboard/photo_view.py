@@ -1,0 +1,140 @@
+"""One photo on the Predict page: its faces boxed and numbered, each face's saliency map and probabilities (a table and
+one face up close when there are many), downloads; and the table of several photos' faces."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+import loaders
+import plots
+import widgets
+
+
+def _face_name(names: list[str] | None, j: int) -> str:
+    return names[j] if names and j < len(names) else f"face {j + 1}"
+
+
+def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, small_faces: bool, tta: str, method: str,
+                 target: int | None, alpha: float, key: str, compare: Path | None = None, title: str | None = None,
+                 face_names: list[str] | None = None) -> None:
+    """One uploaded photo: annotated picture with downloads, and per face an attribution overlay and probability bars
+    (beside those of a second model, `compare`, on the same face crops). `name` names the downloads; `title`, where
+    given, is shown instead of it; `face_names` names the faces in detection order (default: face 1, face 2...). With
+    more than MANY_FACES faces, a table of them all and one face up close, chosen there."""
+    from fer_core.explain import CAVEATS, overlay
+    from fer_core.images import ImageError
+
+    st.markdown(f"**{title or name}**")
+    stamp = loaders.mtime(checkpoint)
+    drawn = tuple(n.removeprefix("face ") for n in face_names) if face_names else None  # the numbers on the picture
+    try:
+        faces, picture_png = loaders.analyse_photo(data, str(checkpoint), stamp, detect, small_faces, tta, drawn)
+    except ImageError as e:
+        st.error(f"Cannot use this file: {e}")
+        return
+    if not faces:
+        st.warning("No face found. Faces should be roughly frontal (tilted up to about 45° is fine); "
+                   + ("" if small_faces else "for small faces (a group photo), turn on **Small faces**; ")
+                   + "for a photo that is already a face crop, turn off **Find faces**.")
+        st.image(picture_png, width=480)
+        return
+    picture, details = st.columns([3, 2])
+    picture.image(picture_png, width="stretch")
+    stem = Path(name).stem
+    result = {"file": name, "checkpoint": str(checkpoint), "tta": tta, "detect": detect, "small_faces": small_faces,
+              "faces": [f.to_dict() for f in faces]}
+    left, right = picture.columns(2)
+    left.download_button("Annotated image (PNG)", picture_png, f"{stem}.annotated.png", "image/png", key=f"{key}-png",
+                         icon=":material/download:")
+    right.download_button("Result (JSON)", json.dumps(result, indent=2), f"{stem}.json", "application/json", key=f"{key}-json",
+                          icon=":material/data_object:")
+    with details:
+        shown = list(range(len(faces)))
+        if len(faces) > MANY_FACES:  # every face's map and chart would be a long scroll (and Occlusion a long wait)
+            shown = [many_faces(faces, face_names, key)]
+        for j in shown:
+            face = faces[j]
+            heat = loaders.explain_crop(face.crop, str(checkpoint), stamp, method, target)
+            crop_col, bars_col = st.columns([2, 3], vertical_alignment="center")
+            turned = f" (turned {face.angle:+.0f}°, shown upright)" if face.angle else ""
+            caption = f"{_face_name(face_names, j)}: {face.label} {face.confidence:.0%}{turned}"
+            crop_col.image(overlay(face.crop, heat, alpha=alpha), caption=caption, width="stretch")
+            if not heat.any():  # Grad-CAM keeps only positive evidence; a weak or unsure model may have none to show
+                crop_col.caption("This method found no positive evidence for the class here; try another method.")
+            if compare is None:
+                bars_col.plotly_chart(plots.probabilities(face.probs), key=f"{key}-probs{j}")
+                continue
+            other = loaders.face_probs(face.crop, str(compare), loaders.mtime(compare), tta)
+            names = (widgets.short_name(checkpoint), widgets.short_name(compare))
+            bars_col.plotly_chart(plots.probabilities_pair(face.probs, other, names), key=f"{key}-probs{j}")
+            best = max(other, key=lambda e: other[e])
+            bars_col.caption(f"{'Agree' if best == face.label else 'Disagree'}: {names[1]} says {best} {other[best]:.0%}")
+        if caveat := CAVEATS.get(method):
+            st.caption(caveat)
+
+
+MANY_FACES = 6  # a photo with more faces shows a table of them and one face up close
+
+
+def many_faces(faces: Sequence[Any], names: list[str] | None, key: str) -> int:
+    """The faces of a crowded photo as a table (name, emotion, confidence, and the tilt where a face is turned) and
+    counts per emotion; the index of the face chosen to be shown up close (the first, largest, until another is chosen).
+    Boxes and probabilities are in the JSON download."""
+    from fer_core.config import EMOTIONS
+
+    labels = [_face_name(names, j) for j in range(len(faces))]
+    counts = {e: sum(f.label == e for f in faces) for e in EMOTIONS}
+    st.markdown(f"**{len(faces)} faces**: " + ", ".join(f"{e} {n}" for e, n in counts.items() if n))
+    table = pd.DataFrame({"face": labels, "emotion": [f.label for f in faces], "confidence": [f.confidence for f in faces],
+                          "tilt": [f.angle for f in faces]})
+    table = table if table["tilt"].any() else table.drop(columns="tilt")
+    st.dataframe(table, hide_index=True, height=248, key=f"{key}-faces", column_config={
+        "confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
+        "tilt": st.column_config.NumberColumn(format="%+.0f°", help="Turned in the picture's plane (counter-clockwise)")})
+    return st.selectbox("Face up close", range(len(faces)), key=f"{key}-face",
+                        format_func=lambda j: f"{labels[j]}: {faces[j].label} {faces[j].confidence:.0%}",
+                        help="Its saliency map and probabilities below; the numbers are those drawn on the picture")
+
+
+def faces_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """fer_core.predict.csv_rows() as a table with its CSV_COLUMNS (the CLI's --csv layout); whole numbers stay whole
+    where some rows have none (a photo without a face, an error)."""
+    from fer_core.predict import CSV_COLUMNS
+
+    table = pd.DataFrame(rows, columns=CSV_COLUMNS)
+    whole = {c: "Int64" for c in ("frame", "face", "x", "y", "w", "h")}
+    return table.astype({**whole, "label": object, "error": object}).fillna({"label": "", "error": ""})
+
+
+def photos_summary(photos: Sequence[tuple[str, bytes]], checkpoint: Path, *, detect: bool, small_faces: bool,
+                   tta: str) -> None:
+    """Several photos at once: one table row per face (or per photo without one, or that cannot be read), the counts
+    per emotion, and the whole table as CSV (as `fer-predict --csv` writes it); each photo's own view follows below."""
+    from fer_core.config import EMOTIONS
+    from fer_core.images import ImageError
+    from fer_core.predict import csv_rows
+
+    rows: list[dict[str, Any]] = []
+    for name, data in photos:
+        try:
+            faces, _ = loaders.analyse_photo(data, str(checkpoint), loaders.mtime(checkpoint), detect, small_faces, tta)
+        except ImageError as e:
+            rows += csv_rows(name, f"cannot use this file: {e}")
+            continue
+        rows += csv_rows(name, faces)
+    table = faces_frame(rows).drop(columns=["frame", "time_s"])
+    found = table["label"][table["label"] != ""].value_counts()
+    st.markdown(f"**{len(photos)} photos, {int(table['face'].notna().sum())} faces**: "
+                + (", ".join(f"{e} {found[e]}" for e in EMOTIONS if e in found) or "no face found"))
+    shown = table.assign(note=table["error"].mask((table["error"] == "") & table["face"].isna(), "no face found"))
+    shown = shown.rename(columns={"path": "file", "label": "emotion"})
+    st.dataframe(shown[["file", "face", "emotion", "confidence", "x", "y", "w", "h", "note"]], hide_index=True,
+                 column_config={"confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
+    st.download_button("All faces (CSV)", table.to_csv(index=False), "faces.csv", "text/csv", key="photos-csv",
+                       icon=":material/download:")
