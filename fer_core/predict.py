@@ -222,7 +222,9 @@ def format_faces(path: str, faces: list[FacePrediction]) -> str:
     """Human-readable lines for one file."""
     if not faces:
         return f"{path}: {NO_FACE_HINT}"
-    lines = [f"{path}: {len(faces)} face{'s' if len(faces) > 1 else ''}"]
+    counts = {e: sum(f.label == e for f in faces) for e in EMOTIONS}  # several faces: how many show each emotion
+    tally = f" ({', '.join(f'{e} {n}' for e, n in counts.items() if n)})" if len(faces) > 1 else ""
+    lines = [f"{path}: {len(faces)} face{'s' if len(faces) > 1 else ''}{tally}"]
     for i, f in enumerate(faces, 1):
         others = sorted(((p, e) for e, p in f.probs.items() if e != f.label), reverse=True)[:2]
         rest = ", ".join(f"{e} {p:.0%}" for p, e in others)

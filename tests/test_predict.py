@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -247,6 +248,14 @@ def test_cli_small_faces_finds_a_group_photos_faces_and_classifies_them_as_the_f
     same = np.mean([EMOTIONS.index(f["label"]) == a for (_, f), a in zip(hits, alone, strict=True)])
     right = np.mean([EMOTIONS.index(f["label"]) == labels[k] for k, f in hits])
     assert same > 0.6 and right >= np.mean(alone == labels[[k for k, _ in hits]]) - 0.1, same  # (0.76; 0.60 and 0.52)
+
+
+def test_cli_text_names_each_face_and_counts_the_emotions_of_several(photos, run_main):
+    r = run_main(predict_mod.main, "--threads", "1", photos / "ten.png")
+    header, *lines = r.stdout.splitlines()
+    labels = [re.match(r"  face (\d+) at \(\d+, \d+, \d+, \d+\): (\w+) \d+%", line).group(2) for line in lines]
+    counts = ", ".join(f"{e} {labels.count(e)}" for e in EMOTIONS if e in labels)
+    assert r.returncode == 0 and len(labels) == 10 and header == f"{photos / 'ten.png'}: 10 faces ({counts})"
 
 
 def test_cli_batches_faces_across_files(photos, monkeypatch, capsys):
