@@ -29,6 +29,7 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
     more than MANY_FACES faces, a table of them all and one face up close, chosen there."""
     from fer_core.explain import CAVEATS, overlay
     from fer_core.images import ImageError
+    from fer_core.predict import csv_rows
 
     st.markdown(f"**{title or name}**")
     stamp = loaders.mtime(checkpoint)
@@ -49,9 +50,14 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
     stem = Path(name).stem
     result = {"file": name, "checkpoint": str(checkpoint), "tta": tta, "detect": detect, "small_faces": small_faces,
               "faces": [f.to_dict() for f in faces]}
-    left, right = picture.columns(2)
-    left.download_button("Annotated image (PNG)", picture_png, f"{stem}.annotated.png", "image/png", key=f"{key}-png",
-                         icon=":material/download:")
+    left, middle, right = picture.columns(3)
+    left.download_button("Image (PNG)", picture_png, f"{stem}.annotated.png", "image/png", key=f"{key}-png",
+                         icon=":material/download:", help="The photo with each face boxed and labelled, as shown")
+    if face_names is None:  # a photo's faces, numbered as on the picture (a video frame's are named by person instead)
+        rows = faces_frame(csv_rows(name, faces)).drop(columns=["frame", "time_s"])
+        middle.download_button("Faces (CSV)", rows.to_csv(index=False), f"{stem}.faces.csv", "text/csv", key=f"{key}-csv",
+                               icon=":material/table:",
+                               help="A row per face: box, tilt, emotion, probabilities (the columns of All faces (CSV))")
     right.download_button("Result (JSON)", json.dumps(result, indent=2), f"{stem}.json", "application/json", key=f"{key}-json",
                           icon=":material/data_object:")
     with details:

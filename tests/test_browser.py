@@ -293,6 +293,11 @@ def test_predict_a_group_photo_with_small_faces(page, server: str) -> None:
     page.get_by_test_id("stSelectbox").filter(has_text="Face up close").click()
     rerun_after(page, page.get_by_role("option").filter(has_text=re.compile(r"^face 3: ")).click)
     expect(page.get_by_text(re.compile(r"^face 3: \w+ \d+%$"))).to_be_visible()
+    found = int(re.match(r"(\d+) faces", page.get_by_text(re.compile(r"^\d\d faces: ")).inner_text()).group(1))
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Faces (CSV)").click()
+    rows = Path(download.value.path()).read_text().splitlines()  # a row per face, numbered as on the picture
+    assert rows[0].startswith("path,") and len(rows) == found + 1 and rows[3].startswith("group.jpg,3,"), rows[:4]
     screenshot(page, "predict-group")
 
 

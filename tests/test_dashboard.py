@@ -284,7 +284,7 @@ def test_predict_flow_with_a_real_photo_and_a_broken_file(runs):
     assert not at.exception
     assert any(c.startswith("face 1: ") for c in captions(at)), captions(at)
     assert "Cannot use this file" in texts(at.error)
-    assert len(at.get("download_button")) == 3 and len(at.get("plotly_chart")) == 1  # the table's CSV, PNG and JSON
+    assert len(at.get("download_button")) == 4 and len(at.get("plotly_chart")) == 1  # the table's CSV, PNG, CSV, JSON
     from fer_core.explain import METHODS
 
     for method in METHODS:  # every explanation method renders on the shared cached model
@@ -731,7 +731,7 @@ def test_predict_a_video_timeline_frames_up_close_and_broken_videos(runs, tmp_pa
     assert [s["x0"] for s in shapes] == [2.0]  # the timeline marks the frame shown
     (face,) = predict_image(read_frame(tmp_path / "clip.mp4", 20), load_model())
     assert f"face 1: {face.label} {face.confidence:.0%}" in captions(at)
-    assert {b.label for b in at.get("download_button")} >= {"Timeline (CSV)", "Annotated image (PNG)"}
+    assert {b.label for b in at.get("download_button")} >= {"Timeline (CSV)", "Image (PNG)"}
     at.select_slider(key="video0-smooth").set_value(3).run()  # the chart only: a moving mean over 3 samples
     from fer_core.video import smooth
 
