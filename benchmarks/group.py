@@ -2,10 +2,11 @@
 find, how many the whole photo pipeline (detect, crop, classify) gets right, the false faces, and the time per photo.
 
     python benchmarks/group.py [--checkpoint PATH] [--data CSV] [--split PublicTest] [--scenes 3]
-                               [--fractions 0.02 0.03 0.04 0.06 0.08 0.12 0.16] [--size 4000 3000]
+                               [--fractions 0.02 0.03 0.04 0.06 0.08 0.12 0.16] [--tilts 0 25] [--size 4000 3000]
 
 Each scene is a 12-megapixel "group photo" (tests/photos.py: group_scene): up to 40 real FER2013 faces, enlarged to a
-fraction of the short side, in rows over scikit-image's coffee photo (no face). A face counts as found when a box's
+fraction of the short side, in rows over scikit-image's coffee photo (no face), upright or turned by +tilt and -tilt
+degrees in turn. A face counts as found when a box's
 centre lies within a quarter of its side and the box is 0.6-1.6 times its side; faces not found count as wrong in
 "accuracy"; boxes that are no face are "false". Then the false faces on scikit-image's face-free photos (as they are
 and enlarged 4x) and the detection time of the astronaut portrait at 1 and 12 megapixels. 2 threads; load slows it.
@@ -14,6 +15,7 @@ and enlarged 4x) and the detection time of the astronaut portrait at 1 and 12 me
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 
@@ -40,6 +42,7 @@ def main() -> None:
     add_split_args(p)
     p.add_argument("--scenes", type=int, default=3, help="scenes per face size, each with other faces (seed 0)")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.02, 0.03, 0.04, 0.06, 0.08, 0.12, 0.16])
+    p.add_argument("--tilts", type=float, nargs="+", default=[0, 25], help="degrees the faces are turned, + and - in turn")
     p.add_argument("--size", type=int, nargs=2, default=[4000, 3000], metavar=("WIDTH", "HEIGHT"))
     args = p.parse_args()
     set_threads(2)
@@ -49,15 +52,15 @@ def main() -> None:
     model = load_model(args.checkpoint)
     size = (args.size[0], args.size[1])
     print(f"{args.split} faces in {size[0]} x {size[1]} scenes, {args.scenes} per face size; {model.path}")
-    print(f"{'search':>12} {'face/short side':>15} {'faces':>6} {'found':>7} {'accuracy':>9} {'of found':>9} "
+    print(f"{'search':>12} {'tilt':>5} {'face/short side':>15} {'faces':>6} {'found':>7} {'accuracy':>9} {'of found':>9} "
           f"{'false':>6} {'ms/photo':>9}")
     detectors = (("default", get_detector()), ("small faces", get_detector(small_faces=True)))
-    for name, detector in detectors:
+    for (name, detector), tilt in itertools.product(detectors, args.tilts):
         for fraction in args.fractions:
             found, right, false, seconds, start = 0, 0, 0, 0.0, 0
             total = 0
             for _ in range(args.scenes):
-                scene, placed = group_scene(faces[start:], fraction, size)
+                scene, placed = group_scene(faces[start:], fraction, size, tilt=tilt)
                 truth = labels[start : start + len(placed)]
                 start += len(placed)
                 t0 = time.perf_counter()
@@ -73,7 +76,7 @@ def main() -> None:
                         right += int(pred[hit] == label)
                 false += len(boxes) - len(used)
                 total += len(placed)
-            print(f"{name:>12} {fraction:15.0%} {total:6d} {found / total:7.1%} {right / total:9.1%} "
+            print(f"{name:>12} {tilt:5g} {fraction:15.0%} {total:6d} {found / total:7.1%} {right / total:9.1%} "
                   f"{right / max(1, found):9.1%} {false:6d} {1000 * seconds / args.scenes:9.0f}", flush=True)
     photos = [(n, Image.fromarray(getattr(skdata, n)())) for n in FACE_FREE]
     for name, detector in detectors:

@@ -80,20 +80,22 @@ class HaarDetector(TurnedFaceDetector):
     10% of the picture's short side, half as often at 6% (min_face 0.08 found none at 6%, but took 15 ms less on a
     1-megapixel photo). `small_face` > 0 adds an upright search of a larger copy (up to `small_pixels`) for faces from
     that fraction of the short side up to SMALL_UP_TO (group photos: get_detector(small_faces=True)), finding faces
-    from about 3-4%: several times slower, with more false faces on textured surfaces. The working copy is then that
-    larger copy.
+    from about 3-4% (turned ones from about 6%): 3-5x slower, more false faces on textured surfaces. The working copy
+    is then that larger copy; `small_turned_face` > 0 also searches it turned, for faces from that fraction up to
+    `turned_min_face`.
     """
 
     def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", work_pixels: int = 640 * 480,
                  min_side: int = 320, scale_factor: float = 1.2, min_neighbors: int = 5, min_face: float = 0.05,
                  tilts: tuple[float, ...] = (-30.0, 30.0), tilted_neighbors: int = 12, turned_min_face: float = 0.16,
-                 turned_pixels: int = 640 * 480, small_face: float = 0.0, small_pixels: int = 1600 * 1200) -> None:
+                 turned_pixels: int = 640 * 480, small_face: float = 0.0, small_pixels: int = 1600 * 1200,
+                 small_turned_face: float = 0.0) -> None:
         self.path = Path(cv2.data.haarcascades) / cascade  # type: ignore[attr-defined]  # not in OpenCV's stubs
         self.work_pixels, self.min_side = work_pixels, min_side
         self.scale_factor, self.min_neighbors, self.min_face = scale_factor, min_neighbors, min_face
         self.tilts, self.tilted_neighbors = tuple(float(t) for t in tilts if t % 360), tilted_neighbors
         self.turned_min_face, self.turned_pixels = turned_min_face, turned_pixels
-        self.small_face, self.small_pixels = small_face, small_pixels
+        self.small_face, self.small_pixels, self.small_turned_face = small_face, small_pixels, small_turned_face
         self._local = threading.local()
         self._cascade()  # fail now, not at the first photo
 
@@ -163,6 +165,9 @@ class HaarDetector(TurnedFaceDetector):
         # The cascade's cost is set by the area searched and its smallest window relative to it: turned, larger faces only
         turned = max(self.min_face, self.turned_min_face)
         hits += [(*hit, angle) for angle in self.tilts for hit in self._search(work, angle, self.turned_pixels, turned)]
+        if self.small_face and self.small_turned_face:  # and smaller turned faces on the larger copy (a tilted head in a group)
+            hits += [(*hit, angle) for angle in self.tilts
+                     for hit in self._search(work, angle, self.small_pixels, self.small_turned_face, turned)]
         groups: list[list[tuple[float, float, float, int, float]]] = []
         for hit in sorted(hits, key=lambda t: -t[3]):  # most windows first: each group is led by its best hit
             group = next((g for g in groups if np.hypot(hit[0] - g[0][0], hit[1] - g[0][1]) < min(hit[2], g[0][2]) / 2), None)
@@ -252,14 +257,15 @@ def _refined(angle: float, windows: list[int]) -> float:
 
 
 # Small faces (group photos): an upright search of a copy of up to 1600 x 1200 for faces from 2% of its short side (24 px)
-# up to 12%, beside the default searches; faces from about 3-4% of a photo's short side are found (benchmarks/group.py).
-SMALL_FACE, SMALL_UP_TO = 0.02, 0.12
+# up to 12%, and turned searches of it from 5% up to the default's 16%, beside the default searches; faces from about
+# 3-4% of a photo's short side are found upright, from about 6% turned by 25 degrees (benchmarks/group.py).
+SMALL_FACE, SMALL_UP_TO, SMALL_TURNED_FACE = 0.02, 0.12, 0.05
 
 
 @lru_cache(maxsize=2)
 def get_detector(small_faces: bool = False) -> HaarDetector:
     """The default detector, or the one that also finds small faces, built once (loading the cascade takes ~50 ms)."""
-    return HaarDetector(small_face=SMALL_FACE) if small_faces else HaarDetector()
+    return HaarDetector(small_face=SMALL_FACE, small_turned_face=SMALL_TURNED_FACE) if small_faces else HaarDetector()
 
 
 def find_faces(image: Image.Image, detector: FaceDetector | None = None) -> list[Face]:

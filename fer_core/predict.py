@@ -295,8 +295,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help=f"model checkpoint (default: {DEFAULT_CHECKPOINT})")
     p.add_argument("--no-detect", action="store_true", help="classify each whole image as one face")
     p.add_argument("--small-faces", action="store_true",
-                   help="also look for faces from about 3%% of the short side, not only from about 6-10%% (group photos; "
-                        "3-4x slower, more false faces on textured surfaces)")
+                   help="also look for faces from about 3%% of the short side (turned ones from about 6%%), not only "
+                        "from about 6-10%% (16%% turned): group photos; 3-5x slower, more false faces on textured surfaces")
     p.add_argument("--tta", default="none", choices=TTA_MODES,
                    help="test-time augmentation: " + "; ".join(f"{k}: {v}" for k, v in TTA_VIEWS.items()))
     p.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,

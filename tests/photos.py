@@ -125,11 +125,11 @@ def turned_astronaut(angle: float) -> tuple[Image.Image, tuple[float, float]]:
     return Image.fromarray(cv2.warpAffine(a, turn, (w, h), borderMode=cv2.BORDER_REFLECT)), (centre[0], centre[1])
 
 
-def group_scene(faces: np.ndarray, fraction: float, size: tuple[int, int] = (4000, 3000),
-                most: int = 40) -> tuple[Image.Image, list[tuple[int, int, int]]]:
+def group_scene(faces: np.ndarray, fraction: float, size: tuple[int, int] = (4000, 3000), most: int = 40,
+                tilt: float = 0.0) -> tuple[Image.Image, list[tuple[int, int, int]]]:
     """A group photo: real 48x48 FER faces enlarged to `fraction` of the short side, each with a quarter of its side of
     replicated border, in rows over scikit-image's coffee photo (no face) enlarged to `size`; and each face's (x, y,
-    side). At most `most` faces, taken in order (cycling)."""
+    side) as if upright. At most `most` faces, taken in order (cycling); turned by +tilt and -tilt degrees in turn."""
     import cv2
 
     width, height = size
@@ -140,9 +140,13 @@ def group_scene(faces: np.ndarray, fraction: float, size: tuple[int, int] = (400
     cells = [(r, c) for r in range(height // tile) for c in range(width // tile)][:most]
     for k, (r, c) in enumerate(cells):
         face = cv2.resize(faces[k % len(faces)], (side, side), interpolation=cv2.INTER_CUBIC)
+        bordered = cv2.copyMakeBorder(face, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        if tilt:  # about the face's centre, which stays where it was
+            half = bordered.shape[0] / 2
+            turn = cv2.getRotationMatrix2D((half, half), tilt if k % 2 == 0 else -tilt, 1.0)
+            bordered = cv2.warpAffine(bordered, turn, bordered.shape[::-1], borderMode=cv2.BORDER_REPLICATE)
         x0, y0 = c * tile + pad, r * tile + pad  # the bordered face's corner; the face is `pad` further in
-        canvas[y0 : y0 + side + 2 * pad, x0 : x0 + side + 2 * pad] = cv2.copyMakeBorder(face, pad, pad, pad, pad,
-                                                                                        cv2.BORDER_REPLICATE)
+        canvas[y0 : y0 + side + 2 * pad, x0 : x0 + side + 2 * pad] = bordered
         placed.append((x0 + pad, y0 + pad, side))
     return Image.fromarray(canvas), placed
 

@@ -323,10 +323,10 @@ def test_predict_small_faces_in_a_group_photo(runs):
     assert not at.exception and "for small faces (a group photo), turn on **Small faces**" in texts(at.warning)
     at.toggle(key="small-faces").set_value(True).run()
     table = at.dataframe[0].value  # many faces: a table of them all, and one face up close
-    assert not at.exception and not at.warning and len(table) >= 20  # (25: 24 of the 40 faces, 1 false)
+    assert not at.exception and not at.warning and len(table) >= 20  # (29: 26 of the 40 faces, 3 false)
     assert list(table["face"][:3]) == ["face 1", "face 2", "face 3"] and f"**{len(table)} faces**: " in texts(at.markdown)
-    assert [c for c in captions(at) if re.match(r"face \d+: ", c)] == [f"face 1: {table['emotion'][0]} " + "{:.0%}".format(
-        table["confidence"][0])]
+    (shown,) = [c for c in captions(at) if re.match(r"face \d+: ", c)]  # one face up close: the first, largest
+    assert shown.startswith(f"face 1: {table['emotion'][0]} " + "{:.0%}".format(table["confidence"][0]))
     at.selectbox(key="photo0-face").set_value(4).run()
     assert [c for c in captions(at) if re.match(r"face \d+: ", c)][0].startswith(f"face 5: {table['emotion'][4]} ")
     at.toggle(key="small-faces").set_value(False).run()  # the chosen face is gone with the faces: no error

@@ -243,11 +243,11 @@ def test_cli_small_faces_finds_a_group_photos_faces_and_classifies_them_as_the_f
     r = run_main(predict_mod.main, "--threads", "1", "--json", "--small-faces", tmp_path / "group.jpg")
     found = json.loads(r.stdout)["faces"]
     hits = [(k, f) for k, p in enumerate(placed) for f in found if matched(tuple(f["box"]), p)]
-    assert r.returncode == 0 and len(hits) >= 20 and len(found) - len(hits) <= 3  # (25 of 40 found, 1 false face)
+    assert r.returncode == 0 and len(hits) >= 20 and len(found) - len(hits) <= 4  # (26 of 40 found, 3 false faces)
     alone = predict_crops(faces[[k for k, _ in hits]], model).argmax(1)  # the same 48x48 faces, classified as they are
     same = np.mean([EMOTIONS.index(f["label"]) == a for (_, f), a in zip(hits, alone, strict=True)])
     right = np.mean([EMOTIONS.index(f["label"]) == labels[k] for k, f in hits])
-    assert same > 0.6 and right >= np.mean(alone == labels[[k for k, _ in hits]]) - 0.1, same  # (0.76; 0.60 and 0.52)
+    assert same > 0.6 and right >= np.mean(alone == labels[[k for k, _ in hits]]) - 0.1, same  # (0.73; 0.58 and 0.54)
 
 
 def test_cli_text_names_each_face_and_counts_the_emotions_of_several(photos, run_main):
