@@ -3,6 +3,7 @@ one face up close when there are many), downloads; and the table of several phot
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 import loaders
 import plots
@@ -47,6 +49,9 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
         return
     picture, details = st.columns([3, 2])
     picture.image(picture_png, width="stretch")
+    if detect and not small_faces and min(max(f.box[2:]) for f in faces) < SMALL_HINT * min(Image.open(io.BytesIO(data)).size):
+        picture.caption(f"Faces this small (under {SMALL_HINT:.0%} of the photo's short side) are often missed by the "
+                        "default search: **Small faces** also looks for faces from about 3%.")
     stem = Path(name).stem
     result = {"file": name, "checkpoint": str(checkpoint), "tta": tta, "detect": detect, "small_faces": small_faces,
               "faces": [f.to_dict() for f in faces]}
@@ -86,6 +91,9 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
 
 
 MANY_FACES = 6  # a photo with more faces shows a table of them and one face up close
+
+
+SMALL_HINT = 0.12  # a face found smaller than this share of the short side: others that small may have been missed
 
 
 def many_faces(faces: Sequence[Any], names: list[str] | None, key: str) -> int:

@@ -336,6 +336,21 @@ def test_predict_small_faces_in_a_group_photo(runs):
     assert at.toggle(key="small-faces").disabled and len([c for c in captions(at) if c.startswith("face ")]) == 1
 
 
+def test_predict_suggests_small_faces_where_the_faces_found_are_small(runs):
+    from fer_core.data import load_csv
+
+    hint = "often missed by the default search: **Small faces** also looks for faces from about 3%"
+    group, _ = group_scene(load_csv(SAMPLE_DATA, cache=False).split("PublicTest")[0].numpy(), 0.08, (1600, 1200))
+    at = open_page("views/predict.py")
+    at.file_uploader(key="uploads").set_value([("portrait.png", astronaut_png(), "image/png")]).run()
+    assert not at.exception and hint not in texts(at.caption)  # her face is 19% of the short side
+    at.file_uploader(key="uploads").set_value([("group.png", encode(group, "PNG"), "image/png")]).run()
+    assert not at.exception and at.dataframe and hint in texts(at.caption)  # some of the 96 px (8%) faces are found
+    default = len(at.dataframe[0].value)
+    at.toggle(key="small-faces").set_value(True).run()
+    assert hint not in texts(at.caption) and len(at.dataframe[0].value) > default  # (34 faces against 20)
+
+
 def test_predict_compares_a_second_model_on_the_same_faces(runs, tmp_path):
     from fer_core.checkpoint import load_model
     from fer_core.predict import predict_image
