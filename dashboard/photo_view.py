@@ -30,6 +30,7 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
     given, is shown instead of it; `face_names` names the faces in detection order (default: face 1, face 2...). With
     more than MANY_FACES faces, a table of them all and one face up close, chosen there."""
     from fer_core.explain import CAVEATS, overlay
+    from fer_core.faces import RELIABLE_FROM, has_small_faces
     from fer_core.images import ImageError
     from fer_core.predict import csv_rows
 
@@ -49,8 +50,8 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
         return
     picture, details = st.columns([3, 2])
     picture.image(picture_png, width="stretch")
-    if detect and not small_faces and min(max(f.box[2:]) for f in faces) < SMALL_HINT * min(Image.open(io.BytesIO(data)).size):
-        picture.caption(f"Faces this small (under {SMALL_HINT:.0%} of the photo's short side) are often missed by the "
+    if detect and not small_faces and has_small_faces([f.box for f in faces], Image.open(io.BytesIO(data)).size):
+        picture.caption(f"Faces this small (under {RELIABLE_FROM:.0%} of the photo's short side) are often missed by the "
                         "default search: **Small faces** also looks for faces from about 3%.")
     stem = Path(name).stem
     result = {"file": name, "checkpoint": str(checkpoint), "tta": tta, "detect": detect, "small_faces": small_faces,
@@ -91,9 +92,6 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
 
 
 MANY_FACES = 6  # a photo with more faces shows a table of them and one face up close
-
-
-SMALL_HINT = 0.12  # a face found smaller than this share of the short side: others that small may have been missed
 
 
 def many_faces(faces: Sequence[Any], names: list[str] | None, key: str) -> int:

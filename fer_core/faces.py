@@ -268,6 +268,15 @@ def get_detector(small_faces: bool = False) -> HaarDetector:
     return HaarDetector(small_face=SMALL_FACE, small_turned_face=SMALL_TURNED_FACE) if small_faces else HaarDetector()
 
 
+RELIABLE_FROM = 0.12  # the default search finds faces reliably from about this share of a picture's short side
+
+
+def has_small_faces(boxes: list[Box], size: tuple[int, int]) -> bool:
+    """Whether a face found is smaller than RELIABLE_FROM of the picture's short side: then others that small were likely
+    missed by the default search (get_detector(small_faces=True) looks for them)."""
+    return bool(boxes) and min(max(b[2], b[3]) for b in boxes) < RELIABLE_FROM * min(size)
+
+
 def find_faces(image: Image.Image, detector: FaceDetector | None = None) -> list[Face]:
     """All faces in an RGB (or any-mode) PIL image with their angles (0 from detectors that only find upright faces)."""
     grey = np.asarray(image.convert("L"))  # (H, W) uint8

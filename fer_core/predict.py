@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .checkpoint import CheckpointError, LoadedModel, load_model
 from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE, cli_prog, set_threads
 from .evaluate import predict_probs
-from .faces import MARGIN, Box, Face, FaceDetector, crop_face, find_faces, get_detector
+from .faces import MARGIN, RELIABLE_FROM, Box, Face, FaceDetector, crop_face, find_faces, get_detector, has_small_faces
 from .images import ImageError, ImageSource, load_image
 from .quantize import INFERENCE_PRECISIONS
 from .transforms import TTA_MODES, TTA_VIEWS
@@ -352,6 +352,7 @@ def _run(args: argparse.Namespace, model: LoadedModel, table: TextIO | None) -> 
         if writer:
             writer.writerows(csv_rows(path, error))
     used: set[str] = set()
+    small = 0  # photos with a face too small for the default search to find its like reliably
     for path, result in _results(files, model, args):
         if isinstance(result, VideoPrediction) and args.annotate:
             try:
@@ -377,6 +378,15 @@ def _run(args: argparse.Namespace, model: LoadedModel, table: TextIO | None) -> 
               flush=True)
         if args.json and not result:
             print(f"{path}: {NO_FACE_HINT}", file=sys.stderr)
+        if result and not (args.small_faces or args.no_detect):
+            try:
+                with Image.open(path) as picture:  # the header only
+                    small += has_small_faces([f.box for f in result], picture.size)
+            except OSError:  # read once already: a file changed meanwhile is no reason to fail here
+                pass
+    if small:
+        print(f"{small} photo{'s have' if small > 1 else ' has'} faces under {RELIABLE_FROM:.0%} of the short side, where "
+              "the default search misses many: --small-faces also looks for faces from about 3%", file=sys.stderr)
     if failed:
         print(f"{len(failed)} of {len(files) + len(problems)} inputs failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

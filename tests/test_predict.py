@@ -256,6 +256,18 @@ def test_cli_text_names_each_face_and_counts_the_emotions_of_several(photos, run
     labels = [re.match(r"  face (\d+) at \(\d+, \d+, \d+, \d+\): (\w+) \d+%", line).group(2) for line in lines]
     counts = ", ".join(f"{e} {labels.count(e)}" for e in EMOTIONS if e in labels)
     assert r.returncode == 0 and len(labels) == 10 and header == f"{photos / 'ten.png'}: 10 faces ({counts})"
+    assert "--small-faces" not in r.stderr  # its faces are a quarter of the short side
+
+
+def test_cli_suggests_small_faces_where_the_faces_found_are_small(sample_data, tmp_path, run_main):
+    group, _ = group_scene(sample_data.split("PublicTest")[0].numpy(), 0.08, (1600, 1200))  # 96 px faces: 8%
+    group.save(tmp_path / "group.jpg", quality=92)
+    r = run_main(predict_mod.main, "--threads", "1", "--json", tmp_path / "group.jpg")
+    default = len(json.loads(r.stdout)["faces"])
+    assert r.returncode == 0 and default > 5  # (22 of the 40 faces)
+    assert "1 photo has faces under 12% of the short side, where the default search misses many: --small-faces" in r.stderr
+    r = run_main(predict_mod.main, "--threads", "1", "--json", "--small-faces", tmp_path / "group.jpg")
+    assert r.returncode == 0 and "--small-faces" not in r.stderr and len(json.loads(r.stdout)["faces"]) > default + 5
 
 
 def test_cli_batches_faces_across_files(photos, monkeypatch, capsys):
