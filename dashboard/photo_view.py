@@ -18,16 +18,16 @@ import plots
 import widgets
 
 
-def _face_name(names: list[str] | None, j: int) -> str:
-    return names[j] if names and j < len(names) else f"face {j + 1}"
+def _face_name(numbers: list[str] | None, j: int) -> str:
+    return f"face {numbers[j] if numbers and j < len(numbers) else j + 1}"
 
 
 def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, small_faces: bool, tta: str, method: str,
                  target: int | None, alpha: float, key: str, compare: Path | None = None, title: str | None = None,
-                 face_names: list[str] | None = None) -> None:
+                 face_numbers: list[str] | None = None) -> None:
     """One uploaded photo: annotated picture with downloads, and per face an attribution overlay and probability bars
     (beside those of a second model, `compare`, on the same face crops). `name` names the downloads; `title`, where
-    given, is shown instead of it; `face_names` names the faces in detection order (default: face 1, face 2...). With
+    given, is shown instead of it; `face_numbers` number the faces in detection order (default 1, 2...). With
     more than MANY_FACES faces, a table of them all and one face up close, chosen there."""
     from fer_core.explain import CAVEATS, overlay
     from fer_core.faces import RELIABLE_FROM, has_small_faces
@@ -36,7 +36,7 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
 
     st.markdown(f"**{title or name}**")
     stamp = loaders.mtime(checkpoint)
-    drawn = tuple(n.removeprefix("face ") for n in face_names) if face_names else None  # the numbers on the picture
+    drawn = tuple(face_numbers) if face_numbers else None  # the numbers on the picture (default: 1, 2... where several)
     try:
         faces, picture_png = loaders.analyse_photo(data, str(checkpoint), stamp, detect, small_faces, tta, drawn)
     except ImageError as e:
@@ -59,7 +59,7 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
     left, middle, right = picture.columns(3)
     left.download_button("Image (PNG)", picture_png, f"{stem}.annotated.png", "image/png", key=f"{key}-png",
                          icon=":material/download:", help="The photo with each face boxed and labelled, as shown")
-    if face_names is None:  # a photo's faces, numbered as on the picture (a video frame's are named by person instead)
+    if face_numbers is None:  # a photo's faces, numbered as on the picture (a video frame's are numbered by person)
         rows = faces_frame(csv_rows(name, faces)).drop(columns=["frame", "time_s"])
         middle.download_button("Faces (CSV)", rows.to_csv(index=False), f"{stem}.faces.csv", "text/csv", key=f"{key}-csv",
                                icon=":material/table:",
@@ -69,13 +69,13 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
     with details:
         shown = list(range(len(faces)))
         if len(faces) > MANY_FACES:  # every face's map and chart would be a long scroll (and Occlusion a long wait)
-            shown = [many_faces(faces, face_names, key)]
+            shown = [many_faces(faces, face_numbers, key)]
         for j in shown:
             face = faces[j]
             heat = loaders.explain_crop(face.crop, str(checkpoint), stamp, method, target)
             crop_col, bars_col = st.columns([2, 3], vertical_alignment="center")
             turned = f" (turned {face.angle:+.0f}°, shown upright)" if face.angle else ""
-            caption = f"{_face_name(face_names, j)}: {face.label} {face.confidence:.0%}{turned}"
+            caption = f"{_face_name(face_numbers, j)}: {face.label} {face.confidence:.0%}{turned}"
             crop_col.image(overlay(face.crop, heat, alpha=alpha), caption=caption, width="stretch")
             if not heat.any():  # Grad-CAM keeps only positive evidence; a weak or unsure model may have none to show
                 crop_col.caption("This method found no positive evidence for the class here; try another method.")
@@ -94,15 +94,14 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
 MANY_FACES = 6  # a photo with more faces shows a table of them and one face up close
 
 
-def many_faces(faces: Sequence[Any], names: list[str] | None, key: str) -> int:
+def many_faces(faces: Sequence[Any], numbers: list[str] | None, key: str) -> int:
     """The faces of a crowded photo as a table (name, emotion, confidence, and the tilt where a face is turned) and
     counts per emotion; the index of the face chosen to be shown up close (the first, largest, until another is chosen).
     Boxes and probabilities are in the JSON download."""
-    from fer_core.config import EMOTIONS
+    from fer_core.predict import tally
 
-    labels = [_face_name(names, j) for j in range(len(faces))]
-    counts = {e: sum(f.label == e for f in faces) for e in EMOTIONS}
-    st.markdown(f"**{len(faces)} faces**: " + ", ".join(f"{e} {n}" for e, n in counts.items() if n))
+    labels = [_face_name(numbers, j) for j in range(len(faces))]
+    st.markdown(f"**{len(faces)} faces**: {tally(faces)}")
     table = pd.DataFrame({"face": labels, "emotion": [f.label for f in faces], "confidence": [f.confidence for f in faces],
                           "tilt": [f.angle for f in faces]})
     table = table if table["tilt"].any() else table.drop(columns="tilt")
@@ -128,11 +127,11 @@ def photos_summary(photos: Sequence[tuple[str, bytes]], checkpoint: Path, *, det
                    tta: str) -> None:
     """Several photos at once: one table row per face (or per photo without one, or that cannot be read), the counts
     per emotion, and the whole table as CSV (as `fer-predict --csv` writes it); each photo's own view follows below."""
-    from fer_core.config import EMOTIONS
     from fer_core.images import ImageError
-    from fer_core.predict import csv_rows
+    from fer_core.predict import csv_rows, tally
 
     rows: list[dict[str, Any]] = []
+    found: list[Any] = []  # every photo's faces
     for name, data in photos:
         try:
             faces, _ = loaders.analyse_photo(data, str(checkpoint), loaders.mtime(checkpoint), detect, small_faces, tta)
@@ -140,10 +139,9 @@ def photos_summary(photos: Sequence[tuple[str, bytes]], checkpoint: Path, *, det
             rows += csv_rows(name, f"cannot use this file: {e}")
             continue
         rows += csv_rows(name, faces)
+        found += faces
     table = faces_frame(rows).drop(columns=["frame", "time_s"])
-    found = table["label"][table["label"] != ""].value_counts()
-    st.markdown(f"**{len(photos)} photos, {int(table['face'].notna().sum())} faces**: "
-                + (", ".join(f"{e} {found[e]}" for e in EMOTIONS if e in found) or "no face found"))
+    st.markdown(f"**{len(photos)} photos, {len(found)} faces**: {tally(found) or 'no face found'}")
     shown = table.assign(note=table["error"].mask((table["error"] == "") & table["face"].isna(), "no face found"))
     shown = shown.rename(columns={"path": "file", "label": "emotion"})
     st.dataframe(shown[["file", "face", "emotion", "confidence", "x", "y", "w", "h", "note"]], hide_index=True,

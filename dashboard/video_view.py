@@ -202,4 +202,4 @@ def video_result(name: str, data: bytes, checkpoint: Path, *, every_s: float, de
     photo_view.photo_result(f"{stem}_frame{chosen}.png", loaders.video_frame(str(path), chosen), checkpoint, detect=detect,
                          small_faces=small_faces, tta=tta, method=method, target=target, alpha=alpha, key=f"{key}-at",
                          compare=compare, title=f"{name} at {frames[chosen].time_s:.2f} s (frame {chosen})",
-                         face_names=[f"face {k + 1}" for k in frames[chosen].tracks])  # the same detection: same order
+                         face_numbers=[str(k + 1) for k in frames[chosen].tracks])  # the same detection: same order

@@ -123,7 +123,7 @@ class HaarDetector(TurnedFaceDetector):
         h, w = work.shape
         if (round(w * k), round(h * k)) != (w, h):  # (the working copy itself may be a pixel over `pixels`: rounding)
             small = cv2.resize(work, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
-            kx, ky = small.shape[1] / work.shape[1], small.shape[0] / work.shape[0]
+            kx, ky = small.shape[1] / w, small.shape[0] / h
             return [(cx / kx, cy / ky, side * 2 / (kx + ky), n)
                     for cx, cy, side, n in self._search(small, angle, small.size, min_face, max_face)]
         smallest, largest = max(24, round(min_face * min(h, w))), round(max_face * min(h, w))  # largest 0: no limit

@@ -218,13 +218,16 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[tu
     return files, problems
 
 
+def tally(faces: Sequence[FacePrediction]) -> str:
+    """How many faces show each emotion, in the dataset's order ("angry 12, disgust 7"); "" for no face."""
+    return ", ".join(f"{e} {n}" for e in EMOTIONS if (n := sum(f.label == e for f in faces)))
+
+
 def format_faces(path: str, faces: list[FacePrediction]) -> str:
     """Human-readable lines for one file."""
     if not faces:
         return f"{path}: {NO_FACE_HINT}"
-    counts = {e: sum(f.label == e for f in faces) for e in EMOTIONS}  # several faces: how many show each emotion
-    tally = f" ({', '.join(f'{e} {n}' for e, n in counts.items() if n)})" if len(faces) > 1 else ""
-    lines = [f"{path}: {len(faces)} face{'s' if len(faces) > 1 else ''}{tally}"]
+    lines = [f"{path}: 1 face" if len(faces) == 1 else f"{path}: {len(faces)} faces ({tally(faces)})"]
     for i, f in enumerate(faces, 1):
         others = sorted(((p, e) for e, p in f.probs.items() if e != f.label), reverse=True)[:2]
         rest = ", ".join(f"{e} {p:.0%}" for p, e in others)
