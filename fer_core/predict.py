@@ -1,43 +1,32 @@
-"""Emotions of the faces in real photos: per-face predictions, batching over many files, annotated pictures and the CLI
-(which also takes videos, through fer_core.video).
+"""Emotions of the faces in real photos: per-face predictions, batching over many files, annotated pictures, CSV rows.
 
-    python -m fer_core.predict [--checkpoint PATH] [--no-detect] [--tta none|flip|tencrop|multiscale]
-                               [--precision fp32|int8|onnx|onnx-int8] [--json] [--csv FILE] [--annotate OUTDIR]
-                               [--every SECONDS] PATH...
+The command line (`python -m fer_core.predict`, `fer-predict`) lives in fer_core.predict_cli.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import math
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE, cli_prog, set_threads
+from .checkpoint import LoadedModel, load_model
+from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE
 from .evaluate import predict_probs
-from .faces import MARGIN, RELIABLE_FROM, Box, Face, FaceDetector, crop_face, find_faces, get_detector, has_small_faces
+from .faces import MARGIN, Box, Face, FaceDetector, crop_face, find_faces, get_detector
 from .images import ImageError, ImageSource, load_image
-from .quantize import INFERENCE_PRECISIONS
-from .transforms import TTA_MODES, TTA_VIEWS
+from .transforms import TTA_MODES
 
 if TYPE_CHECKING:
     from .video import VideoPrediction
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
-NO_FACE_HINT = ("no face found; try --small-faces (faces from about 3% of the short side) or --no-detect (the whole image "
-                "is one face)")
 COLOURS = {"angry": (230, 57, 70), "disgust": (106, 153, 78), "fear": (157, 78, 221), "happy": (255, 190, 11),
            "sad": (58, 134, 255), "surprise": (255, 112, 166), "neutral": (200, 200, 200)}
 
@@ -201,72 +190,9 @@ def annotate(image: Image.Image, predictions: list[FacePrediction], names: Seque
     return out
 
 
-# ---------------------------------------------------------------------------------------------- CLI
-
-
-def expand_paths(paths: Iterable[str | os.PathLike]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Files as given plus the images inside folders (recursively, sorted); and (folder, error) for empty folders."""
-    files, problems = [], []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-            files.extend(found)
-            if not found:
-                problems.append((str(p), f"no images found in this folder (looked for {', '.join(IMAGE_SUFFIXES)})"))
-        else:
-            files.append(str(p))  # a named file is always tried, whatever its extension
-    return files, problems
-
-
 def tally(faces: Sequence[FacePrediction]) -> str:
     """How many faces show each emotion, in the dataset's order ("angry 12, disgust 7"); "" for no face."""
     return ", ".join(f"{e} {n}" for e in EMOTIONS if (n := sum(f.label == e for f in faces)))
-
-
-def format_faces(path: str, faces: list[FacePrediction]) -> str:
-    """Human-readable lines for one file."""
-    if not faces:
-        return f"{path}: {NO_FACE_HINT}"
-    lines = [f"{path}: 1 face" if len(faces) == 1 else f"{path}: {len(faces)} faces ({tally(faces)})"]
-    for i, f in enumerate(faces, 1):
-        others = sorted(((p, e) for e, p in f.probs.items() if e != f.label), reverse=True)[:2]
-        rest = ", ".join(f"{e} {p:.0%}" for p, e in others)
-        turned = f" turned {f.angle:+g} deg" if f.angle else ""
-        lines.append(f"  face {i} at {tuple(f.box)}{turned}: {f.label} {f.confidence:.0%} ({rest})")
-    return "\n".join(lines)
-
-
-def _annotated_path(path: str, outdir: Path, used: set[str], suffix: str = ".jpg") -> Path:
-    stem, n = Path(path).stem, 0
-    while (name := f"{stem}{f'_{n}' if n else ''}.annotated{suffix}") in used:
-        n += 1  # two inputs with the same name in different folders
-    used.add(name)
-    outdir.mkdir(parents=True, exist_ok=True)
-    return outdir / name
-
-
-def _save_annotated(path: str, faces: list[FacePrediction], outdir: Path, used: set[str]) -> Path:
-    out = _annotated_path(path, outdir, used)
-    annotate(load_image(path), faces, face_names(faces)).save(out, quality=90)
-    return out
-
-
-def _results(files: list[str], model: LoadedModel, args: argparse.Namespace
-             ) -> Iterator[tuple[str, list[FacePrediction] | VideoPrediction | str]]:
-    """Results in input order: the images batched through iter_predictions, each video on its own."""
-    from .video import VideoError, is_video, predict_video
-
-    images = iter_predictions([f for f in files if not is_video(f)], model, detect=not args.no_detect, tta=args.tta,
-                              small_faces=args.small_faces)
-    for path in files:
-        if not is_video(path):
-            yield next(images)
-            continue
-        try:
-            yield path, predict_video(path, model, args.every, detect=not args.no_detect, tta=args.tta,
-                                      small_faces=args.small_faces)
-        except VideoError as e:
-            yield path, str(e).removeprefix(f"{path}: ")
 
 
 CSV_COLUMNS = ["path", "frame", "time_s", "face", "x", "y", "w", "h", "angle", "label", "confidence", *EMOTIONS, "error"]
@@ -288,111 +214,11 @@ def csv_rows(path: str, result: list[FacePrediction] | VideoPrediction | str) ->
     return rows
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=cli_prog("fer_core.predict"),
-                                description="Find the faces in photos and videos and predict their emotions.")
-    from .video import DEFAULT_EVERY_S, VIDEO_SUFFIXES
-
-    p.add_argument("paths", nargs="+", metavar="PATH",
-                   help=f"image files or folders (searched recursively for images), or videos ({', '.join(VIDEO_SUFFIXES)})")
-    p.add_argument("--checkpoint", default=None, help=f"model checkpoint (default: {DEFAULT_CHECKPOINT})")
-    p.add_argument("--no-detect", action="store_true", help="classify each whole image as one face")
-    p.add_argument("--small-faces", action="store_true",
-                   help="also look for faces from about 3%% of the short side (turned ones from about 6%%), not only "
-                        "from about 6-10%% (16%% turned): group photos; 3-5x slower, more false faces on textured surfaces")
-    p.add_argument("--tta", default="none", choices=TTA_MODES,
-                   help="test-time augmentation: " + "; ".join(f"{k}: {v}" for k, v in TTA_VIEWS.items()))
-    p.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,
-                   help="fp32 (exact) or int8 (quantized copy: ~3x faster per face, ~99%% the same answers); "
-                        "onnx / onnx-int8: the same in ONNX Runtime (2-3x faster again on an AVX2 CPU)")
-    p.add_argument("--json", action="store_true", help="print one JSON line per input file")
-    p.add_argument("--annotate", metavar="OUTDIR", default=None,
-                   help="write annotated copies of the images (.jpg) and videos (.mp4) here")
-    p.add_argument("--csv", metavar="FILE", default=None,
-                   help="also write every face as a CSV row (file, frame and time for videos, face, box, angle, label, "
-                        "probabilities; errors too), as each input is done")
-    p.add_argument("--every", type=float, default=DEFAULT_EVERY_S, metavar="SECONDS",
-                   help="videos: classify the faces of one frame every SECONDS (default %(default)s; long videos are "
-                        "sampled more sparsely, at most 600 frames)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    if not args.every > 0:
-        print(f"error: --every must be a positive number of seconds, not {args.every}", file=sys.stderr)
-        return 2
-    set_threads(args.threads)
-    try:
-        model = load_model(args.checkpoint, args.precision)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        table = open(args.csv, "w", newline="") if args.csv else None  # noqa: SIM115 - closed below
-    except OSError as e:
-        print(f"error: cannot write {args.csv}: {e.strerror or e}", file=sys.stderr)
-        return 2
-    try:
-        return _run(args, model, table)
-    finally:
-        if table:
-            table.close()
+    """The fer-predict command line (fer_core.predict_cli), also run as `python -m fer_core.predict`."""
+    from .predict_cli import main as cli_main
 
-
-def _run(args: argparse.Namespace, model: LoadedModel, table: TextIO | None) -> int:
-    """Every input in order: a text or JSON line on stdout, annotated copies, CSV rows (where `table` is open)."""
-    from .video import VideoError, VideoPrediction, annotate_video, format_video
-
-    writer = csv.DictWriter(table, CSV_COLUMNS) if table else None
-    if writer:
-        writer.writeheader()
-    files, problems = expand_paths(args.paths)
-    failed = [path for path, _ in problems]
-    for path, error in problems:
-        print(json.dumps({"path": path, "error": error}) if args.json else f"{path}: error: {error}", flush=True)
-        if writer:
-            writer.writerows(csv_rows(path, error))
-    used: set[str] = set()
-    small = 0  # photos with a face too small for the default search to find its like reliably
-    for path, result in _results(files, model, args):
-        if isinstance(result, VideoPrediction) and args.annotate:
-            try:
-                annotate_video(path, result, _annotated_path(path, Path(args.annotate), used, ".mp4"))
-            except (VideoError, OSError) as e:
-                result = f"cannot write the annotated video: {e}"
-        elif isinstance(result, list) and args.annotate:
-            try:
-                _save_annotated(path, result, Path(args.annotate), used)
-            except (ImageError, OSError) as e:
-                result = f"cannot write the annotated image: {e}"
-        if writer and table:
-            writer.writerows(csv_rows(path, result))
-            table.flush()  # a long batch leaves its rows so far if stopped
-        if isinstance(result, VideoPrediction):
-            print(json.dumps({"path": path, **result.to_dict()}) if args.json else format_video(path, result), flush=True)
-            continue
-        if isinstance(result, str):
-            failed.append(path)
-            print(json.dumps({"path": path, "error": result}) if args.json else f"{path}: error: {result}", flush=True)
-            continue
-        print(json.dumps({"path": path, "faces": [f.to_dict() for f in result]}) if args.json else format_faces(path, result),
-              flush=True)
-        if args.json and not result:
-            print(f"{path}: {NO_FACE_HINT}", file=sys.stderr)
-        if result and not (args.small_faces or args.no_detect):
-            try:
-                with Image.open(path) as picture:  # the header only
-                    small += has_small_faces([f.box for f in result], picture.size)
-            except OSError:  # read once already: a file changed meanwhile is no reason to fail here
-                pass
-    if small:
-        print(f"{small} photo{'s have' if small > 1 else ' has'} faces under {RELIABLE_FROM:.0%} of the short side, where "
-              "the default search misses many: --small-faces also looks for faces from about 3%", file=sys.stderr)
-    if failed:
-        print(f"{len(failed)} of {len(files) + len(problems)} inputs failed: {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from photos import ASTRONAUT_FACE, astronaut, coffee, group_scene, iou, matched,
 from PIL import Image
 
 import fer_core.predict as predict_mod
+import fer_core.predict_cli as predict_cli
 from fer_core.checkpoint import load_model
 from fer_core.config import EMOTIONS, IMAGE_SIZE
 from fer_core.predict import COLOURS, annotate, iter_predictions, predict_crops, predict_files, predict_image
@@ -144,7 +145,7 @@ def test_a_turned_face_is_boxed_turned_and_classified_from_an_upright_crop(model
     (face,) = predict_image(photo, model)
     (upright,) = predict_image(astronaut(), model)
     assert 20 < face.angle < 40 and face.to_dict()["angle"] == face.angle
-    assert f"  face 1 at {face.box} turned {face.angle:+g} deg: happy" in predict_mod.format_faces("tilted.png", [face])
+    assert f"  face 1 at {face.box} turned {face.angle:+g} deg: happy" in predict_cli.format_faces("tilted.png", [face])
     assert face.label == upright.label == "happy"
     assert np.allclose(list(face.probs.values()), _probs_by_hand(model, face.crop), atol=1e-5)
     out = np.asarray(annotate(photo, [face]))
