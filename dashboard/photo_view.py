@@ -98,10 +98,10 @@ def many_faces(faces: Sequence[Any], numbers: list[str] | None, key: str) -> int
     """The faces of a crowded photo as a table (name, emotion, confidence, and the tilt where a face is turned) and
     counts per emotion; the index of the face chosen to be shown up close (the first, largest, until another is chosen).
     Boxes and probabilities are in the JSON download."""
-    from fer_core.predict import tally
+    from fer_core.predict import counted, tally
 
     labels = [_face_name(numbers, j) for j in range(len(faces))]
-    st.markdown(f"**{len(faces)} faces**: {tally(faces)}")
+    st.markdown(f"**{counted(len(faces), 'face')}**: {tally(faces)}")
     table = pd.DataFrame({"face": labels, "emotion": [f.label for f in faces], "confidence": [f.confidence for f in faces],
                           "tilt": [f.angle for f in faces]})
     table = table if table["tilt"].any() else table.drop(columns="tilt")
@@ -128,7 +128,7 @@ def photos_summary(photos: Sequence[tuple[str, bytes]], checkpoint: Path, *, det
     """Several photos at once: one table row per face (or per photo without one, or that cannot be read), the counts
     per emotion, and the whole table as CSV (as `fer-predict --csv` writes it); each photo's own view follows below."""
     from fer_core.images import ImageError
-    from fer_core.predict import csv_rows, tally
+    from fer_core.predict import counted, csv_rows, tally
 
     rows: list[dict[str, Any]] = []
     found: list[Any] = []  # every photo's faces
@@ -141,7 +141,7 @@ def photos_summary(photos: Sequence[tuple[str, bytes]], checkpoint: Path, *, det
         rows += csv_rows(name, faces)
         found += faces
     table = faces_frame(rows).drop(columns=["frame", "time_s"])
-    st.markdown(f"**{len(photos)} photos, {len(found)} faces**: {tally(found) or 'no face found'}")
+    st.markdown(f"**{counted(len(photos), 'photo')}, {counted(len(found), 'face')}**: {tally(found) or 'no face found'}")
     shown = table.assign(note=table["error"].mask((table["error"] == "") & table["face"].isna(), "no face found"))
     shown = shown.rename(columns={"path": "file", "label": "emotion"})
     st.dataframe(shown[["file", "face", "emotion", "confidence", "x", "y", "w", "h", "note"]], hide_index=True,

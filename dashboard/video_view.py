@@ -13,7 +13,7 @@ from streamlit.delta_generator import DeltaGenerator
 import loaders
 import photo_view
 import plots
-from fer_core.predict import csv_rows
+from fer_core.predict import counted, csv_rows
 from fer_core.tracking import MAX_GAP_S
 from fer_core.video import VideoError, VideoInfo, VideoPrediction, sampling_interval, smooth, video_info
 from fer_core.video_job import ANNOTATED, RESULT, cancel_video_job, read_video_job, start_annotation_job
@@ -39,7 +39,7 @@ def face_picker(result: VideoPrediction, key: str, thumbs: DeltaGenerator, picke
         col.image(firsts[k], caption=f"face {k + 1}", width=72)
     return picker.selectbox("Timeline of", [None, *range(len(counts))], key=f"{key}-track",
                             format_func=lambda k: "the largest face in each frame" if k is None else
-                            f"face {k + 1} (in {counts[k]} of {len(result.frames)} frames)",
+                            f"face {k + 1} (in {counts[k]} of {counted(len(result.frames), 'frame')})",
                             help="Faces are followed from frame to frame by where they are; face 1 is seen most")
 
 

@@ -190,6 +190,11 @@ def annotate(image: Image.Image, predictions: list[FacePrediction], names: Seque
     return out
 
 
+def counted(n: int, noun: str) -> str:
+    """ "1 face", "3 faces": a count with its noun (regular plurals)."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def tally(faces: Sequence[FacePrediction]) -> str:
     """How many faces show each emotion, in the dataset's order ("angry 12, disgust 7"); "" for no face."""
     return ", ".join(f"{e} {n}" for e in EMOTIONS if (n := sum(f.label == e for f in faces)))

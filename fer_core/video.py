@@ -16,7 +16,7 @@ from .checkpoint import LoadedModel
 from .config import EMOTIONS, IMAGE_SIZE
 from .faces import FollowingDetector, get_detector
 from .images import MAX_PIXELS
-from .predict import FacePrediction, _to_predictions, annotate, crop_margin, default_model, face_crops, predict_crops
+from .predict import FacePrediction, _to_predictions, annotate, counted, crop_margin, default_model, face_crops, predict_crops
 from .tracking import assign_tracks
 from .transforms import TTA_MODES
 
@@ -288,7 +288,7 @@ def format_video(path: str, result: VideoPrediction) -> str:
     if len(counts) == 1:
         lines.append(f"  most often: {shares(0)}")
     for k, n in enumerate(counts if len(counts) > 1 else []):  # several tracked faces: one line each, most seen first
-        lines.append(f"  face {k + 1}, in {n} frames, most often: {shares(k)}")
+        lines.append(f"  face {k + 1}, in {counted(n, 'frame')}, most often: {shares(k)}")
     for f in result.frames:
         faces = [f"{'' if len(counts) == 1 else f'face {k + 1} '}{p.label} {p.confidence:.0%}"
                  for p, k in sorted(zip(f.faces, f.tracks, strict=True), key=lambda pk: pk[1])]

@@ -260,6 +260,10 @@ def test_cli_text_names_each_face_and_counts_the_emotions_of_several(photos, run
     assert "--small-faces" not in r.stderr  # its faces are a quarter of the short side
 
 
+def test_counts_read_in_the_singular_for_one():
+    assert [predict_mod.counted(n, "face") for n in (0, 1, 2)] == ["0 faces", "1 face", "2 faces"]
+
+
 def test_cli_suggests_small_faces_where_the_faces_found_are_small(sample_data, tmp_path, run_main):
     group, _ = group_scene(sample_data.split("PublicTest")[0].numpy(), 0.08, (1600, 1200))  # 96 px faces: 8%
     group.save(tmp_path / "group.jpg", quality=92)
