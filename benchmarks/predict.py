@@ -24,8 +24,9 @@ from timing import time_ms
 
 from fer_core.checkpoint import LoadedModel, load_model
 from fer_core.config import TrainConfig, set_threads
+from fer_core.crops import crop_face
 from fer_core.explain import METHODS, explain
-from fer_core.faces import crop_face, detect_faces, get_detector
+from fer_core.faces import detect_faces, get_detector
 from fer_core.images import load_image
 from fer_core.models import build_model
 from fer_core.predict import predict_crops, predict_image

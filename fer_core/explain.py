@@ -16,7 +16,8 @@ from torch import nn
 
 from .checkpoint import LoadedModel
 from .config import IMAGE_SIZE, NUM_CLASSES
-from .faces import MARGIN, Box, face_square, turned_square
+from .crops import MARGIN, face_square, turned_square
+from .faces import Box
 from .transforms import preprocess
 
 METHODS: dict[str, str] = {

@@ -19,8 +19,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .checkpoint import LoadedModel, load_model
 from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE
+from .crops import MARGIN, crop_face
 from .evaluate import predict_probs
-from .faces import MARGIN, Box, Face, FaceDetector, crop_face, find_faces, get_detector
+from .faces import Box, Face, FaceDetector, find_faces, get_detector
 from .images import ImageError, ImageSource, load_image
 from .transforms import TTA_MODES
 

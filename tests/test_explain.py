@@ -13,8 +13,8 @@ from PIL import Image
 
 from fer_core.checkpoint import load_model
 from fer_core.config import IMAGE_SIZE, NUM_CLASSES
+from fer_core.crops import face_square
 from fer_core.explain import CAVEATS, METHODS, explain, last_conv, overlay
-from fer_core.faces import face_square
 from fer_core.models import build_model
 from fer_core.predict import predict_image
 

@@ -13,17 +13,8 @@ from photos import ASTRONAUT_FACE, astronaut, coffee, encode, group_scene, iou, 
 from PIL import Image
 
 from fer_core.config import IMAGE_SIZE
-from fer_core.faces import (
-    MARGIN,
-    Face,
-    FaceDetector,
-    HaarDetector,
-    crop_face,
-    detect_faces,
-    face_square,
-    find_faces,
-    get_detector,
-)
+from fer_core.crops import MARGIN, crop_face, face_square
+from fer_core.faces import Face, FaceDetector, HaarDetector, detect_faces, find_faces, get_detector
 from fer_core.images import ImageError, load_image
 
 
