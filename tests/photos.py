@@ -1,4 +1,5 @@
-"""Real test photos built from scikit-image's bundled images (no download): a portrait, ten faces, face-free scenes."""
+"""Real test photos built from scikit-image's bundled images (no download): a portrait, a face seen from the side, ten
+faces, face-free scenes."""
 
 from __future__ import annotations
 
@@ -15,10 +16,18 @@ from fer_core.tracking import iou  # noqa: F401 - the tests' box overlap is the 
 # Where the frontal-face cascade finds the astronaut's face in the 512 x 512 original (checked by eye: brows to chin).
 ASTRONAUT_FACE = (177, 66, 95, 95)
 HEAD = (150, 30, 300, 200)  # the astronaut's head with hair and some background, as (left, top, right, bottom)
+# Where the profile search finds the cameraman's face in the 512 x 512 original (checked by eye: ear to nose tip, hairline
+# to chin); the frontal cascade finds no face in that photo.
+CAMERAMAN_FACE = (179, 94, 103, 103)
 
 
 def astronaut() -> Image.Image:
     return Image.fromarray(skdata.astronaut())
+
+
+def cameraman() -> Image.Image:
+    """scikit-image's cameraman (greyscale, as RGB): a face seen from the side, a three-quarter view looking right."""
+    return Image.fromarray(skdata.camera()).convert("RGB")
 
 
 def coffee() -> Image.Image:

@@ -9,8 +9,21 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import numpy as np
 import pytest
-from photos import ASTRONAUT_FACE, astronaut, coffee, encode, group_scene, iou, matched, scaled, ten_faces, turned_astronaut
-from PIL import Image
+from photos import (
+    ASTRONAUT_FACE,
+    CAMERAMAN_FACE,
+    astronaut,
+    cameraman,
+    coffee,
+    encode,
+    group_scene,
+    iou,
+    matched,
+    scaled,
+    ten_faces,
+    turned_astronaut,
+)
+from PIL import Image, ImageOps
 
 from fer_core.config import IMAGE_SIZE
 from fer_core.crops import MARGIN, crop_face, face_square
@@ -109,6 +122,31 @@ def test_no_face_in_face_free_photos(name):
     assert detect_faces(load_image(getattr(data, name)())) == []
 
 
+@pytest.mark.parametrize("side", [200, 512, 900, 2000])
+def test_a_face_seen_from_the_side_is_found_where_no_frontal_face_is(side):
+    photo = cameraman().resize((side, side), Image.Resampling.BICUBIC)
+    assert find_faces(photo, HaarDetector(profile_face=0)) == []  # the frontal searches, upright and turned, miss it
+    (face,) = find_faces(photo)
+    assert iou(face.box, scaled(CAMERAMAN_FACE, side / 512)) > 0.5 and face.angle == 0  # (0.66-0.87)
+    (mirrored,) = find_faces(ImageOps.mirror(photo))  # looking left: found by searching the mirror image
+    x, y, w, h = face.box
+    assert iou(mirrored.box, (side - x - w, y, w, h)) > 0.9  # the same box, mirrored (0.99-1.0)
+
+
+def test_profiles_are_searched_only_where_no_face_was_found_unless_always(monkeypatch):
+    searches = []
+    real = HaarDetector._search
+    monkeypatch.setattr(HaarDetector, "_search", lambda self, *a, **k: searches.append(k.get("profile", False))
+                        or real(self, *a, **k))
+    assert len(find_faces(astronaut())) == 1 and True not in searches  # a frontal face: no profile search
+    searches.clear()
+    assert find_faces(coffee()) == [] and searches.count(True) == 2  # none: the photo and its mirror image searched
+    searches.clear()
+    assert len(find_faces(astronaut(), HaarDetector(profiles_always=True))) == 1 and searches.count(True) == 2
+    searches.clear()  # her face is found by both cascades: kept once, as the frontal search's box
+    assert find_faces(astronaut(), HaarDetector(profile_face=0)) == find_faces(astronaut(), HaarDetector(profiles_always=True))
+
+
 def test_large_photos_are_searched_on_a_small_copy_and_boxes_mapped_back(monkeypatch):
     seen = []
     detector = HaarDetector()
@@ -132,20 +170,28 @@ def test_the_small_faces_search_adds_searches_of_a_larger_copy_for_small_faces(m
     detector = get_detector(small_faces=True)
     cascade = detector._cascade()
 
-    class Spy:  # records the size of what the cascade is given and the face sizes it looks for
-        def detectMultiScale2(self, image, **kwargs):  # noqa: N802 - OpenCV's name
-            seen.append((image.shape, kwargs["minSize"][0], kwargs.get("maxSize", (0, 0))[0]))
-            return cascade.detectMultiScale2(image, **kwargs)
+    class Spy:  # records which cascade is given what size and the face sizes it looks for
+        def __init__(self, path=None):
+            self.cascade = "profile" if path else "frontal"
 
+        def detectMultiScale2(self, image, **kwargs):  # noqa: N802 - OpenCV's name
+            seen.append((self.cascade, image.shape, kwargs["minSize"][0], kwargs.get("maxSize", (0, 0))[0]))
+            return (profile if self.cascade == "profile" else cascade).detectMultiScale2(image, **kwargs)
+
+    profile = detector._cascade(detector.profile_path)
     monkeypatch.setattr(detector, "_cascade", Spy)
     big = astronaut().resize((4000, 4000), Image.Resampling.BILINEAR)
     face, *others = find_faces(big, detector)  # (and a 185 px false face on the helmet at the bottom right, 5% of the side)
     # the default's searches on a 640 x 480 copy (554 px square here): upright from 5% of the side, turned from 16%;
     # and the copy of up to 1600 x 1200 (1386 px square) searched upright from 2% (28 px) to 12% (166 px), and turned
     # both ways from 5% (69 px) to the default's 16% (222 px)
-    assert seen[:6] == [((554, 554), 28, 0), ((1386, 1386), 28, 166), ((554, 554), 89, 0), ((554, 554), 89, 0),
-                        ((1386, 1386), 69, 222), ((1386, 1386), 69, 222)]
-    assert [shape for shape, *_ in seen[6:]] == [(128, 128)] * 3 * (1 + len(others))  # each looked at again 3 times
+    assert seen[:6] == [("frontal", (554, 554), 28, 0), ("frontal", (1386, 1386), 28, 166), ("frontal", (554, 554), 89, 0),
+                        ("frontal", (554, 554), 89, 0), ("frontal", (1386, 1386), 69, 222),
+                        ("frontal", (1386, 1386), 69, 222)]
+    looks = 3 * (1 + len(others))  # each face looked at again 3 times
+    assert [(c, shape) for c, shape, *_ in seen[6 : 6 + looks]] == [("frontal", (128, 128))] * looks
+    # then, although faces were found, faces seen from the side on the 640 x 480 copy, from 8%, as it is and mirrored
+    assert seen[6 + looks :] == [("profile", (554, 554), 44, 0)] * 2
     (alone,) = find_faces(big)
     assert iou(face.box, alone.box) > 0.9 and face.angle == alone.angle == 0 and len(others) <= 1  # the face found by default
 
@@ -194,7 +240,7 @@ def test_a_custom_detector_plugs_in():
 @pytest.mark.parametrize("angle", [-40, -25, 25, 40])
 def test_a_turned_face_is_found_with_its_angle_and_cut_upright(angle):
     photo, (cx, cy) = turned_astronaut(angle)
-    assert find_faces(photo, HaarDetector(tilts=())) == []  # the cascade alone misses a face turned this far
+    assert find_faces(photo, HaarDetector(tilts=(), profile_face=0)) == []  # the cascade alone misses a face turned this far
     (face,) = find_faces(photo)
     x, y, w, h = face.box
     assert np.hypot(x + w / 2 - cx, y + h / 2 - cy) < 12 and 80 < w < 115 and w == h
