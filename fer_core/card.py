@@ -24,9 +24,11 @@ LIMITS = """\
   and a few non-faces.
 - **Input assumptions.** 48x48 greyscale, roughly frontal, face-centred crops. Strong pose (> ~30 degrees),
   occlusion (hands, masks, sunglasses), extreme lighting, and very low resolution degrade predictions; in
-  photos the Haar detector misses profiles, faces turned in the picture's plane by more than about 45
-  degrees (small ones past about 20), and faces under about 6-10% of the photo's short side unless asked
-  for small faces (from about 3-4%), before the classifier is even asked; less turned faces are cut upright.
+  photos the Haar detectors miss faces turned in the picture's plane by more than about 45 degrees (small
+  ones past about 20), faces under about 6-10% of the photo's short side unless asked for small faces (from
+  about 3-4%), and faces seen from the side next to frontal ones (side views are looked for where no
+  frontal face is found, or always with small faces), before the classifier is even asked; less turned faces
+  are cut upright, and side views are classified by a model that saw mostly frontal faces.
 - **Dataset bias.** FER2013 was collected by web image search: posed and exaggerated expressions, uneven
   coverage of age, ethnicity and culture. Expression is not emotion: the model labels facial movements,
   not what anyone feels, and must not be used for decisions about people.

@@ -301,7 +301,8 @@ SMALL_FACE, SMALL_UP_TO, SMALL_TURNED_FACE = 0.02, 0.12, 0.05
 
 @lru_cache(maxsize=2)
 def get_detector(small_faces: bool = False) -> HaarDetector:
-    """The default detector, or the one that also finds small faces, built once (loading the cascade takes ~50 ms)."""
+    """The default detector, or the one that also finds small faces and always looks for faces seen from the side (the
+    default does only where it finds no frontal face), built once (loading the cascades takes ~50 ms)."""
     return (HaarDetector(small_face=SMALL_FACE, small_turned_face=SMALL_TURNED_FACE, profiles_always=True) if small_faces
             else HaarDetector())
 

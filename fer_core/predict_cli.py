@@ -105,7 +105,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-detect", action="store_true", help="classify each whole image as one face")
     p.add_argument("--small-faces", action="store_true",
                    help="also look for faces from about 3%% of the short side (turned ones from about 6%%), not only "
-                        "from about 6-10%% (16%% turned): group photos; 3-5x slower, more false faces on textured surfaces")
+                        "from about 6-10%% (16%% turned), and faces seen from the side even where frontal ones are found "
+                        "(by default only where none is): group photos; 3-5x slower, more false faces on textured surfaces")
     p.add_argument("--tta", default="none", choices=TTA_MODES,
                    help="test-time augmentation: " + "; ".join(f"{k}: {v}" for k, v in TTA_VIEWS.items()))
     p.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,

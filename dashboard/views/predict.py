@@ -49,7 +49,8 @@ c = st.columns(5)
 detect = c[0].toggle("Find faces", value=True, key="detect", help="Off: the whole image is one face (for ready-made crops)")
 small_faces = c[0].toggle("Small faces", key="small-faces", disabled=not detect,
                           help="Also look for faces from about 3% of the photo's short side, not only from about 6-10% "
-                               "(group photos, people far away): several times slower, more false faces on textured surfaces"
+                               "(group photos, people far away), and faces seen from the side even where frontal ones are "
+                               "found: several times slower, more false faces on textured surfaces"
                           ) and detect
 tta = c[1].selectbox("Test-time augmentation", TTA_MODES, key="tta", help=widgets.TTA_HELP)
 method = widgets.method_select(c[2], key="method")
