@@ -30,11 +30,7 @@ from fer_core.faces import detect_faces, get_detector
 from fer_core.predict import face_crops, predict_crops
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
-from photos import astronaut, group_scene, matched  # noqa: E402 - the tests' real-photo helpers
-
-FACE_FREE = ("coffee", "brick", "rocket", "chelsea", "hubble_deep_field", "gravel", "cat", "horse", "moon", "camera",
-             "coins", "page", "text", "clock", "immunohistochemistry", "retina", "grass", "logo", "cell",
-             "colorwheel")
+from photos import FACE_FREE, astronaut, group_scene, matched  # noqa: E402 - the tests' real-photo helpers
 
 
 def main() -> None:

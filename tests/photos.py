@@ -16,6 +16,9 @@ from fer_core.tracking import iou  # noqa: F401 - the tests' box overlap is the 
 # Where the frontal-face cascade finds the astronaut's face in the 512 x 512 original (checked by eye: brows to chin).
 ASTRONAUT_FACE = (177, 66, 95, 95)
 HEAD = (150, 30, 300, 200)  # the astronaut's head with hair and some background, as (left, top, right, bottom)
+# scikit-image photos without a face (its "camera" has one, seen from the side)
+FACE_FREE = ("coffee", "brick", "rocket", "chelsea", "hubble_deep_field", "gravel", "cat", "horse", "moon", "coins", "page",
+             "text", "clock", "immunohistochemistry", "retina", "grass", "logo", "cell", "colorwheel")
 # Where the profile search finds the cameraman's face in the 512 x 512 original (checked by eye: ear to nose tip, hairline
 # to chin); the frontal cascade finds no face in that photo.
 CAMERAMAN_FACE = (179, 94, 103, 103)
