@@ -284,18 +284,23 @@ def test_follow_finds_a_face_near_where_it_was_and_drops_one_that_left(monkeypat
     moved = Image.new("RGB", (640, 640), (128, 128, 128))
     moved.paste(astronaut().resize((563, 563), Image.Resampling.BICUBIC), (10, 5))  # 1.1x: the face 0.35 of its side away
     x, y, w, h = scaled(ASTRONAUT_FACE, 563 / 512)
-    cascade, sizes = detector._cascade(), []
+    cascades, sizes = {None: detector._cascade(), detector.profile_path: detector._cascade(detector.profile_path)}, []
 
     class Spy:
+        def __init__(self, path=None):
+            self.path = path
+
         def detectMultiScale2(self, image, **kwargs):  # noqa: N802 - OpenCV's name
-            sizes.append(image.shape)
-            return cascade.detectMultiScale2(image, **kwargs)
+            sizes.append(("side " if self.path else "") + "x".join(map(str, image.shape)))
+            return cascades[self.path].detectMultiScale2(image, **kwargs)
 
     monkeypatch.setattr(detector, "_cascade", Spy)
     (followed,) = detector.follow(grey(moved), [face])
     assert iou(followed.box, (x + 10, y + 5, w, h)) > 0.7 and followed.angle == 0.0
-    assert sizes == [(128, 128)] * 3  # three small looks, no search of the whole frame
+    assert sizes == ["128x128"] * 3  # three small looks, no search of the whole frame
+    sizes.clear()
     assert detector.follow(grey(coffee()), [face]) == []  # gone: dropped
+    assert sizes == ["128x128"] * 3 + ["side 128x128"] * 2  # after the three looks, a look for a side view either way
     fx, fy, fw, fh = face.box  # two faces of the last frame run into one face: it is kept once
     assert len(detector.follow(grey(astronaut()), [face, Face((fx + 15, fy + 10, fw, fh))])) == 1
     photo, (cx, cy) = turned_astronaut(30)
@@ -311,16 +316,36 @@ def test_following_detector_searches_the_whole_frame_every_few_frames_and_when_a
 
     whole = []
     real = HaarDetector.detect_turned
-    monkeypatch.setattr(HaarDetector, "detect_turned", lambda self, g: whole.append(1) or real(self, g))
+    monkeypatch.setattr(HaarDetector, "detect_turned", lambda self, g, side_views=True: whole.append(side_views)
+                        or real(self, g, side_views))
     following = FollowingDetector(HaarDetector(), every=2)
     frames = [astronaut()] * 5 + [coffee(), coffee(), astronaut()]
     found = [following.detect_turned(grey(frame)) for frame in frames]
-    # whole searches: frames 0, 2, 4 (every 2nd), 5 (the face is lost), 6 (no face to follow), 7 (none either)
-    assert len(whole) == 6
+    # whole searches: frames 0, 2, 4 (every 2nd), 5 (the face is lost), 6 (no face to follow), 7 (none either); side
+    # views (where no frontal face is found) at most every 2nd frame: not at 5 nor 7
+    assert whole == [True, True, True, False, True, False]
     assert [len(f) for f in found] == [1, 1, 1, 1, 1, 0, 0, 1]
     assert all(iou(f[0].box, ASTRONAUT_FACE) > 0.85 for f in found if f)
     (box,) = following.detect(grey(astronaut()))  # followed: found again where it was
     assert iou(box, found[-1][0].box) > 0.85
+
+
+def test_a_face_turning_to_the_side_is_followed_and_side_views_are_followed_in_videos(monkeypatch):
+    from fer_core.faces import FollowingDetector
+
+    detector = HaarDetector()
+    side = Image.new("RGB", (640, 640), (128, 128, 128))
+    side.paste(cameraman(), (60, 40))  # a side view near where the last frame's face was (9-13 px off)
+    (face,) = detector.follow(grey(side), [Face((230, 130, 95, 95))])
+    assert iou(face.box, (CAMERAMAN_FACE[0] + 60, CAMERAMAN_FACE[1] + 40, *CAMERAMAN_FACE[2:])) > 0.5 and face.angle == 0
+    assert HaarDetector(profile_face=0).follow(grey(side), [Face((230, 130, 95, 95))]) == []  # frontal looks alone lose it
+    whole = []
+    real = HaarDetector.detect_turned
+    monkeypatch.setattr(HaarDetector, "detect_turned", lambda self, g, side_views=True: whole.append(side_views)
+                        or real(self, g, side_views))
+    following = FollowingDetector(HaarDetector(), every=3)
+    found = [following.detect_turned(grey(side)) for _ in range(7)]
+    assert whole == [True, True, True] and all(len(f) == 1 for f in found)  # frames 0, 3 and 6 searched whole
 
 
 def test_crop_matches_an_independent_resize_of_the_face_square():

@@ -67,7 +67,7 @@ def test_faces_are_followed_between_whole_frame_searches_with_the_same_results(m
     path, truth = clip
     whole = []
     real = HaarDetector.detect_turned
-    monkeypatch.setattr(HaarDetector, "detect_turned", lambda self, g: whole.append(1) or real(self, g))
+    monkeypatch.setattr(HaarDetector, "detect_turned", lambda self, g, *side_views: whole.append(1) or real(self, g, *side_views))
     followed = predict_video(path, model, every_s=0.1)
     # whole-frame searches: frame 0, frame 10 (a second later; the cup), 11-19 (no face to follow), 20 (the face back)
     assert len(whole) == 12
