@@ -78,7 +78,7 @@ class HaarDetector(TurnedFaceDetector):
     finer scale steps (`profile_scale`) and `profile_neighbors` were chosen on the cameraman photo at 19 sizes from 200 to
     2000 px (found at 7 of them with the frontal search's 1.2 and 5, at all 19 now) and on false faces in the turned
     astronauts, the ten-face sheet, group photos and the face-free photos (none). The two profile searches of a 640 x 480
-    copy take about 90 ms, against about 30 for the upright frontal search.
+    copy take about 100 ms, against about 30 for the upright frontal search.
 
     A face is found reliably once it is about 50 px where it is searched, now and then from 24 px: by default from about
     10% of the picture's short side, half as often at 6% (min_face 0.08 found none at 6%, but took 15 ms less on a

@@ -12,7 +12,18 @@ import sys
 import numpy as np
 import pytest
 import torch
-from photos import ASTRONAUT_FACE, astronaut, coffee, group_scene, iou, matched, ten_faces, turned_astronaut
+from photos import (
+    ASTRONAUT_FACE,
+    CAMERAMAN_FACE,
+    astronaut,
+    cameraman,
+    coffee,
+    group_scene,
+    iou,
+    matched,
+    ten_faces,
+    turned_astronaut,
+)
 from PIL import Image
 
 import fer_core.predict as predict_mod
@@ -258,6 +269,14 @@ def test_cli_text_names_each_face_and_counts_the_emotions_of_several(photos, run
     counts = ", ".join(f"{e} {labels.count(e)}" for e in EMOTIONS if e in labels)
     assert r.returncode == 0 and len(labels) == 10 and header == f"{photos / 'ten.png'}: 10 faces ({counts})"
     assert "--small-faces" not in r.stderr  # its faces are a quarter of the short side
+
+
+def test_cli_finds_a_face_seen_from_the_side(tmp_path, run_main):
+    cameraman().save(tmp_path / "cameraman.png")
+    r = run_main(predict_mod.main, "--threads", "1", "--json", tmp_path / "cameraman.png")
+    (face,) = json.loads(r.stdout)["faces"]
+    assert r.returncode == 0 and "no face found" not in r.stderr
+    assert iou(tuple(face["box"]), CAMERAMAN_FACE) > 0.9 and face["label"] in EMOTIONS
 
 
 def test_counts_read_in_the_singular_for_one():
