@@ -51,7 +51,7 @@ def main() -> None:
                 start = time.perf_counter()
                 boxes, cut = face_crops(image, True, detector)
                 seconds += time.perf_counter() - start
-                hit = next((k for k, (b, _) in enumerate(boxes) if 0.6 * FACE < max(b[2], b[3]) < 1.6 * FACE
+                hit = next((k for k, (b, *_) in enumerate(boxes) if 0.6 * FACE < max(b[2], b[3]) < 1.6 * FACE
                             and np.hypot(b[0] + b[2] / 2 - SCENE / 2, b[1] + b[3] / 2 - SCENE / 2) < FACE / 4), None)
                 found.append(hit is not None)
                 crops.append(cut[hit] if hit is not None else np.zeros_like(face))

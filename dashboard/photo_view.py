@@ -43,7 +43,7 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
         st.error(f"Cannot use this file: {e}")
         return
     if not faces:
-        st.warning("No face found. Faces should be roughly frontal (tilted up to about 45° is fine); "
+        st.warning("No face found. Faces should be roughly frontal or seen from the side (tilted up to about 45° is fine); "
                    + ("" if small_faces else "for small faces (a group photo), turn on **Small faces**; ")
                    + "for a photo that is already a face crop, turn off **Find faces**.")
         st.image(picture_png, width=480)
@@ -63,7 +63,7 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
         rows = faces_frame(csv_rows(name, faces)).drop(columns=["frame", "time_s"])
         middle.download_button("Faces (CSV)", rows.to_csv(index=False), f"{stem}.faces.csv", "text/csv", key=f"{key}-csv",
                                icon=":material/table:",
-                               help="A row per face: box, tilt, emotion, probabilities (the columns of All faces (CSV))")
+                               help="A row per face: box, tilt, side view, emotion, probabilities (All faces (CSV)'s columns)")
     right.download_button("Result (JSON)", json.dumps(result, indent=2), f"{stem}.json", "application/json", key=f"{key}-json",
                           icon=":material/data_object:")
     with details:
@@ -74,7 +74,8 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
             face = faces[j]
             heat = loaders.explain_crop(face.crop, str(checkpoint), stamp, method, target)
             crop_col, bars_col = st.columns([2, 3], vertical_alignment="center")
-            turned = f" (turned {face.angle:+.0f}°, shown upright)" if face.angle else ""
+            turned = (f" (turned {face.angle:+.0f}°, shown upright)" if face.angle else
+                      " (seen from the side: the model saw few such faces, trust it less)" if face.side else "")
             caption = f"{_face_name(face_numbers, j)}: {face.label} {face.confidence:.0%}{turned}"
             crop_col.image(overlay(face.crop, heat, alpha=alpha), caption=caption, width="stretch")
             if not heat.any():  # Grad-CAM keeps only positive evidence; a weak or unsure model may have none to show
@@ -95,19 +96,20 @@ MANY_FACES = 6  # a photo with more faces shows a table of them and one face up 
 
 
 def many_faces(faces: Sequence[Any], numbers: list[str] | None, key: str) -> int:
-    """The faces of a crowded photo as a table (name, emotion, confidence, and the tilt where a face is turned) and
-    counts per emotion; the index of the face chosen to be shown up close (the first, largest, until another is chosen).
-    Boxes and probabilities are in the JSON download."""
+    """The faces of a crowded photo as a table (name, emotion, confidence, and the tilt where a face is turned, side
+    views where there are any) and counts per emotion; the index of the face chosen to be shown up close (the first,
+    largest, until another is chosen). Boxes and probabilities are in the JSON download."""
     from fer_core.predict import counted, tally
 
     labels = [_face_name(numbers, j) for j in range(len(faces))]
     st.markdown(f"**{counted(len(faces), 'face')}**: {tally(faces)}")
     table = pd.DataFrame({"face": labels, "emotion": [f.label for f in faces], "confidence": [f.confidence for f in faces],
-                          "tilt": [f.angle for f in faces]})
-    table = table if table["tilt"].any() else table.drop(columns="tilt")
+                          "tilt": [f.angle for f in faces], "side view": [f.side for f in faces]})
+    table = table.drop(columns=[c for c in ("tilt", "side view") if not table[c].any()])
     st.dataframe(table, hide_index=True, height=248, key=f"{key}-faces", column_config={
         "confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
-        "tilt": st.column_config.NumberColumn(format="%+.0f°", help="Turned in the picture's plane (counter-clockwise)")})
+        "tilt": st.column_config.NumberColumn(format="%+.0f°", help="Turned in the picture's plane (counter-clockwise)"),
+        "side view": st.column_config.CheckboxColumn(help="Seen from the side: the model saw few such faces, trust it less")})
     return st.selectbox("Face up close", range(len(faces)), key=f"{key}-face",
                         format_func=lambda j: f"{labels[j]}: {faces[j].label} {faces[j].confidence:.0%}",
                         help="Its saliency map and probabilities below; the numbers are those drawn on the picture")

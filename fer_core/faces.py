@@ -30,10 +30,12 @@ class FaceDetector(Protocol):
 
 
 class Face(NamedTuple):
-    """A face found in a photo: its box as if it were upright, and how far it is turned in the picture's plane."""
+    """A face found in a photo: its box as if it were upright, how far it is turned in the picture's plane, and whether
+    it was found seen from the side."""
 
     box: Box  # (x, y, w, h): the face's centre and size, not turned
     angle: float = 0.0  # degrees, counter-clockwise: a head tilted towards its right shoulder (left of the picture) is > 0
+    side: bool = False  # a side view (profile or three-quarter), found by the profile search: less reliably classified
 
 
 class TurnedFaceDetector:
@@ -164,12 +166,13 @@ class HaarDetector(TurnedFaceDetector):
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         return (grey if scale == 1.0 else cv2.resize(grey, size, interpolation=interpolation)), scale
 
-    def _face(self, cx: float, cy: float, side: float, angle: float, scale: float, shape: tuple[int, ...]) -> Face | None:
+    def _face(self, cx: float, cy: float, side: float, angle: float, scale: float, shape: tuple[int, ...],
+              side_view: bool = False) -> Face | None:
         """The Face of a square at (cx, cy) in working-copy pixels, clipped to the picture; None if nothing is left."""
         h, w = shape[:2]
         x0, y0 = max(0, round((cx - side / 2) / scale)), max(0, round((cy - side / 2) / scale))
         x1, y1 = min(w, round((cx + side / 2) / scale)), min(h, round((cy + side / 2) / scale))
-        return Face((x0, y0, x1 - x0, y1 - y0), round(float(angle), 1)) if x1 > x0 and y1 > y0 else None
+        return Face((x0, y0, x1 - x0, y1 - y0), round(float(angle), 1), side_view) if x1 > x0 and y1 > y0 else None
 
     def detect_turned(self, grey: np.ndarray, side_views: bool = True) -> list[Face]:
         """Every face, upright or turned by up to about 45 degrees, or seen from the side (unless `side_views` is False),
@@ -204,12 +207,12 @@ class HaarDetector(TurnedFaceDetector):
         hits = [(w - cx if mirrored else cx, cy, side, n, 0.0) for mirrored in (False, True)  # a centre x mirrors to w - x
                 for cx, cy, side, n in self._search(np.ascontiguousarray(work[:, ::-1]) if mirrored else work, 0.0,
                                                     self.work_pixels, self.profile_face, profile=True)]
-        known = [((x + bw / 2) * scale, (y + bh / 2) * scale, max(bw, bh) * scale) for (x, y, bw, bh), _ in found]
+        known = [((x + bw / 2) * scale, (y + bh / 2) * scale, max(bw, bh) * scale) for (x, y, bw, bh), *_ in found]
         faces = []
         for group in _grouped(hits):  # a three-quarter view is often seen looking both ways
             cx, cy, side = np.average(np.array(group)[:, :3], axis=0, weights=[g[3] for g in group])
             if not any(np.hypot(cx - kx, cy - ky) < max(side, ks) / 2 for kx, ky, ks in known):  # not inside a face
-                faces += [face] if (face := self._face(cx, cy, side, 0.0, scale, shape)) is not None else []
+                faces += [face] if (face := self._face(cx, cy, side, 0.0, scale, shape, True)) is not None else []
         return faces
 
     def _look(self, work: np.ndarray, cx: float, cy: float, side: float, angle: float) -> list[tuple[int, float, float, float]]:
@@ -243,20 +246,19 @@ class HaarDetector(TurnedFaceDetector):
         work, scale = self._work(grey)
         out: list[Face] = []
         centres: list[tuple[float, float, float]] = []  # (cx, cy, side) of the faces kept, in `work`'s pixels
-        for (x, y, w, h), angle in faces:
+        for last in faces:
+            (x, y, w, h), angle = last.box, last.angle
             at = ((x + w / 2) * scale, (y + h / 2) * scale, max(w, h) * scale)
             looks = self._look(work, *at, angle)
             windows = [n for n, *_ in looks]
             if max(windows) >= self.min_neighbors:
-                _, cx, cy, side = looks[int(np.argmax(windows))]
-                angle = _refined(angle, windows)
+                (_, cx, cy, side), angle, side_view = looks[int(np.argmax(windows))], _refined(angle, windows), False
             elif self.profile_face and (side_look := self._look_side(work, *at))[0] >= self.profile_neighbors:
-                _, cx, cy, side = side_look
-                angle = 0.0
+                (_, cx, cy, side), angle, side_view = side_look, 0.0, True
             else:
                 continue
             same = any(np.hypot(cx - c[0], cy - c[1]) < min(side, c[2]) / 2 for c in centres)  # two ran into one
-            if not same and (face := self._face(cx, cy, side, angle, scale, grey.shape)) is not None:
+            if not same and (face := self._face(cx, cy, side, angle, scale, grey.shape, side_view)) is not None:
                 out.append(face)
                 centres.append((cx, cy, side))
         return _largest_first(out)

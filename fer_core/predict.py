@@ -43,10 +43,11 @@ class FacePrediction:
     crop: np.ndarray = field(repr=False)  # (48, 48) uint8 greyscale, as given to the model
     margin: float = MARGIN  # the margin the crop was cut with (0 for a whole image): overlay() needs it to map back
     angle: float = 0.0  # degrees counter-clockwise the face is turned in the picture (Face.angle); the crop is upright
+    side: bool = False  # seen from the side (Face.side): the model saw few such faces in training
 
     def to_dict(self) -> dict[str, Any]:
-        return {"box": [int(v) for v in self.box], "angle": self.angle, "label": self.label, "probs": dict(self.probs),
-                "confidence": self.confidence}
+        return {"box": [int(v) for v in self.box], "angle": self.angle, "side": self.side, "label": self.label,
+                "probs": dict(self.probs), "confidence": self.confidence}
 
 
 def predict_crops(crops: np.ndarray | torch.Tensor, model: LoadedModel, tta: str = "none") -> np.ndarray:
@@ -75,11 +76,11 @@ def crop_margin(detect: bool) -> float:
 
 def _to_predictions(faces: list[Face], crops: np.ndarray, probs: np.ndarray, margin: float) -> list[FacePrediction]:
     out = []
-    for (box, angle), crop, p in zip(faces, crops, probs, strict=True):
+    for (box, angle, side), crop, p in zip(faces, crops, probs, strict=True):
         k = int(p.argmax())
         out.append(FacePrediction(box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])), label=EMOTIONS[k],
                                   probs={e: float(v) for e, v in zip(EMOTIONS, p, strict=True)},
-                                  confidence=float(p[k]), crop=crop, margin=margin, angle=float(angle)))
+                                  confidence=float(p[k]), crop=crop, margin=margin, angle=float(angle), side=bool(side)))
     return out
 
 
@@ -201,7 +202,8 @@ def tally(faces: Sequence[FacePrediction]) -> str:
     return ", ".join(f"{e} {n}" for e in EMOTIONS if (n := sum(f.label == e for f in faces)))
 
 
-CSV_COLUMNS = ["path", "frame", "time_s", "face", "x", "y", "w", "h", "angle", "label", "confidence", *EMOTIONS, "error"]
+CSV_COLUMNS = ["path", "frame", "time_s", "face", "x", "y", "w", "h", "angle", "side", "label", "confidence", *EMOTIONS,
+               "error"]
 
 
 def csv_rows(path: str, result: list[FacePrediction] | VideoPrediction | str) -> list[dict[str, Any]]:
@@ -214,8 +216,9 @@ def csv_rows(path: str, result: list[FacePrediction] | VideoPrediction | str) ->
     rows: list[dict[str, Any]] = []
     for frame, t, faces in frames:
         where = {"path": path, "frame": frame, "time_s": t}
-        rows += [{**where, "face": k + 1, **dict(zip("xywh", p.box, strict=True)), "angle": p.angle, "label": p.label,
-                  "confidence": round(p.confidence, 4), **{e: round(v, 4) for e, v in p.probs.items()}} for k, p in faces]
+        rows += [{**where, "face": k + 1, **dict(zip("xywh", p.box, strict=True)), "angle": p.angle, "side": int(p.side),
+                  "label": p.label, "confidence": round(p.confidence, 4), **{e: round(v, 4) for e, v in p.probs.items()}}
+                 for k, p in faces]
         rows += [] if faces else [where]
     return rows
 

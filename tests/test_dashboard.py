@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from photos import (
     astronaut,
+    cameraman,
     coffee,
     encode,
     face_clip,
@@ -312,6 +313,14 @@ def test_predict_a_tilted_face_is_shown_upright_with_its_angle(runs):
     (caption,) = [c for c in captions(at) if c.startswith("face 1: ")]
     angle = float(re.search(r"\(turned ([+-]\d+)°, shown upright\)", caption).group(1))
     assert 20 < angle < 40 and caption.startswith("face 1: happy")
+
+
+def test_predict_a_face_seen_from_the_side_says_so(runs):
+    at = open_page("views/predict.py")
+    at.file_uploader(key="uploads").set_value([("side.png", encode(cameraman(), "PNG"), "image/png")]).run()
+    assert not at.exception and not at.warning
+    (caption,) = [c for c in captions(at) if c.startswith("face 1: ")]
+    assert caption.endswith("(seen from the side: the model saw few such faces, trust it less)")
 
 
 def test_predict_small_faces_in_a_group_photo(runs):

@@ -127,7 +127,7 @@ def test_a_face_seen_from_the_side_is_found_where_no_frontal_face_is(side):
     photo = cameraman().resize((side, side), Image.Resampling.BICUBIC)
     assert find_faces(photo, HaarDetector(profile_face=0)) == []  # the frontal searches, upright and turned, miss it
     (face,) = find_faces(photo)
-    assert iou(face.box, scaled(CAMERAMAN_FACE, side / 512)) > 0.5 and face.angle == 0  # (0.66-0.87)
+    assert iou(face.box, scaled(CAMERAMAN_FACE, side / 512)) > 0.5 and face.angle == 0 and face.side  # (IoU 0.66-0.87)
     (mirrored,) = find_faces(ImageOps.mirror(photo))  # looking left: found by searching the mirror image
     x, y, w, h = face.box
     assert iou(mirrored.box, (side - x - w, y, w, h)) > 0.9  # the same box, mirrored (0.99-1.0)
@@ -138,7 +138,7 @@ def test_profiles_are_searched_only_where_no_face_was_found_unless_always(monkey
     real = HaarDetector._search
     monkeypatch.setattr(HaarDetector, "_search", lambda self, *a, **k: searches.append(k.get("profile", False))
                         or real(self, *a, **k))
-    assert len(find_faces(astronaut())) == 1 and True not in searches  # a frontal face: no profile search
+    assert [f.side for f in find_faces(astronaut())] == [False] and True not in searches  # frontal: no profile search
     searches.clear()
     assert find_faces(coffee()) == [] and searches.count(True) == 2  # none: the photo and its mirror image searched
     searches.clear()
@@ -338,6 +338,7 @@ def test_a_face_turning_to_the_side_is_followed_and_side_views_are_followed_in_v
     side.paste(cameraman(), (60, 40))  # a side view near where the last frame's face was (9-13 px off)
     (face,) = detector.follow(grey(side), [Face((230, 130, 95, 95))])
     assert iou(face.box, (CAMERAMAN_FACE[0] + 60, CAMERAMAN_FACE[1] + 40, *CAMERAMAN_FACE[2:])) > 0.5 and face.angle == 0
+    assert face.side and not detector.follow(grey(astronaut()), [Face(ASTRONAUT_FACE, 0.0, True)])[0].side  # as found now
     assert HaarDetector(profile_face=0).follow(grey(side), [Face((230, 130, 95, 95))]) == []  # frontal looks alone lose it
     whole = []
     real = HaarDetector.detect_turned

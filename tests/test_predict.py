@@ -66,7 +66,7 @@ def test_one_result_per_face_with_box_label_probs_confidence(model):
     assert face.label == max(face.probs, key=face.probs.get) and face.confidence == face.probs[face.label]
     assert np.allclose(list(face.probs.values()), _probs_by_hand(model, face.crop), atol=1e-5)
     assert face.angle == 0.0  # upright: cut as an upright square, as before faces could be turned
-    assert face.to_dict() == {"box": list(face.box), "angle": 0.0, "label": face.label, "probs": face.probs,
+    assert face.to_dict() == {"box": list(face.box), "angle": 0.0, "side": False, "label": face.label, "probs": face.probs,
                               "confidence": face.confidence}
 
 
@@ -181,18 +181,18 @@ def test_turned_real_faces_are_found_and_classified_almost_as_well_as_upright_on
     faces, labels = sample_data.images["PublicTest"][:100].numpy(), sample_data.labels["PublicTest"][:100].numpy()
     found: dict[str, list[int]] = {"upright only": [], "default at 0": [], "default at 30": []}
     right: dict[str, list[bool]] = {k: [] for k in found}
-    for name, detector, tilt in [("upright only", HaarDetector(tilts=()), 30), ("default at 0", HaarDetector(), 0),
-                                 ("default at 30", HaarDetector(), 30)]:
+    for name, detector, tilt in [("upright only", HaarDetector(tilts=(), profile_face=0), 30),
+                                 ("default at 0", HaarDetector(), 0), ("default at 30", HaarDetector(), 30)]:
         for k, face in enumerate(faces):
             boxes, crops = predict_mod.face_crops(turned_fer_scene(face, tilt), True, detector)
-            hit = [i for i, (b, _) in enumerate(boxes) if abs(b[0] + b[2] / 2 - 160) < 36 and abs(b[1] + b[3] / 2 - 160) < 36]
+            hit = [i for i, (b, *_) in enumerate(boxes) if abs(b[0] + b[2] / 2 - 160) < 36 and abs(b[1] + b[3] / 2 - 160) < 36]
             if hit:
                 found[name].append(k)
                 right[name].append(int(predict_crops(crops[hit[0]], model).argmax()) == labels[k])
-    assert len(found["upright only"]) < 15 and len(found["default at 30"]) > 55  # (measured: 8 and 70 of 100)
-    assert len(found["default at 0"]) > 60  # (72)
+    assert len(found["upright only"]) < 15 and len(found["default at 30"]) > 55  # (measured: 8 and 71 of 100)
+    assert len(found["default at 0"]) > 60  # (76; 72 before side views were searched where no frontal face is found)
     acc = {k: np.mean(v) for k, v in right.items()}
-    assert acc["default at 30"] > acc["default at 0"] - 0.1, acc  # (0.586 and 0.583)
+    assert acc["default at 30"] > acc["default at 0"] - 0.1, acc  # (0.577 and 0.579)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -275,8 +275,10 @@ def test_cli_finds_a_face_seen_from_the_side(tmp_path, run_main):
     cameraman().save(tmp_path / "cameraman.png")
     r = run_main(predict_mod.main, "--threads", "1", "--json", tmp_path / "cameraman.png")
     (face,) = json.loads(r.stdout)["faces"]
-    assert r.returncode == 0 and "no face found" not in r.stderr
+    assert r.returncode == 0 and "no face found" not in r.stderr and face["side"] is True
     assert iou(tuple(face["box"]), CAMERAMAN_FACE) > 0.5 and face["label"] in EMOTIONS  # (0.67)
+    text = run_main(predict_mod.main, "--threads", "1", tmp_path / "cameraman.png").stdout
+    assert re.search(r"^  face 1 at \(\d+, \d+, \d+, \d+\) seen from the side: \w+ \d+%", text, re.MULTILINE), text
 
 
 def test_counts_read_in_the_singular_for_one():
