@@ -75,7 +75,7 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
             heat = loaders.explain_crop(face.crop, str(checkpoint), stamp, method, target)
             crop_col, bars_col = st.columns([2, 3], vertical_alignment="center")
             turned = (f" (turned {face.angle:+.0f}°, shown upright)" if face.angle else
-                      " (seen from the side: the model saw few such faces, trust it less)" if face.side else "")
+                      " (seen from the side: less reliable)" if face.side else "")
             caption = f"{_face_name(face_numbers, j)}: {face.label} {face.confidence:.0%}{turned}"
             crop_col.image(overlay(face.crop, heat, alpha=alpha), caption=caption, width="stretch")
             if not heat.any():  # Grad-CAM keeps only positive evidence; a weak or unsure model may have none to show

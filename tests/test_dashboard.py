@@ -320,7 +320,7 @@ def test_predict_a_face_seen_from_the_side_says_so(runs):
     at.file_uploader(key="uploads").set_value([("side.png", encode(cameraman(), "PNG"), "image/png")]).run()
     assert not at.exception and not at.warning
     (caption,) = [c for c in captions(at) if c.startswith("face 1: ")]
-    assert caption.endswith("(seen from the side: the model saw few such faces, trust it less)")
+    assert caption.endswith("(seen from the side: less reliable)")
 
 
 def test_predict_small_faces_in_a_group_photo(runs):
