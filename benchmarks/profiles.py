@@ -13,14 +13,19 @@ views where it finds no frontal face; the small-faces one always does.
    profile search finds, how often the model gets those right (and the same faces alone, as 48x48 crops), false faces,
    time per photo, with the profile search always on against off.
 4. Detection time on a face-free 1-megapixel photo (where the default now also searches for side views) and on the
-   astronaut (a frontal face: unchanged). 2 threads; load slows it.
+   astronaut (a frontal face: unchanged).
+5. Videos: 10 s clips of 1280 x 720 at 10 fps, one without a face (the coffee photo) and one of the cameraman, sampled
+   every 0.5 s: time and frames with a face, with side views and without (predict_video's detector swapped).
+2 threads; load slows it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
+from unittest.mock import patch
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -32,7 +37,18 @@ from fer_core.faces import HaarDetector, detect_faces, get_detector
 from fer_core.predict import face_crops, predict_crops
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
-from photos import CAMERAMAN_FACE, FACE_FREE, astronaut, cameraman, coffee, group_scene, iou, matched, scaled  # noqa: E402
+from photos import (  # noqa: E402 - the tests' real-photo helpers
+    CAMERAMAN_FACE,
+    FACE_FREE,
+    astronaut,
+    cameraman,
+    coffee,
+    group_scene,
+    iou,
+    matched,
+    scaled,
+    write_video,
+)
 
 
 def main() -> None:
@@ -108,6 +124,22 @@ def main() -> None:
     for name, photo in (("face-free 1 MP photo", free), ("astronaut 1 MP", portrait)):
         times = [time_ms(lambda d=d, im=photo: detect_faces(im, d), 7)[0] for d in (frontal, default, always)]
         print(f"{name}: detection {times[0]:.0f} ms frontal only, {times[1]:.0f} ms default, {times[2]:.0f} ms always")
+
+    from fer_core import video
+
+    side = Image.new("RGB", (1280, 720), (128, 128, 128))
+    side.paste(cameraman().resize((720, 720), Image.Resampling.BICUBIC), (280, 0))
+    with tempfile.TemporaryDirectory() as folder:
+        for name, frame in (("no face", coffee().resize((1280, 720), Image.Resampling.BICUBIC)), ("cameraman", side)):
+            clip = f"{folder}/{name.replace(' ', '_')}.mp4"
+            write_video(clip, [frame] * 100, fps=10)
+            for label, detector in (("frontal only", frontal), ("default", default)):
+                with patch.object(video, "get_detector", lambda small_faces=False, d=detector: d):
+                    t0 = time.perf_counter()
+                    result = video.predict_video(clip, model, 0.5)
+                seconds = time.perf_counter() - t0
+                print(f"10 s 1280 x 720 clip, {name}, every 0.5 s, {label}: {seconds:.2f} s, a face in "
+                      f"{sum(bool(f.faces) for f in result.frames)} of {len(result.frames)} frames")
 
 
 if __name__ == "__main__":
