@@ -14,6 +14,7 @@ from PIL import Image
 
 PROFILE_CASCADE = "haarcascade_profileface.xml"  # faces seen from the side, looking one way (OpenCV's, bundled)
 LOOK_AGAIN = (-15.0, 0.0, 15.0)  # degrees either side of a found face's angle at which it is looked at again
+LOOK_HALF = 64  # a face looked at again on its own is scaled to this many pixels, in a square twice that
 # Faces turned less than this are cut upright: training turned faces by up to 10 degrees, and the angle is only known to
 # about 6 (benchmarks/tilt.py), so turning them back would add blur (a second resampling) for nothing.
 UPRIGHT_WITHIN = 10.0
@@ -215,16 +216,23 @@ class HaarDetector(TurnedFaceDetector):
                 faces += [face] if (face := self._face(cx, cy, side, 0.0, scale, shape, True)) is not None else []
         return faces
 
+    @staticmethod
+    def _square(work: np.ndarray, cx: float, cy: float, side: float, angle: float) -> tuple[np.ndarray, np.ndarray]:
+        """The square twice a face's side around (cx, cy), scaled so the face is 64 px and turned back by `angle`
+        (LOOK_HALF * 2 pixels a side), and the 2x3 matrix from `work`'s pixels to it."""
+        turn = cv2.getRotationMatrix2D((cx, cy), -angle, LOOK_HALF / side)
+        turn[:, 2] += LOOK_HALF - np.array([cx, cy])
+        return cv2.warpAffine(work, turn, (2 * LOOK_HALF, 2 * LOOK_HALF), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE), turn
+
     def _look(self, work: np.ndarray, cx: float, cy: float, side: float, angle: float) -> list[tuple[int, float, float, float]]:
-        """For each step of LOOK_AGAIN: the square twice the face's side around (cx, cy), scaled so the face is 64 px and
-        turned back by angle + step, searched; (window count, centre x, centre y, side) in `work`'s pixels of the face
-        found nearest its middle, within half a face of it ((0, cx, cy, side) where there is none)."""
-        k, half = 64.0 / side, 64
+        """For each step of LOOK_AGAIN: the face's _square turned back by angle + step, searched; (window count, centre x,
+        centre y, side) in `work`'s pixels of the face found nearest its middle, within half a face of it ((0, cx, cy,
+        side) where there is none)."""
+        k, half = LOOK_HALF / side, LOOK_HALF
         out = []
         for step in LOOK_AGAIN:
-            turn = cv2.getRotationMatrix2D((cx, cy), -(angle + step), k)
-            turn[:, 2] += half - np.array([cx, cy])
-            image = cv2.warpAffine(work, turn, (2 * half, 2 * half), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            image, turn = self._square(work, cx, cy, side, angle + step)
             found, windows = self._cascade().detectMultiScale2(image, scaleFactor=1.1, minNeighbors=3, minSize=(40, 40),
                                                                maxSize=(96, 96))
             boxes, counts = np.asarray(found, np.float64).reshape(-1, 4), np.asarray(windows).reshape(-1)
@@ -264,12 +272,11 @@ class HaarDetector(TurnedFaceDetector):
         return _largest_first(out)
 
     def _look_side(self, work: np.ndarray, cx: float, cy: float, side: float) -> tuple[int, float, float, float]:
-        """The square twice the face's side around (cx, cy), scaled so the face is 64 px, searched for a side view
-        looking either way: (window count, centre x, centre y, side) in `work`'s pixels of the one with most windows
-        within half a face of the middle ((0, cx, cy, side) where there is none)."""
-        k, half = 64.0 / side, 64
-        shift = np.array([[k, 0.0, half - k * cx], [0.0, k, half - k * cy]])
-        image = cv2.warpAffine(work, shift, (2 * half, 2 * half), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        """The face's upright _square searched for a side view looking either way: (window count, centre x, centre y,
+        side) in `work`'s pixels of the one with most windows within half a face of the middle ((0, cx, cy, side) where
+        there is none)."""
+        k, half = LOOK_HALF / side, LOOK_HALF
+        image, _ = self._square(work, cx, cy, side, 0.0)
         best = (0, cx, cy, side)
         for mirrored in (False, True):
             found, windows = self._cascade(self.profile_path).detectMultiScale2(
