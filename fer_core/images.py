@@ -137,9 +137,15 @@ def _read_source(source: str | os.PathLike | bytes) -> tuple[bytes, str]:
         return bytes(source), "image"
     path = Path(source)
     try:
-        if path.is_file() and (size := path.stat().st_size) > MAX_FILE_BYTES:
-            raise ImageError(f"{path}: file too large ({size / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES / 1e6:.0f} MB)")
-        return path.read_bytes(), str(path)
+        if path.is_file():
+            if (size := path.stat().st_size) > MAX_FILE_BYTES:
+                raise ImageError(f"{path}: file too large ({size / 1e6:.0f} MB; the limit is {MAX_FILE_BYTES / 1e6:.0f} MB)")
+            return path.read_bytes(), str(path)
+        with path.open("rb") as f:  # a pipe (/dev/fd/N, a FIFO) has no size to check first: read one byte past the limit
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ImageError(f"{path}: more than the limit of {MAX_FILE_BYTES / 1e6:.0f} MB")
+        return data, str(path)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:

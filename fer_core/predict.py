@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -106,8 +106,10 @@ def predict_image(source: ImageSource, model: LoadedModel | None = None, detect:
 
 
 def iter_predictions(paths: Iterable[str | os.PathLike], model: LoadedModel, detect: bool = True, tta: str = "none",
-                     chunk_size: int = 32, small_faces: bool = False) -> Iterator[tuple[str, list[FacePrediction] | str]]:
-    """(path, faces) or (path, error) per file, in order; the faces of `chunk_size` files go through the model together."""
+                     chunk_size: int = 32, small_faces: bool = False, load: Callable[[str], Image.Image] = load_image
+                     ) -> Iterator[tuple[str, list[FacePrediction] | str]]:
+    """(path, faces) or (path, error) per file, in order; the faces of `chunk_size` files go through the model together.
+    `load` opens each path (load_image, or a reader that also keeps what the caller needs again: see predict_cli)."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
     names = [str(p) for p in paths]
@@ -115,7 +117,7 @@ def iter_predictions(paths: Iterable[str | os.PathLike], model: LoadedModel, det
         found: list[tuple[str, list[Face], np.ndarray] | tuple[str, str]] = []
         for path in names[start : start + chunk_size]:
             try:
-                found.append((path, *face_crops(load_image(path), detect, small_faces=small_faces)))
+                found.append((path, *face_crops(load(path), detect, small_faces=small_faces)))
             except ImageError as e:
                 found.append((path, str(e).removeprefix(f"{path}: ")))  # the caller already has the path
             except Exception as e:  # noqa: BLE001 - one unexpected failure must not stop the other files

@@ -70,19 +70,42 @@ def _annotated_path(path: str, outdir: Path, used: set[str], suffix: str = ".jpg
     return outdir / name
 
 
-def _save_annotated(path: str, faces: list[FacePrediction], outdir: Path, used: set[str]) -> Path:
+class _Photos:
+    """Opens each photo once for the model and remembers what the rest of the run needs: its size (the small-face
+    hint) and, where --annotate draws on it later, the picture itself if the input cannot be read twice (a pipe such
+    as /dev/fd/N or a FIFO); a regular file is read again then, so a long batch does not hold its pictures."""
+
+    def __init__(self, keep: bool) -> None:
+        self.keep = keep
+        self.sizes: dict[str, tuple[int, int]] = {}
+        self._kept: dict[str, Image.Image] = {}
+
+    def load(self, path: str) -> Image.Image:
+        picture = load_image(path)
+        self.sizes[path] = picture.size
+        if self.keep and not Path(path).is_file():
+            self._kept[path] = picture
+        return picture
+
+    def again(self, path: str) -> Image.Image:
+        """The picture `load` opened, for drawing on (each path once)."""
+        kept = self._kept.pop(path, None)
+        return kept if kept is not None else load_image(path)
+
+
+def _save_annotated(picture: Image.Image, path: str, faces: list[FacePrediction], outdir: Path, used: set[str]) -> Path:
     out = _annotated_path(path, outdir, used)
-    annotate(load_image(path), faces, face_names(faces)).save(out, quality=90)
+    annotate(picture, faces, face_names(faces)).save(out, quality=90)
     return out
 
 
-def _results(files: list[str], model: LoadedModel, args: argparse.Namespace
+def _results(files: list[str], model: LoadedModel, args: argparse.Namespace, photos: _Photos
              ) -> Iterator[tuple[str, list[FacePrediction] | VideoPrediction | str]]:
-    """Results in input order: the images batched through iter_predictions, each video on its own."""
+    """Results in input order: the images batched through iter_predictions (opened by `photos`), each video on its own."""
     from .video import VideoError, is_video, predict_video
 
     images = iter_predictions([f for f in files if not is_video(f)], model, detect=not args.no_detect, tta=args.tta,
-                              small_faces=args.small_faces)
+                              small_faces=args.small_faces, load=photos.load)
     for path in files:
         if not is_video(path):
             yield next(images)
@@ -163,7 +186,8 @@ def _run(args: argparse.Namespace, model: LoadedModel, table: TextIO | None) -> 
             writer.writerows(csv_rows(path, error))
     used: set[str] = set()
     small = 0  # photos with a face too small for the default search to find its like reliably
-    for path, result in _results(files, model, args):
+    photos = _Photos(keep=bool(args.annotate))
+    for path, result in _results(files, model, args, photos):
         if isinstance(result, VideoPrediction) and args.annotate:
             try:
                 annotate_video(path, result, _annotated_path(path, Path(args.annotate), used, ".mp4"))
@@ -171,7 +195,7 @@ def _run(args: argparse.Namespace, model: LoadedModel, table: TextIO | None) -> 
                 result = f"cannot write the annotated video: {e}"
         elif isinstance(result, list) and args.annotate:
             try:
-                _save_annotated(path, result, Path(args.annotate), used)
+                _save_annotated(photos.again(path), path, result, Path(args.annotate), used)
             except (ImageError, OSError) as e:
                 result = f"cannot write the annotated image: {e}"
         if writer and table:
@@ -188,12 +212,9 @@ def _run(args: argparse.Namespace, model: LoadedModel, table: TextIO | None) -> 
               flush=True)
         if args.json and not result:
             print(f"{path}: {NO_FACE_HINT}", file=sys.stderr)
-        if result and not (args.small_faces or args.no_detect):
-            try:
-                with Image.open(path) as picture:  # the header only
-                    small += has_small_faces([f.box for f in result], picture.size)
-            except OSError:  # read once already: a file changed meanwhile is no reason to fail here
-                pass
+        size = photos.sizes.pop(path, None)
+        if result and size and not (args.small_faces or args.no_detect):
+            small += has_small_faces([f.box for f in result], size)
     if small:
         print(f"{small} photo{'s have' if small > 1 else ' has'} faces under {RELIABLE_FROM:.0%} of the short side, where "
               "the default search misses many: --small-faces also looks for faces from about 3%", file=sys.stderr)

@@ -3,9 +3,13 @@ faces, face-free scenes."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import struct
+import threading
 import zlib
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image
@@ -168,3 +172,22 @@ def matched(box: tuple[int, int, int, int], face: tuple[int, int, int]) -> bool:
     x, y, side = face
     return (0.6 * side < max(box[2], box[3]) < 1.6 * side
             and float(np.hypot(box[0] + box[2] / 2 - x - side / 2, box[1] + box[3] / 2 - y - side / 2)) < side / 4)
+
+
+@contextlib.contextmanager
+def piped(data: bytes) -> Iterator[str]:
+    """A path that can be read only once, as a shell's `<(cat photo.jpg)` gives: /dev/fd/N of a pipe fed `data` by a
+    thread (a reader that stops early leaves the rest unwritten)."""
+    r, w = os.pipe()
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError), os.fdopen(w, "wb") as f:
+            f.write(data)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        yield f"/dev/fd/{r}"
+    finally:
+        os.close(r)
+        feeder.join(timeout=5)

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from photos import ASTRONAUT_FACE, astronaut, coffee, encode, iou, png_header, scaled, ten_faces
+from photos import ASTRONAUT_FACE, astronaut, coffee, encode, iou, piped, png_header, scaled, ten_faces
 from PIL import Image
 from skimage import data as skdata
 
@@ -237,3 +237,16 @@ def test_the_cli_turns_every_input_into_one_json_line(files):
                 assert len(row["faces"]) == want.faces, name
     errors = sum(1 for _, want in CASES.values() if want.error)
     assert f"{errors} of {len(paths)} inputs failed" in r.stderr
+
+
+def test_a_pipe_is_read_up_to_the_file_size_limit(monkeypatch):
+    """A pipe has no size to check before reading: it is read one byte past the limit, then refused."""
+    import fer_core.images as images
+
+    photo = encode(astronaut(), "PNG")
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", len(photo))
+    with piped(photo) as path:
+        assert images.load_image(path).size == (512, 512)
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", len(photo) - 1)
+    with piped(photo) as path, pytest.raises(ImageError, match=r"/dev/fd/\d+: more than the limit of"):
+        images.load_image(path)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from photos import (
     group_scene,
     iou,
     matched,
+    piped,
     ten_faces,
     turned_astronaut,
 )
@@ -294,6 +297,21 @@ def test_cli_suggests_small_faces_where_the_faces_found_are_small(sample_data, t
     assert "1 photo has faces under 12% of the short side, where the default search misses many: --small-faces" in r.stderr
     r = run_main(predict_mod.main, "--threads", "1", "--json", "--small-faces", tmp_path / "group.jpg")
     assert r.returncode == 0 and "--small-faces" not in r.stderr and len(json.loads(r.stdout)["faces"]) > default + 5
+
+
+def test_cli_reads_a_pipe_once_for_the_faces_the_annotation_and_the_hint(sample_data, tmp_path, run_main):
+    """`fer-predict <(cat group.jpg) --annotate out`: the picture is read once, the annotated copy and the small-face
+    hint use what was read (they used to open the drained pipe again: "cannot write the annotated image", no hint)."""
+    group, _ = group_scene(sample_data.split("PublicTest")[0].numpy(), 0.08, (1600, 1200))  # 96 px faces: 8%
+    jpeg = io.BytesIO()
+    group.save(jpeg, "JPEG", quality=92)
+    with piped(jpeg.getvalue()) as path:
+        r = run_main(predict_mod.main, "--threads", "1", "--json", "--annotate", tmp_path / "out", path)
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["faces"]) > 5
+    assert "1 photo has faces under 12% of the short side" in r.stderr
+    (written,) = (tmp_path / "out").iterdir()
+    assert written.name == f"{Path(path).name}.annotated.jpg" and Image.open(written).size == (1600, 1200)
 
 
 def test_cli_batches_faces_across_files(photos, monkeypatch, capsys):
