@@ -4,7 +4,7 @@
 #   bash scripts/device_slim.sh [KEEP.pt ...]    # the checkpoints the call needs (teachers, starts); default: all
 # Removed: the other checkpoints/*.pt, every evaluation report, the tests (but for the sample CSV, cut to the
 # CALIBRATION_FACES (256) Training faces that fer_core.prune and fer_core.quantize calibrate on), the dashboard, the
-# benchmarks and the README.
+# benchmarks, the docs and the README.
 # Prints the bytes that will travel (tracked and untracked-not-ignored files, plus .devdata) against the limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ if [ $# -gt 0 ]; then
     done
 fi
 rm -f checkpoints/*.report.json README.md
-git ls-files -z tests dashboard benchmarks | grep -zv '^tests/data/fer2013.csv.gz$' | xargs -0 rm -f
+git ls-files -z tests dashboard benchmarks docs | grep -zv '^tests/data/fer2013.csv.gz$' | xargs -0 rm -f
 python - <<'PY'
 import csv, gzip, io
 from fer_core.quantize import CALIBRATION_FACES

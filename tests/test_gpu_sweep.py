@@ -178,6 +178,7 @@ def test_device_slim_leaves_what_a_gpu_call_needs_and_git_puts_the_rest_back(tmp
     assert "travels:" in done.stdout and "of 67108864" in done.stdout
     assert sorted(p.name for p in (clone / "checkpoints").glob("*.pt")) == ["fer_resnet.pt"]
     assert not list((clone / "checkpoints").glob("*.report.json")) and not (clone / "README.md").exists()
+    assert (ROOT / "docs" / "gpu_leases.md").exists() and not list((clone / "docs").rglob("*.md"))
     assert [p.relative_to(clone).as_posix() for p in (clone / "tests").rglob("*") if p.is_file()] == ["tests/data/fer2013.csv.gz"]
     cut = load_csv(clone / "tests" / "data" / "fer2013.csv.gz", cache=False)
     assert cut.splits == ["Training"] and torch.equal(cut.images["Training"], sample_data.images["Training"][:CALIBRATION_FACES])
