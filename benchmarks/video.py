@@ -1,5 +1,5 @@
 """CPU speed of the video path: decoding alone, then decode + detect + classify (fer_core.video.predict_video), on a
-clip made from a real portrait moving over a real photo (fer_core.video.demo_clip, no download), at a chosen size,
+clip made from a real portrait moving over a real photo (fer_core.video_out.demo_clip, no download), at a chosen size,
 length and frame rate.
 
     python benchmarks/video.py [--checkpoint PATH] [--seconds 30] [--size 1280x720] [--fps 30] [--every 0.5 0.1]
@@ -25,8 +25,9 @@ from unittest.mock import patch
 from fer_core import video
 from fer_core.checkpoint import load_model
 from fer_core.config import set_threads
-from fer_core.video import annotate_video, demo_clip, predict_video, sample_frames, video_info
+from fer_core.video import predict_video, sample_frames, video_info
 from fer_core.video_job import load_result, start_video_job, wait_video_job
+from fer_core.video_out import annotate_video, demo_clip
 
 
 def main() -> None:

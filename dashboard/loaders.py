@@ -34,11 +34,11 @@ def example_photo() -> tuple[str, bytes] | None:
 
 @st.cache_data(show_spinner=False)
 def example_video() -> tuple[str, bytes] | None:
-    """A 4 s clip to try the video path on, made from scikit-image's bundled photos (fer_core.video.demo_clip); None
+    """A 4 s clip to try the video path on, made from scikit-image's bundled photos (fer_core.video_out.demo_clip); None
     where scikit-image is not installed."""
     if importlib.util.find_spec("skimage") is None:
         return None
-    from fer_core.video import demo_clip
+    from fer_core.video_out import demo_clip
 
     with tempfile.TemporaryDirectory() as tmp:
         return "example.mp4", demo_clip(Path(tmp) / "example.mp4").read_bytes()
@@ -342,7 +342,7 @@ def annotated_video(path: str, checkpoint: str, stamp: float, detect: bool, smal
                     _result: VideoPrediction) -> bytes:
     """The video with its faces boxed and labelled, as WebM (VP8, which browsers play), at most 640 px and 15 fps;
     `_result` is its analysis with the settings before it (which alone make the cache key)."""
-    from fer_core.video import annotate_video
+    from fer_core.video_out import annotate_video
 
     with tempfile.TemporaryDirectory() as tmp:
         return annotate_video(path, _result, Path(tmp) / "annotated.webm", ANNOTATED_SIDE, ANNOTATED_FPS).read_bytes()

@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, model: LoadedModel, table: TextIO | None) -> int:
     """Every input in order: a text or JSON line on stdout, annotated copies, CSV rows (where `table` is open)."""
-    from .video import VideoError, VideoPrediction, annotate_video, format_video
+    from .video import VideoError, VideoPrediction, format_video
+    from .video_out import annotate_video
 
     writer = csv.DictWriter(table, CSV_COLUMNS) if table else None
     if writer:

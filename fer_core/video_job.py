@@ -91,7 +91,7 @@ def start_annotation_job(video: str | os.PathLike[str], folder: str | os.PathLik
                          analysis: str | os.PathLike[str], max_side: int | None = None, max_fps: float | None = None,
                          again: bool = False) -> VideoJobStatus:
     """Draw a finished analysis (the folder of a video job) on the video in a subprocess, as folder/annotated.webm
-    (fer_core.video.annotate_video); started once per folder, like start_video_job."""
+    (fer_core.video_out.annotate_video); started once per folder, like start_video_job."""
     return _start(folder, again, [str(Path(video).resolve()), "--annotate-from", str(Path(analysis).resolve()),
                                   *(["--max-side", str(max_side)] if max_side else []),
                                   *(["--max-fps", repr(max_fps)] if max_fps else [])])
@@ -200,7 +200,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError, load_model
-    from .video import annotate_video, predict_video
+    from .video import predict_video
+    from .video_out import annotate_video
 
     args = get_args_parser().parse_args(argv)
     out, started, last = Path(args.out), time.time(), [0.0]

@@ -11,12 +11,12 @@ from photos import ASTRONAUT_FACE, face_clip, iou, two_people_clip, write_video
 import fer_core.images
 import fer_core.predict as predict_mod
 import fer_core.video as video_mod
+import fer_core.video_out as video_out
 from fer_core.checkpoint import load_model
 from fer_core.config import EMOTIONS
 from fer_core.predict import annotate, predict_image
 from fer_core.video import (
     VideoError,
-    annotate_video,
     format_video,
     predict_video,
     read_frame,
@@ -24,6 +24,7 @@ from fer_core.video import (
     smooth,
     video_info,
 )
+from fer_core.video_out import annotate_video
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +180,8 @@ def test_annotated_video_holds_each_samples_boxes_until_the_next(model, clip, tm
 
 def test_annotated_video_numbers_the_faces_by_person_where_there_are_several(model, clip, tmp_path, monkeypatch):
     two_people_clip(tmp_path / "two.mp4")
-    seen, real = [], video_mod.annotate
-    monkeypatch.setattr(video_mod, "annotate", lambda image, faces, names=None: seen.append(names) or real(image, faces, names))
+    seen, real = [], video_out.annotate
+    monkeypatch.setattr(video_out, "annotate", lambda image, faces, names=None: seen.append(names) or real(image, faces, names))
     for path in (tmp_path / "two.mp4", clip[0]):
         result = predict_video(path, model, every_s=0.5)
         seen.clear()
@@ -199,7 +200,7 @@ def test_annotated_webm_smaller_and_slower_and_bad_names(model, clip, tmp_path, 
     with pytest.raises(ValueError, match="can be .mp4, .avi, .webm"):
         annotate_video(path, result, tmp_path / "clip.gif")
     with monkeypatch.context() as m:  # a failure half way leaves no file behind, finished or not
-        m.setattr(video_mod, "_overlay", lambda *a: 1 / 0)
+        m.setattr(video_out, "_overlay", lambda *a: 1 / 0)
         with pytest.raises(ZeroDivisionError):
             annotate_video(path, result, tmp_path / "failed.mp4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.webm"]

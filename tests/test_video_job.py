@@ -12,7 +12,7 @@ import pytest
 from photos import astronaut, face_clip, group_scene, matched, turned_astronaut, write_video
 
 from fer_core.checkpoint import load_model
-from fer_core.video import VideoError, annotate_video, predict_video, video_info
+from fer_core.video import VideoError, predict_video, video_info
 from fer_core.video_job import (
     ANNOTATED,
     CROPS,
@@ -25,6 +25,7 @@ from fer_core.video_job import (
     start_video_job,
     wait_video_job,
 )
+from fer_core.video_out import annotate_video
 
 
 def same(a, b) -> bool:
