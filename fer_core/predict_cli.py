@@ -77,18 +77,23 @@ class _Photos:
 
     def __init__(self, keep: bool) -> None:
         self.keep = keep
-        self.sizes: dict[str, tuple[int, int]] = {}
+        self._sizes: dict[str, list[tuple[int, int]]] = {}  # a list per path: a path may be given twice
         self._kept: dict[str, Image.Image] = {}
 
     def load(self, path: str) -> Image.Image:
         picture = load_image(path)
-        self.sizes[path] = picture.size
+        self._sizes.setdefault(path, []).append(picture.size)
         if self.keep and not Path(path).is_file():
             self._kept[path] = picture
         return picture
 
+    def size(self, path: str) -> tuple[int, int] | None:
+        """The size of the picture `load` opened for this path's next result (None if it could not be opened)."""
+        sizes = self._sizes.get(path)
+        return sizes.pop(0) if sizes else None
+
     def again(self, path: str) -> Image.Image:
-        """The picture `load` opened, for drawing on (each path once)."""
+        """The picture `load` opened, for drawing on."""
         kept = self._kept.pop(path, None)
         return kept if kept is not None else load_image(path)
 
@@ -189,6 +194,7 @@ def _run(args: argparse.Namespace, model: LoadedModel, table: TextIO | None) -> 
     small = 0  # photos with a face too small for the default search to find its like reliably
     photos = _Photos(keep=bool(args.annotate))
     for path, result in _results(files, model, args, photos):
+        size = photos.size(path)  # (None for a video, or a photo that could not be opened)
         if isinstance(result, VideoPrediction) and args.annotate:
             try:
                 annotate_video(path, result, _annotated_path(path, Path(args.annotate), used, ".mp4"))
@@ -213,7 +219,6 @@ def _run(args: argparse.Namespace, model: LoadedModel, table: TextIO | None) -> 
               flush=True)
         if args.json and not result:
             print(f"{path}: {NO_FACE_HINT}", file=sys.stderr)
-        size = photos.sizes.pop(path, None)
         if result and size and not (args.small_faces or args.no_detect):
             small += has_small_faces([f.box for f in result], size)
     if small:

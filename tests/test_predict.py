@@ -295,6 +295,8 @@ def test_cli_suggests_small_faces_where_the_faces_found_are_small(sample_data, t
     default = len(json.loads(r.stdout)["faces"])
     assert r.returncode == 0 and default > 5  # (22 of the 40 faces)
     assert "1 photo has faces under 12% of the short side, where the default search misses many: --small-faces" in r.stderr
+    r = run_main(predict_mod.main, "--threads", "1", "--json", tmp_path / "group.jpg", tmp_path / "group.jpg")
+    assert r.returncode == 0 and "2 photos have faces under 12% of the short side" in r.stderr  # a path given twice
     r = run_main(predict_mod.main, "--threads", "1", "--json", "--small-faces", tmp_path / "group.jpg")
     assert r.returncode == 0 and "--small-faces" not in r.stderr and len(json.loads(r.stdout)["faces"]) > default + 5
 
