@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,38 +47,13 @@ def ort_copy(model: nn.Module, calib: torch.Tensor, int8: bool = False, threads:
     logits), int8 must agree on at least min_agreement of them, or QuantizationError. Measured on a 2-core AVX2 EPYC,
     all 3,589 PublicTest faces: fer_vgg 9.4 ms (PyTorch) -> 3.3 ms (fp32, same answers) / 1.9 ms (int8, 98.7% same).
     """
-    ort, Reader, QuantFormat, QuantType, quantize_static, quant_pre_process = _modules()
     model = model.eval()
     calib = calib.float().contiguous()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = threads or torch.get_num_threads(), 1
-    opts.log_severity_level = 3  # errors only: the quantizer's and optimizer's notices are not for the user
-    # No busy-waiting between runs: ORT's spinning threads fought torch's OpenMP threads for the cores (flip TTA at
-    # batch 1 took 16 ms instead of 9 on 2 cores).
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-
-    class Faces(Reader):  # type: ignore[misc, valid-type]  # onnxruntime's reader class, imported when first needed
-        def __init__(self) -> None:
-            self.batches = iter([{"x": calib[i:i + 1].numpy()} for i in range(len(calib))])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.batches, None)
-
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice; torch is capped below 2.15
-        path = Path(tmp) / "model.onnx"
-        try:
-            torch.onnx.export(model, (calib[:1],), str(path), input_names=["x"], output_names=["logits"],
-                              dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
-            if int8:
-                pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-                quant_pre_process(str(path), str(pre))
-                quantize_static(str(pre), str(q), Faces(), quant_format=QuantFormat.QOperator, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True)
-                path = q
-            session = ort.InferenceSession(path.read_bytes(), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - an export or quantizer failure is one clear error
-            raise QuantizationError(f"ONNX export of {type(model).__name__} failed: {type(e).__name__}: {e}") from e
+    try:
+        data = onnx_bytes(model, calib[:1], int8=int8, calib=[calib[i:i + 1] for i in range(len(calib))])
+        session = ort_session(data, threads)
+    except Exception as e:  # noqa: BLE001 - an export or quantizer failure is one clear error
+        raise QuantizationError(f"ONNX export of {type(model).__name__} failed: {type(e).__name__}: {e}") from e
     with torch.inference_mode():
         ref = model(calib)
     got = torch.from_numpy(session.run(None, {"x": calib.numpy()})[0])
@@ -87,3 +64,48 @@ def ort_copy(model: nn.Module, calib: torch.Tensor, int8: bool = False, threads:
         raise QuantizationError(f"the int8 ONNX copy agrees with the float model on {agreement:.1%} of "
                                 f"{len(calib)} faces (at least {min_agreement:.0%} needed)")
     return OrtModel(session, int8, agreement)
+
+
+def ort_session(data: bytes, threads: int | None = None) -> Any:
+    """An onnxruntime.InferenceSession on the CPU for an ONNX file's bytes, `threads` intra-op threads (default: torch's)."""
+    ort = _modules()[0]
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads or torch.get_num_threads(), 1
+    opts.log_severity_level = 3  # errors only: the quantizer's and optimizer's notices are not for the user
+    # No busy-waiting between runs: ORT's spinning threads fought torch's OpenMP threads for the cores (flip TTA at
+    # batch 1 took 16 ms instead of 9 on 2 cores).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_bytes(model: nn.Module, example: torch.Tensor, *, input_name: str = "x", output_name: str = "logits",
+               int8: bool = False, calib: Sequence[torch.Tensor] = ()) -> bytes:
+    """model (eval mode) as an ONNX file with a dynamic batch axis; int8 quantizes it statically, with per-channel
+    int8 weights and 7-bit activations whose ranges come from running the `calib` inputs (one tensor per run)."""
+    _, Reader, QuantFormat, QuantType, quantize_static, quant_pre_process = _modules()
+
+    class Inputs(Reader):  # type: ignore[misc, valid-type]  # onnxruntime's reader class, imported when first needed
+        def __init__(self) -> None:
+            self.batches = iter([{input_name: t.numpy()} for t in calib])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice; torch is capped below 2.15
+        path = Path(tmp) / "model.onnx"
+        torch.onnx.export(model, (example,), str(path), input_names=[input_name], output_names=[output_name],
+                          dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}}, dynamo=False)
+        if int8:
+            if not calib:
+                raise ValueError("int8 quantization needs calibration inputs")
+            pre, q = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+            logging.disable(logging.WARNING)  # the quantizer logs each integer tensor it leaves alone (shapes, uint8 input)
+            try:
+                quant_pre_process(str(path), str(pre))
+                quantize_static(str(pre), str(q), Inputs(), quant_format=QuantFormat.QOperator, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True)
+            finally:
+                logging.disable(logging.NOTSET)
+            path = q
+        return path.read_bytes()

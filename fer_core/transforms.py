@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -52,12 +53,14 @@ def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[..., top : top + size, left : left + size]
 
 
-def eval_views(x: torch.Tensor, crop_size: int, tta: str = "none") -> torch.Tensor:
+def eval_views(x: torch.Tensor, crop_size: int, tta: str = "none",
+               resize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Views for evaluation: (V, B, C, crop, crop); V = 1 (none), 2 (flip), 10 (ten-crop) or 4 (multiscale).
 
     "multiscale" pairs the centre crop with the whole 48 px face resized to the crop (antialiased bilinear), each
     mirrored: on PublicTest it matched ten-crop (the releases it was chosen with: fer_resnet 73.45% against 73.17%,
-    fer_vgg 71.89% against 71.66%, neither difference significant) at 4 views instead of 10."""
+    fer_vgg 71.89% against 71.66%, neither difference significant) at 4 views instead of 10. `resize` replaces that
+    resize (an ONNX export uses `resize_matrix`, the same map as matrix products)."""
     if tta not in TTA_MODES:
         raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
     c = centre_crop(x, crop_size)
@@ -67,11 +70,19 @@ def eval_views(x: torch.Tensor, crop_size: int, tta: str = "none") -> torch.Tens
     if tta == "flip" or crop_size == h:  # nothing to crop: ten-crop and multiscale degenerate to flip
         return torch.stack([c, c.flip(-1)])
     if tta == "multiscale":
-        whole = F.interpolate(x, size=(crop_size, crop_size), mode="bilinear", antialias=True, align_corners=False)
+        whole = resize(x) if resize else F.interpolate(x, size=(crop_size, crop_size), mode="bilinear", antialias=True,
+                                                       align_corners=False)
         return torch.stack([c, whole, c.flip(-1), whole.flip(-1)])
     corners = [x[..., :crop_size, :crop_size], x[..., :crop_size, w - crop_size :],
                x[..., h - crop_size :, :crop_size], x[..., h - crop_size :, w - crop_size :], c]
     return torch.stack(corners + [v.flip(-1) for v in corners])
+
+
+def resize_matrix(src: int, dst: int) -> torch.Tensor:
+    """R (dst, src) with R @ X @ R.T equal to eval_views' antialiased bilinear resize of a (src, src) image X."""
+    eye = torch.eye(src).reshape(src, 1, 1, src)  # each row a one-pixel-high image with a single bright pixel
+    out = F.interpolate(eye, size=(1, dst), mode="bilinear", antialias=True, align_corners=False)
+    return out.reshape(src, dst).T.contiguous()
 
 
 def preprocess(images: torch.Tensor, norm: Normalization, crop_size: int) -> torch.Tensor:
