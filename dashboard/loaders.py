@@ -66,6 +66,22 @@ def get_model(path: str | Path | None = None) -> LoadedModel:
     return _model(path, mtime(path))
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _onnx_file(path: str, stamp: float, int8: bool) -> bytes:
+    from fer_core.export import export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "model.onnx"
+        export_onnx(path, out, int8=int8)
+        return out.read_bytes()
+
+
+def onnx_file(path: str | Path, int8: bool = False) -> bytes:
+    """The checkpoint as a standalone ONNX file (fer_core.export: 3-15 s, checked on the sample faces), once per file;
+    the Home page's download buttons call this on a click, off the page run."""
+    return _onnx_file(str(path), mtime(path), int8)
+
+
 # A resource, not cache_data: the full dataset is 80 MB of read-only tensors and cache_data would copy it on every rerun.
 @st.cache_resource(show_spinner="Loading the dataset...", max_entries=2)
 def _dataset(path: str, stamp: float, labels: str) -> FERData:

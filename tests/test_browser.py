@@ -166,6 +166,13 @@ def test_home_and_dataset_pages(page, server: str) -> None:
     expect(page.get_by_text(str(SAMPLE_DATA)).first).to_be_visible()
     expect(page.get_by_test_id("stPageLink")).to_have_count(4)  # the last element of the page
     screenshot(page, "home")
+    with page.expect_download(timeout=180_000) as download:  # the export runs on the click, beside the page run
+        page.get_by_role("button", name="ONNX file", exact=True).click()
+    assert download.value.suggested_filename == f"{DEFAULT_CHECKPOINT.stem}.onnx"
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(download.value.path()).metadata_props}
+    assert meta["checkpoint"] == DEFAULT_CHECKPOINT.name and json.loads(meta["emotions"]) == list(EMOTIONS)
     page.get_by_test_id("stPageLink").filter(has_text="Dataset").click()  # the link, not a reload: same session
     expect(page.get_by_role("heading", name="Class balance")).to_be_visible(timeout=60_000)
     idle(page)

@@ -134,6 +134,26 @@ def test_home_shows_model_data_and_links(runs):
     assert at.sidebar.selectbox(key="checkpoint").value == str(DEFAULT_CHECKPOINT)
 
 
+def test_home_offers_the_model_as_onnx_files_made_on_the_click(runs, dash, tmp_path):
+    loaders, _ = dash
+    at = open_page()
+    assert [b.label for b in at.get("download_button")] == ["ONNX file", "ONNX file, int8"]
+    assert not at.exception
+    ckpt = tmp_path / "mine.pt"  # what a click runs (off the page run): the export of the sidebar's checkpoint
+    shutil.copy(DEFAULT_CHECKPOINT.with_name("fer_fast.pt"), ckpt)
+    data = loaders.onnx_file(ckpt)
+    from fer_core.onnxrt import ort_session
+
+    session = ort_session(data, 1)
+    assert session.get_modelmeta().custom_metadata_map["checkpoint"] == "mine.pt"
+    from fer_core.checkpoint import load_model
+    from fer_core.evaluate import predict_probs
+
+    faces = load_dataset(SAMPLE_DATA).images["PublicTest"][:16]
+    want = predict_probs(load_model(ckpt), faces)
+    assert np.abs(session.run(None, {"faces": faces.numpy()})[0] - want).max() < 1e-4
+
+
 def test_sidebar_names_every_shipped_model_as_shipped(runs):
     run = runs / "r1"
     run.mkdir(parents=True)
