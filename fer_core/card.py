@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_model
-from .config import EMOTIONS, TrainConfig, cli_prog, read_json
+from .config import EMOTIONS, OutputError, TrainConfig, atomic_write_bytes, cli_prog, output_problem, read_json
 from .distill import teacher_paths
 from .evaluate import headline_order
 from .metrics import time_to_accuracy, top_confusions
@@ -237,9 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--notes", default="", help="free text (markdown) added under the training summary")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    reports = [json.loads(Path(r).read_text()) for r in args.reports]
-    text = render(args.checkpoint, reports, [Path(r) for r in args.run], args.command, args.hardware, args.notes)
-    Path(args.out).write_text(text)
+    try:
+        if problem := output_problem(args.out):
+            raise OutputError(problem)
+        reports = [json.loads(Path(r).read_text()) for r in args.reports]
+        text = render(args.checkpoint, reports, [Path(r) for r in args.run], args.command, args.hardware, args.notes)
+        atomic_write_bytes(args.out, text.encode())
+    except (OSError, ValueError) as e:  # a missing or malformed report, an unwritable --out
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"model card written to {args.out}")
     return 0
 

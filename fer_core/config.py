@@ -7,6 +7,8 @@ import json
 import os
 import random
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -194,16 +196,43 @@ def tune_allocator(mmap_bytes: int = 64 << 20, keep_bytes: int = 1 << 30) -> boo
     return bool(mmap_set and trim_set)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write a file so readers see the old or the new content, never a partial one."""
+class OutputError(OSError):
+    """A path that cannot take a file written through a rename (a folder, device, pipe or terminal is there)."""
+
+
+def output_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a file cannot be written at `path` by a rename, or None. os.replace would swap a device such as /dev/null,
+    a pipe or /dev/stdout for a plain file (as root, in /dev), and cannot replace a folder."""
     path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder; give the path of the file to write"
+    if path.exists() and not path.is_file():
+        return f"{path} is not a regular file (a device, pipe or terminal); give the path of a file to write"
+    return None
+
+
+@contextmanager
+def _atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside `path` to write, renamed onto `path` when the block succeeds and removed if it fails."""
+    path = Path(path)
+    if problem := output_problem(path):
+        raise OutputError(problem)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write a file so readers see the old or the new content, never a partial one (OutputError where `path` is not a
+    file's place)."""
+    with _atomic_target(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -220,9 +249,6 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """torch.save through a temporary file and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save through a temporary file and os.replace (OutputError where `path` is not a file's place)."""
+    with _atomic_target(path) as tmp:
+        torch.save(obj, tmp)

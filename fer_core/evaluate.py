@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import EMOTIONS, IMAGE_SIZE, DataNotFoundError, atomic_write_json, cli_prog, set_threads
+from .config import EMOTIONS, IMAGE_SIZE, DataNotFoundError, atomic_write_json, cli_prog, output_problem, set_threads
 from .data import DataError, load_dataset
 from .metrics import summarize
 from .models import count_params
@@ -141,17 +141,26 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     set_threads(args.threads)
+    if args.out and (problem := output_problem(args.out)):  # before the evaluation, not after it
+        print(f"error: --out: {problem}", file=sys.stderr)
+        return 2
     try:
         report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.tta, args.labels, args.precision)
     except (DataNotFoundError, DataError, CheckpointError, KeyError, FileNotFoundError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     print(format_report(report))
+    summary = json.dumps({k: report[k] for k in ("split", "n", "accuracy", "macro_f1", "ece", "tta", "precision")})
     if args.out:
-        atomic_write_json(args.out, report)
+        try:
+            atomic_write_json(args.out, report)
+        except OSError as e:  # the figures are printed above and below: the evaluation is not lost
+            print(f"error: cannot write the report to {args.out}: {e}", file=sys.stderr)
+            print(summary)
+            return 1
         print(f"report written to {args.out}")
     else:
-        print(json.dumps({k: report[k] for k in ("split", "n", "accuracy", "macro_f1", "ece", "tta", "precision")}))
+        print(summary)
     return 0
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import EMOTIONS, IMAGE_SIZE, SAMPLE_DATA, atomic_write_bytes, cli_prog, set_threads
+from .config import EMOTIONS, IMAGE_SIZE, SAMPLE_DATA, atomic_write_bytes, cli_prog, output_problem, set_threads
 from .crops import MARGIN
 from .evaluate import predict_probs, probs_at
 from .quantize import CALIBRATION_FACES, MIN_AGREEMENT, QuantizationError
@@ -125,9 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     args = p.parse_args(argv)
     set_threads(args.threads)
-    if Path(args.out).is_dir():
-        print(f"error: --out {args.out} is a folder; give the file to write, e.g. {Path(args.out) / 'fer.onnx'}",
-              file=sys.stderr)
+    if problem := output_problem(args.out):  # before the export, not after it
+        print(f"error: --out: {problem}", file=sys.stderr)
         return 2
     try:
         result = export_onnx(args.checkpoint, args.out, args.tta, args.int8)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_model, save_checkpoint
-from .config import cli_prog
+from .config import cli_prog, output_problem
 from .models import VGG, build_model
 from .quantize import calibration_batch
 
@@ -88,9 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--width", type=int, required=True, help="first-stage channels of the pruned copy (doubling per stage)")
     p.add_argument("--out", required=True, help="where to write the pruned checkpoint (fine-tune it with train --init)")
     args = p.parse_args(argv)
+    if problem := output_problem(args.out):
+        print(f"error: --out: {problem}", file=sys.stderr)
+        return 2
     try:
         path = prune_checkpoint(args.checkpoint, args.width, args.out)
-    except (CheckpointError, ValueError) as e:
+    except (CheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {path}: {args.checkpoint} pruned to width {args.width}; fine-tune it with "

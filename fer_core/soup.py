@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from .checkpoint import CheckpointError, float_weights, read_checkpoint
-from .config import atomic_torch_save, cli_prog
+from .config import OutputError, atomic_torch_save, cli_prog, output_problem
 
 # fields that must agree for averaged weights to mean anything (the rest of the recipe may differ between fine-tunes)
 _SAME = ("model", "width", "drop_rate", "crop_size", "labels")
@@ -52,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="where to write the averaged checkpoint (fp32; export it to ship)")
     args = p.parse_args(argv)
     try:
+        if problem := output_problem(args.out):
+            raise OutputError(problem)
         atomic_torch_save(soup(args.checkpoints), args.out)
-    except (CheckpointError, ValueError) as e:
-        print(f"error: {e}")
+    except (CheckpointError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{args.out}: mean of {len(args.checkpoints)} checkpoints")
     return 0

@@ -47,7 +47,7 @@ def test_soup_refuses_other_architectures_and_single_checkpoints(fine_tunes, sam
     with pytest.raises(CheckpointError, match="width differ"):
         soup([paths[0], tmp_path / "wide" / "best.pt"])
     assert main([str(paths[0]), str(tmp_path / "wide" / "best.pt"), "--out", str(tmp_path / "x.pt")]) == 2
-    assert "width differ" in capsys.readouterr().out and not (tmp_path / "x.pt").exists()
+    assert "width differ" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
     with pytest.raises(ValueError, match="at least two"):
         soup(paths[:1])
     with pytest.raises(CheckpointError, match="not found"):
