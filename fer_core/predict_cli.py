@@ -158,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.every > 0:
         print(f"error: --every must be a positive number of seconds, not {args.every}", file=sys.stderr)
         return 2
+    if args.annotate and Path(args.annotate).exists() and not Path(args.annotate).is_dir():
+        print(f"error: --annotate {args.annotate} is a file; give the folder for the annotated copies (made if missing)",
+              file=sys.stderr)
+        return 2
     set_threads(args.threads)
     try:
         model = load_model(args.checkpoint, args.precision)

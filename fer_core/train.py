@@ -337,11 +337,17 @@ def main(argv: list[str] | None = None) -> int:
         for name in list_models():
             print(f"{name:<10} width {width:>3}: {count_params(build_model(name, width=width)):>12,} parameters")
         return 0
+    if Path(args.run).exists() and not Path(args.run).is_dir():
+        print(f"error: --run {args.run} is a file; give the folder for the run (made if missing)", file=sys.stderr)
+        return 2
     try:
         cfg = config_from_args(args)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.resume and not (Path(args.run) / "last.pt").exists():  # a mistyped run name would start afresh unnoticed
+        print(f"note: nothing to resume in {args.run} (no last.pt yet): starting the run from its first epoch",
+              file=sys.stderr, flush=True)
     stopper = Stopper()
     stopper.install()
 

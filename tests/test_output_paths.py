@@ -92,3 +92,12 @@ def test_an_evaluation_whose_report_cannot_be_written_still_prints_its_figures(t
     assert done.returncode == 1 and "cannot write the report" in done.stderr and "No space left" in done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["split"] == "PublicTest" and summary["n"] == 140 and 0.4 < summary["accuracy"] < 1
+
+
+def test_predict_refuses_an_annotation_folder_that_is_a_file(tmp_path, run_main, fast_checkpoint):
+    from fer_core.predict_cli import main as predict_main
+
+    (tmp_path / "out").write_text("keep me")
+    done = run_main(predict_main, "--checkpoint", fast_checkpoint, "--annotate", tmp_path / "out", SAMPLE_DATA)
+    assert done.returncode == 2 and "is a file; give the folder for the annotated copies" in done.stderr
+    assert (tmp_path / "out").read_text() == "keep me" and done.stdout == ""

@@ -250,6 +250,17 @@ def test_cli_unwritable_run_folder_is_a_clear_message(sample_path, tmp_path, run
     assert (tmp_path / "a_file").read_text() == "keep me"
 
 
+def test_cli_run_that_is_a_file_and_resume_with_nothing_to_resume(sample_path, tmp_path, run_main):
+    (tmp_path / "a_file").write_text("keep me")
+    r = run_main(main, "--run", tmp_path / "a_file", "--data", sample_path, "--model", "small", "--width", 8)
+    assert r.returncode == 2 and "is a file; give the folder for the run" in r.stderr
+    assert (tmp_path / "a_file").read_text() == "keep me"
+    r = run_main(main, "--run", tmp_path / "typo", "--resume", "--data", sample_path, "--model", "small", "--width", 8,
+                 "--epochs", 1, "--batch-size", 32, "--threads", 1)  # a mistyped run name: said, then a fresh run
+    assert r.returncode == 0 and "nothing to resume in" in r.stderr and "no last.pt" in r.stderr
+    assert [m["epoch"] for m in RunFolder(tmp_path / "typo").read_metrics()] == [0]
+
+
 @pytest.mark.slow
 def test_cli_sigterm_saves_and_resume_finishes(sample_path, tmp_path):
     run = tmp_path / "r"
