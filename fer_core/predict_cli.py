@@ -175,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return _run(args, model, table)
+    except BrokenPipeError:  # the reader left (`fer-predict photos/ | head`): stop quietly, as other Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
+        return 1
     finally:
         if table:
             table.close()

@@ -150,3 +150,25 @@ def test_the_readme_example_runs_on_an_exported_file(fast_onnx, sample_data, tmp
     names = eval(capsys.readouterr().out)  # noqa: S307 - the printed list of class names
     assert len(names) == 5 and set(names) <= set(EMOTIONS)
     assert names == [EMOTIONS[k] for k in _run(fast_onnx, crops).argmax(1)]
+
+
+def test_the_example_program_predicts_photos_with_the_file_alone(fast_onnx, fast_checkpoint, tmp_path):
+    from photos import astronaut
+
+    from fer_core.predict import predict_image
+
+    astronaut().save(tmp_path / "astronaut.png")
+    (tmp_path / "notes.jpg").write_text("not a picture\n")
+    script = Path(__file__).resolve().parents[1] / "examples" / "onnx_predict.py"
+    code = ("import runpy, sys; sys.modules['torch'] = None; sys.argv = sys.argv[1:]\n"  # `import torch` would fail
+            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code, str(script), str(fast_onnx), str(tmp_path / "astronaut.png"),
+                           str(tmp_path / "notes.jpg"), str(tmp_path / "missing.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    found, notes, missing = (json.loads(line) for line in done.stdout.splitlines())
+    (face,) = found["faces"]
+    (want,) = predict_image(tmp_path / "astronaut.png", load_model(fast_checkpoint))
+    assert face["box"] == list(want.box) and face["label"] == want.label  # the same box, crop and answer as fer_core
+    assert all(abs(face["probs"][e] - want.probs[e]) < 1e-3 for e in EMOTIONS)
+    assert notes["error"] == "not an image OpenCV can read" and missing["error"] == "No such file or directory"

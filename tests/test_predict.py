@@ -316,6 +316,18 @@ def test_cli_reads_a_pipe_once_for_the_faces_the_annotation_and_the_hint(sample_
     assert written.name == f"{Path(path).name}.annotated.jpg" and Image.open(written).size == (1600, 1200)
 
 
+def test_cli_stops_quietly_when_its_reader_leaves(photos, fast_checkpoint):
+    # `fer-predict photos/ --json | head -1`: the reader closes the pipe after the first line
+    proc = subprocess.Popen([sys.executable, "-m", "fer_core.predict", "--threads", "1", "--checkpoint", str(fast_checkpoint),
+                             "--json", *[str(photos / "astronaut.jpg")] * 20], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert json.loads(proc.stdout.readline())["faces"]
+    proc.stdout.close()
+    code, err = proc.wait(timeout=300), proc.stderr.read().decode()
+    proc.stderr.close()
+    assert code == 1 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
 def test_cli_batches_faces_across_files(photos, monkeypatch, capsys):
     calls, real = [], predict_mod.predict_crops
     monkeypatch.setattr(predict_mod, "predict_crops", lambda crops, m, tta: calls.append(len(crops)) or real(crops, m, tta))
