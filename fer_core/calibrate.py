@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, load_model, read_checkpoint
-from .config import DataNotFoundError, atomic_torch_save, cli_prog, set_threads
+from .config import DataNotFoundError, atomic_torch_save, cli_main, cli_prog, set_threads
 from .data import DataError, load_dataset
 from .evaluate import probs_at, view_logits
 from .metrics import reliability
@@ -73,6 +73,7 @@ def calibrate_checkpoint(checkpoint: str | Path, data: str | Path | None = None,
     return fit
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog=cli_prog("fer_core.calibrate"),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_model
-from .config import EMOTIONS, OutputError, TrainConfig, atomic_write_bytes, cli_prog, output_problem, read_json
+from .config import EMOTIONS, OutputError, TrainConfig, atomic_write_bytes, cli_main, cli_prog, output_problem, read_json
 from .distill import teacher_paths
 from .evaluate import headline_order
 from .metrics import time_to_accuracy, top_confusions
@@ -227,6 +227,7 @@ python -m fer_core.evaluate --checkpoint checkpoints/{Path(checkpoint).name} --d
 {LIMITS}"""
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=cli_prog("fer_core.card"), description="Render a model card from reports.")
     p.add_argument("--checkpoint", required=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import random
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -157,6 +158,27 @@ def cli_prog(module: str) -> str:
     """The name a CLI's usage line shows: its console script (fer-train ...) when run as one, else `python -m module`."""
     name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
     return name if name.startswith("fer-") else f"python -m {module}"
+
+
+class CliMain(Protocol):
+    def __call__(self, argv: list[str] | None = None) -> int: ...
+
+
+def cli_main(main: CliMain) -> CliMain:
+    """Decorates a CLI's main: when the reader of its output leaves (`fer-predict photos/ --json | head -1`), stop with
+    exit code 1 and no traceback, as Unix tools do."""
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        try:
+            code = main(argv)
+            sys.stdout.flush()  # output still buffered fails here, not in the interpreter's exit
+            return code
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
+            return 1
+
+    return run
 
 
 def set_seed(seed: int) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import EMOTIONS, IMAGE_SIZE, DataNotFoundError, atomic_write_json, cli_prog, output_problem, set_threads
+from .config import EMOTIONS, IMAGE_SIZE, DataNotFoundError, atomic_write_json, cli_main, cli_prog, output_problem, set_threads
 from .data import DataError, load_dataset
 from .metrics import summarize
 from .models import count_params
@@ -138,6 +138,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     set_threads(args.threads)

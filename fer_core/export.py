@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import EMOTIONS, IMAGE_SIZE, SAMPLE_DATA, atomic_write_bytes, cli_prog, output_problem, set_threads
+from .config import EMOTIONS, IMAGE_SIZE, SAMPLE_DATA, atomic_write_bytes, cli_main, cli_prog, output_problem, set_threads
 from .crops import MARGIN
 from .evaluate import predict_probs, probs_at
 from .quantize import CALIBRATION_FACES, MIN_AGREEMENT, QuantizationError
@@ -112,6 +112,7 @@ def export_onnx(checkpoint: str | Path | None, out: str | Path, tta: str = "none
             "top1_agreement": agreement}
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=cli_prog("fer_core.export"), description=
                                 "Export a checkpoint as one ONNX file (uint8 48x48 faces in, probabilities out) that "

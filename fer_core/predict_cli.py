@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 from PIL import Image
 
 from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import DEFAULT_CHECKPOINT, cli_prog, set_threads
+from .config import DEFAULT_CHECKPOINT, cli_main, cli_prog, set_threads
 from .faces import RELIABLE_FROM, has_small_faces
 from .images import ImageError, load_image
 from .predict import CSV_COLUMNS, FacePrediction, annotate, csv_rows, face_names, iter_predictions, tally
@@ -153,6 +153,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if not args.every > 0:
@@ -175,9 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return _run(args, model, table)
-    except BrokenPipeError:  # the reader left (`fer-predict photos/ | head`): stop quietly, as other Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush does not fail again
-        return 1
     finally:
         if table:
             table.close()

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_model, save_checkpoint
-from .config import cli_prog, output_problem
+from .config import cli_main, cli_prog, output_problem
 from .models import VGG, build_model
 from .quantize import calibration_batch
 
@@ -82,6 +82,7 @@ def prune_checkpoint(src: str | os.PathLike[str], width: int, out: str | os.Path
     return out
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=cli_prog("fer_core.prune"), description=__doc__)
     p.add_argument("--checkpoint", required=True, help="trained VGG checkpoint to prune")

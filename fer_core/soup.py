@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .checkpoint import CheckpointError, float_weights, read_checkpoint
-from .config import OutputError, atomic_torch_save, cli_prog, output_problem
+from .config import OutputError, atomic_torch_save, cli_main, cli_prog, output_problem
 
 # fields that must agree for averaged weights to mean anything (the rest of the recipe may differ between fine-tunes)
 _SAME = ("model", "width", "drop_rate", "crop_size", "labels")
@@ -47,6 +47,7 @@ def soup(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
     return {**{k: v for k, v in first.items() if k not in _DROP}, "model": mean, "soup": ingredients}
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=cli_prog("fer_core.soup"), description=__doc__)
     p.add_argument("checkpoints", nargs="+", help="two or more checkpoints fine-tuned from the same weights")

@@ -18,7 +18,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import CheckpointError, float_weights, read_checkpoint, save_checkpoint
-from .config import RECIPES, DataNotFoundError, TrainConfig, atomic_write_json, cli_prog, set_seed, set_threads, tune_allocator
+from .config import (
+    RECIPES,
+    DataNotFoundError,
+    TrainConfig,
+    atomic_write_json,
+    cli_main,
+    cli_prog,
+    set_seed,
+    set_threads,
+    tune_allocator,
+)
 from .data import DataError, FERData, load_dataset
 from .distill import Teacher, check_distill, combined_loss, load_teachers
 from .ema import WeightEMA, check_ema
@@ -330,6 +340,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return base.replace(**changes)
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     if args.list_models:

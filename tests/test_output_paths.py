@@ -1,11 +1,14 @@
-"""Where files are written: folders, pipes and devices are refused before any work, a failed write leaves nothing
-behind and keeps the old file, and an evaluation whose report cannot be written still prints its figures."""
+"""Where output goes: folders, pipes and devices are refused before any work, a failed write leaves nothing behind
+and keeps the old file, an evaluation whose report cannot be written still prints its figures, and a CLI whose reader
+leaves (`| head`) stops without a traceback."""
 
 from __future__ import annotations
 
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,24 @@ def test_predict_refuses_an_annotation_folder_that_is_a_file(tmp_path, run_main,
     done = run_main(predict_main, "--checkpoint", fast_checkpoint, "--annotate", tmp_path / "out", SAMPLE_DATA)
     assert done.returncode == 2 and "is a file; give the folder for the annotated copies" in done.stderr
     assert (tmp_path / "out").read_text() == "keep me" and done.stdout == ""
+
+
+@pytest.mark.parametrize("args", [["fer_core.train", "--list-models"],
+                                  ["fer_core.evaluate", "--data", str(SAMPLE_DATA), "--threads", "1"]])
+def test_a_cli_whose_reader_leaves_stops_without_a_traceback(args, fast_checkpoint):
+    if args[0] == "fer_core.evaluate":
+        args = [*args, "--checkpoint", str(fast_checkpoint)]
+    read, write = os.pipe()
+    os.close(read)  # `| head -0`: nobody reads, so the first flush fails
+    done = subprocess.run([sys.executable, "-m", *args], stdout=write, stderr=subprocess.PIPE, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    os.close(write)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_every_cli_main_is_wrapped_for_a_reader_that_leaves():
+    import importlib
+
+    for name in ("train", "evaluate", "predict_cli", "calibrate", "soup", "prune", "card", "export"):
+        main = importlib.import_module(f"fer_core.{name}").main
+        assert main.__wrapped__.__module__ == f"fer_core.{name}", name  # functools.wraps of config.cli_main
