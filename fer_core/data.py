@@ -101,6 +101,9 @@ def _iter_csv_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as e:
         if isinstance(e, FileNotFoundError):
             raise
+        if isinstance(e, UnicodeDecodeError):  # a photo, a zip or another binary file where the CSV was expected
+            raise DataError(f"{path}: not a text CSV (it holds binary data); expected a FER2013 CSV with "
+                            f"columns {','.join(CSV_COLUMNS)}, plain or .gz, or a folder split/<emotion>/*.png") from e
         raise DataError(f"{path}: cannot read the file ({e})") from e
 
 

@@ -115,6 +115,13 @@ def test_truncated_gzip_is_a_data_error(sample_path, tmp_path):
         load_csv(bad, cache=False)
 
 
+def test_a_photo_or_other_binary_file_given_as_the_csv_is_named_as_such(sample_data, tmp_path):
+    photo = tmp_path / "face.png"
+    Image.fromarray(sample_data.images["Training"][0].numpy()).save(photo)  # a real face picture, not the dataset
+    with pytest.raises(DataError, match="face.png: not a text CSV \\(it holds binary data\\); expected a FER2013 CSV"):
+        load_dataset(photo)
+
+
 def test_missing_path_says_where_the_data_goes(tmp_path, monkeypatch):
     monkeypatch.delenv("FER_DATA", raising=False)
     with pytest.raises(DataNotFoundError) as err:
