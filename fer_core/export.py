@@ -49,6 +49,12 @@ class FaceClassifier(nn.Module):
         return probs_at(logits.reshape(self.views, -1, len(EMOTIONS)), self.temperature)
 
 
+def weights_problem(model: nn.Module) -> str | None:
+    """Why a model cannot be exported soundly, found without running it (non-finite weights), or None."""
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    return f"{len(bad)} weight tensor(s) hold NaN or infinite values ({bad[0]}...): a diverged run" if bad else None
+
+
 def _sample_faces() -> tuple[torch.Tensor, torch.Tensor]:
     """Real faces from the sample in tests/data: the first Training ones calibrate int8, all of them check the export."""
     from .data import DataError, load_csv
@@ -87,6 +93,8 @@ def export_onnx(checkpoint: str | Path | None, out: str | Path, tta: str = "none
     from .onnxrt import onnx_bytes, ort_session
 
     loaded = load_model(checkpoint)
+    if problem := weights_problem(loaded.model):
+        raise QuantizationError(f"{loaded.path}: {problem}; there is nothing sound to export")
     module = FaceClassifier(loaded, tta).eval()
     calib, faces = _sample_faces()
     try:
@@ -96,6 +104,9 @@ def export_onnx(checkpoint: str | Path | None, out: str | Path, tta: str = "none
     except Exception as e:  # noqa: BLE001 - an export or quantizer failure is one clear error
         raise QuantizationError(f"ONNX export of {loaded.path} failed: {type(e).__name__}: {e}") from e
     ref = predict_probs(loaded, faces, tta)
+    if not np.isfinite(ref).all():  # overflowing activations would pass the comparison below
+        raise QuantizationError(f"{loaded.path} gives non-finite probabilities on the sample faces; there is nothing "
+                                f"sound to export")
     diff, agreement = float(np.abs(got - ref).max()), float((got.argmax(1) == ref.argmax(1)).mean())
     if not int8 and diff > MAX_DIFF:
         raise QuantizationError(f"the ONNX file's probabilities differ from fer_core's by up to {diff:.2g} (> {MAX_DIFF:g})")

@@ -138,7 +138,7 @@ def test_home_offers_the_model_as_onnx_files_made_on_the_click(runs, dash, tmp_p
     loaders, _ = dash
     at = open_page()
     assert [b.label for b in at.get("download_button")] == ["ONNX file", "ONNX file, int8"]
-    assert not at.exception
+    assert not at.exception and not any(b.proto.disabled for b in at.get("download_button"))
     ckpt = tmp_path / "mine.pt"  # what a click runs (off the page run): the export of the sidebar's checkpoint
     shutil.copy(DEFAULT_CHECKPOINT.with_name("fer_fast.pt"), ckpt)
     data = loaders.onnx_file(ckpt)
@@ -152,6 +152,24 @@ def test_home_offers_the_model_as_onnx_files_made_on_the_click(runs, dash, tmp_p
     faces = load_dataset(SAMPLE_DATA).images["PublicTest"][:16]
     want = predict_probs(load_model(ckpt), faces)
     assert np.abs(session.run(None, {"faces": faces.numpy()})[0] - want).max() < 1e-4
+
+
+def test_home_says_why_a_diverged_model_has_no_onnx_file(runs):
+    import torch
+
+    from fer_core.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(DEFAULT_CHECKPOINT.with_name("fer_fast.pt"))
+    first = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][first] = torch.full_like(ckpt["model"][first], float("nan"))  # as a diverged run leaves it
+    (runs / "diverged").mkdir(parents=True)
+    torch.save(ckpt, runs / "diverged" / "best.pt")
+    at = open_page()
+    at.sidebar.selectbox(key="checkpoint").set_value(str(runs / "diverged" / "best.pt")).run()
+    assert not at.exception
+    buttons = at.get("download_button")
+    assert len(buttons) == 2 and all(b.proto.disabled for b in buttons)  # a click could not report the failure
+    assert "No ONNX file: 1 weight tensor(s) hold NaN or infinite values" in texts(at.warning)
 
 
 def test_sidebar_names_every_shipped_model_as_shipped(runs):

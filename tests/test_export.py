@@ -172,3 +172,15 @@ def test_the_example_program_predicts_photos_with_the_file_alone(fast_onnx, fast
     assert face["box"] == list(want.box) and face["label"] == want.label  # the same box, crop and answer as fer_core
     assert all(abs(face["probs"][e] - want.probs[e]) < 1e-3 for e in EMOTIONS)
     assert notes["error"] == "not an image OpenCV can read" and missing["error"] == "No such file or directory"
+
+
+def test_a_diverged_model_is_not_exported(tmp_path, fast_checkpoint):
+    from fer_core.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(fast_checkpoint)
+    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][name] = torch.full_like(ckpt["model"][name], float("nan"))  # NaN in, NaN out: the comparison passes
+    torch.save(ckpt, tmp_path / "nan.pt")
+    with pytest.raises(QuantizationError, match=f"hold NaN or infinite values \\({name}"):
+        export_onnx(tmp_path / "nan.pt", tmp_path / "nan.onnx")
+    assert not (tmp_path / "nan.onnx").exists()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import streamlit as st
 
 import loaders
@@ -46,15 +44,7 @@ with model_col:
             with st.expander("Model card"):
                 st.markdown(card.read_text())
         st.caption(f"`{s.checkpoint}`")
-        fp32_col, int8_col = st.columns(2)
-        stem, help_ = s.checkpoint.stem, ("For other programs: one file run by ONNX Runtime alone (`fer-export`, README). "
-                                          "Input: uint8 48x48 face crops; output: the 7 probabilities. Made on the click "
-                                          "(a few seconds) and checked against this model on the sample faces.")
-        fp32_col.download_button("ONNX file", partial(loaders.onnx_file, s.checkpoint), f"{stem}.onnx",
-                                 "application/octet-stream", help=help_, icon=":material/download:")
-        int8_col.download_button("ONNX file, int8", partial(loaders.onnx_file, s.checkpoint, int8=True),
-                                 f"{stem}.int8.onnx", "application/octet-stream", icon=":material/download:",
-                                 help=help_ + " int8: about a quarter of the size, 2-3x faster, ~99% the same answers.")
+        widgets.onnx_downloads(s.checkpoint, model)
 
 with data_col:
     st.subheader("Data")
