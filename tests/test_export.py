@@ -78,9 +78,13 @@ def test_the_file_runs_where_torch_cannot_be_imported(fast_onnx, sample_data, tm
     assert json.loads(done.stdout) == _run(fast_onnx, faces).argmax(1).tolist()
 
 
-def test_tta_views_are_computed_inside_the_file(tmp_path, fast_checkpoint, sample_data):
+def test_tta_views_are_computed_inside_the_file(tmp_path, fast_checkpoint, sample_data, monkeypatch):
+    import fer_core.export
+
+    calib, faces = fer_core.export._sample_faces()
+    monkeypatch.setattr(fer_core.export, "_sample_faces", lambda: (calib, faces[::4]))  # a quarter of the check's faces
     out = tmp_path / "ms.onnx"
-    export_onnx(fast_checkpoint, out, tta="multiscale")  # the resize runs as two matrix products in the graph
+    assert export_onnx(fast_checkpoint, out, tta="multiscale")["faces_checked"] == 140  # the resize: matrix products
     faces = sample_data.images["PublicTest"][:40]
     loaded = load_model(fast_checkpoint)
     got, want = _run(out, faces.numpy()), predict_probs(loaded, faces, "multiscale")
