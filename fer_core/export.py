@@ -13,7 +13,17 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import EMOTIONS, IMAGE_SIZE, SAMPLE_DATA, atomic_write_bytes, cli_main, cli_prog, output_problem, set_threads
+from .config import (
+    DEFAULT_CHECKPOINT,
+    EMOTIONS,
+    IMAGE_SIZE,
+    SAMPLE_DATA,
+    atomic_write_bytes,
+    cli_main,
+    cli_prog,
+    output_problem,
+    set_threads,
+)
 from .crops import MARGIN
 from .evaluate import predict_probs, probs_at
 from .quantize import CALIBRATION_FACES, MIN_AGREEMENT, QuantizationError
@@ -129,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "Export a checkpoint as one ONNX file (uint8 48x48 faces in, probabilities out) that "
                                 "runs in ONNX Runtime without PyTorch or fer_core; checked on the repo's sample faces.")
     p.add_argument("--checkpoint", default=None, help="checkpoint to export (default: the shipped model)")
-    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--out", default=None, help="the .onnx file to write (default: the checkpoint's name with .onnx, "
+                   ".int8.onnx or .TTA.onnx, in the current folder)")
     p.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time views computed inside the file: "
                    + "; ".join(f"{k}: {v}" for k, v in TTA_VIEWS.items()))
     p.add_argument("--int8", action="store_true", help="statically quantized weights and activations: about a quarter "
@@ -137,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     args = p.parse_args(argv)
     set_threads(args.threads)
+    if args.out is None:
+        stem = Path(args.checkpoint).stem if args.checkpoint else DEFAULT_CHECKPOINT.stem
+        args.out = f"{stem}{'.int8' if args.int8 else ''}{'' if args.tta == 'none' else '.' + args.tta}.onnx"
     if problem := output_problem(args.out):  # before the export, not after it
         print(f"error: --out: {problem}", file=sys.stderr)
         return 2

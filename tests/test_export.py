@@ -92,10 +92,12 @@ def test_tta_views_are_computed_inside_the_file(tmp_path, fast_checkpoint, sampl
     assert np.abs(got - predict_probs(loaded, faces)).max() > 0.01  # the views do change the answer
 
 
-def test_int8_export_is_smaller_and_agrees(tmp_path, fast_checkpoint, fast_onnx, run_main):
-    out = tmp_path / "fast_int8.onnx"
-    done = run_main(export_main, "--checkpoint", fast_checkpoint, "--out", out, "--int8")
+def test_int8_export_is_smaller_and_agrees(tmp_path, fast_checkpoint, fast_onnx, run_main, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    done = run_main(export_main, "--checkpoint", fast_checkpoint, "--int8")  # no --out: named after the checkpoint
+    out = tmp_path / "fer_fast.int8.onnx"
     assert done.returncode == 0, done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
     assert "int8" in done.stdout and "top class the same for" in done.stdout
     assert out.stat().st_size < 0.4 * fast_onnx.stat().st_size
     meta = ort_session(out.read_bytes()).get_modelmeta().custom_metadata_map
