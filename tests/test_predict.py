@@ -317,15 +317,15 @@ def test_cli_reads_a_pipe_once_for_the_faces_the_annotation_and_the_hint(sample_
 
 
 def test_cli_stops_quietly_when_its_reader_leaves(photos, fast_checkpoint):
-    # `fer-predict photos/ --json | head -1`: the reader closes the pipe after the first line
-    proc = subprocess.Popen([sys.executable, "-m", "fer_core.predict", "--threads", "1", "--checkpoint", str(fast_checkpoint),
-                             "--json", *[str(photos / "astronaut.jpg")] * 20], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert json.loads(proc.stdout.readline())["faces"]
-    proc.stdout.close()
-    code, err = proc.wait(timeout=300), proc.stderr.read().decode()
-    proc.stderr.close()
-    assert code == 1 and "Traceback" not in err and "BrokenPipe" not in err, err
+    # `fer-predict photos/ --json | head -0`: the reader is gone before the first line (closing it after one line
+    # raced the CLI, which could write every line into the pipe's buffer first)
+    read, write = os.pipe()
+    os.close(read)
+    done = subprocess.run([sys.executable, "-m", "fer_core.predict", "--threads", "1", "--checkpoint", str(fast_checkpoint),
+                           "--json", *[str(photos / "astronaut.jpg")] * 3], stdout=write, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    os.close(write)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
 
 
 def test_cli_batches_faces_across_files(photos, monkeypatch, capsys):
