@@ -22,6 +22,7 @@ from .config import (
     cli_main,
     cli_prog,
     output_problem,
+    read_json,
     set_threads,
 )
 from .crops import MARGIN
@@ -78,8 +79,8 @@ def _sample_faces() -> tuple[torch.Tensor, torch.Tensor]:
 
 def metadata(loaded: LoadedModel, tta: str, int8: bool) -> dict[str, str]:
     """What a user of the file needs besides the graph, stored as ONNX metadata (string values, JSON where structured)."""
-    report = Path(loaded.path).with_suffix(".report.json")
-    accuracy = json.loads(report.read_text()).get("accuracy") if report.exists() else None
+    report = read_json(Path(loaded.path).with_suffix(".report.json")) or {}  # missing or unreadable: no figure
+    accuracy = report.get("accuracy") if isinstance(report.get("accuracy"), float) else None
     return {"format": FORMAT, "emotions": json.dumps(list(EMOTIONS)), "tta": tta, "tta_views": TTA_VIEWS[tta],
             "temperature": f"{loaded.temperature_for(tta):.6g}", "precision": "int8" if int8 else "fp32",
             "checkpoint": Path(loaded.path).name, "model": f"{loaded.config.model} width {loaded.config.width}",

@@ -190,3 +190,17 @@ def test_a_diverged_model_is_not_exported(tmp_path, fast_checkpoint):
     with pytest.raises(QuantizationError, match=f"hold NaN or infinite values \\({name}"):
         export_onnx(tmp_path / "nan.pt", tmp_path / "nan.onnx")
     assert not (tmp_path / "nan.onnx").exists()
+
+
+def test_a_damaged_report_beside_the_checkpoint_only_leaves_the_accuracy_out(tmp_path, fast_checkpoint, monkeypatch):
+    import shutil
+
+    import fer_core.export
+
+    calib, faces = fer_core.export._sample_faces()
+    monkeypatch.setattr(fer_core.export, "_sample_faces", lambda: (calib, faces[:64]))
+    shutil.copy(fast_checkpoint, tmp_path / "mine.pt")
+    (tmp_path / "mine.report.json").write_text('{"accuracy": 0.71')  # cut off mid-write
+    export_onnx(tmp_path / "mine.pt", tmp_path / "mine.onnx")
+    meta = ort_session((tmp_path / "mine.onnx").read_bytes()).get_modelmeta().custom_metadata_map
+    assert meta["publictest_accuracy_centre_crop"] == "" and meta["checkpoint"] == "mine.pt"
