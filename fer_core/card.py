@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import load_model
-from .config import EMOTIONS, OutputError, TrainConfig, atomic_write_bytes, cli_main, cli_prog, output_problem, read_json
+from .config import EMOTIONS, TrainConfig, atomic_write_bytes, cli_main, cli_prog, output_file, read_json
 from .distill import teacher_paths
 from .evaluate import headline_order
 from .metrics import time_to_accuracy, top_confusions
@@ -236,11 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--command", default="(not recorded)", help="the training command line")
     p.add_argument("--hardware", default=f"{platform.processor() or platform.machine()}, CPU only")
     p.add_argument("--notes", default="", help="free text (markdown) added under the training summary")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, type=output_file)
     args = p.parse_args(argv)
     try:
-        if problem := output_problem(args.out):
-            raise OutputError(problem)
         reports = [json.loads(Path(r).read_text()) for r in args.reports]
         text = render(args.checkpoint, reports, [Path(r) for r in args.run], args.command, args.hardware, args.notes)
         atomic_write_bytes(args.out, text.encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import functools
 import json
@@ -231,6 +232,13 @@ def output_problem(path: str | os.PathLike[str]) -> str | None:
     if path.exists() and not path.is_file():
         return f"{path} is not a regular file (a device, pipe or terminal); give the path of a file to write"
     return None
+
+
+def output_file(path: str) -> str:
+    """argparse `type` of a CLI's --out file: a folder, pipe or device there is a usage error (exit 2) before any work."""
+    if problem := output_problem(path):
+        raise argparse.ArgumentTypeError(problem)
+    return path
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import EMOTIONS, IMAGE_SIZE, DataNotFoundError, atomic_write_json, cli_main, cli_prog, output_problem, set_threads
+from .config import EMOTIONS, IMAGE_SIZE, DataNotFoundError, atomic_write_json, cli_main, cli_prog, output_file, set_threads
 from .data import DataError, load_dataset
 from .metrics import summarize
 from .models import count_params
@@ -133,7 +133,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,
                    help="fp32 (exact, the default), int8 (quantized inference, faster), onnx / onnx-int8 "
                         "(the same in ONNX Runtime: 2-3x faster again on an AVX2 CPU)")
-    p.add_argument("--out", default=None, help="write the JSON report here")
+    p.add_argument("--out", default=None, type=output_file, help="write the JSON report here")
     p.add_argument("--threads", type=int, default=0)
     return p
 
@@ -142,9 +142,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     set_threads(args.threads)
-    if args.out and (problem := output_problem(args.out)):  # before the evaluation, not after it
-        print(f"error: --out: {problem}", file=sys.stderr)
-        return 2
     try:
         report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.tta, args.labels, args.precision)
     except (DataNotFoundError, DataError, CheckpointError, KeyError, FileNotFoundError) as e:

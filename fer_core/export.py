@@ -21,6 +21,7 @@ from .config import (
     atomic_write_bytes,
     cli_main,
     cli_prog,
+    output_file,
     output_problem,
     read_json,
     set_threads,
@@ -140,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "Export a checkpoint as one ONNX file (uint8 48x48 faces in, probabilities out) that "
                                 "runs in ONNX Runtime without PyTorch or fer_core; checked on the repo's sample faces.")
     p.add_argument("--checkpoint", default=None, help="checkpoint to export (default: the shipped model)")
-    p.add_argument("--out", default=None, help="the .onnx file to write (default: the checkpoint's name with .onnx, "
-                   ".int8.onnx or .TTA.onnx, in the current folder)")
+    p.add_argument("--out", default=None, type=output_file, help="the .onnx file to write (default: the checkpoint's "
+                   "name with .onnx, .int8.onnx or .TTA.onnx, in the current folder)")
     p.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time views computed inside the file: "
                    + "; ".join(f"{k}: {v}" for k, v in TTA_VIEWS.items()))
     p.add_argument("--int8", action="store_true", help="statically quantized weights and activations: about a quarter "
@@ -149,12 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
     args = p.parse_args(argv)
     set_threads(args.threads)
-    if args.out is None:
+    if args.out is None:  # named after the checkpoint, and checked as a given --out is, before the export
         stem = Path(args.checkpoint).stem if args.checkpoint else DEFAULT_CHECKPOINT.stem
-        args.out = f"{stem}{'.int8' if args.int8 else ''}{'' if args.tta == 'none' else '.' + args.tta}.onnx"
-    if problem := output_problem(args.out):  # before the export, not after it
-        print(f"error: --out: {problem}", file=sys.stderr)
-        return 2
+        name = f"{stem}{'.int8' if args.int8 else ''}{'' if args.tta == 'none' else '.' + args.tta}.onnx"
+        if problem := output_problem(name):
+            p.error(f"argument --out: {problem}")
+        args.out = name
     try:
         result = export_onnx(args.checkpoint, args.out, args.tta, args.int8)
     except (CheckpointError, QuantizationError, OSError) as e:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_model, save_checkpoint
-from .config import cli_main, cli_prog, output_problem
+from .config import cli_main, cli_prog, output_file
 from .models import VGG, build_model
 from .quantize import calibration_batch
 
@@ -87,11 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=cli_prog("fer_core.prune"), description=__doc__)
     p.add_argument("--checkpoint", required=True, help="trained VGG checkpoint to prune")
     p.add_argument("--width", type=int, required=True, help="first-stage channels of the pruned copy (doubling per stage)")
-    p.add_argument("--out", required=True, help="where to write the pruned checkpoint (fine-tune it with train --init)")
+    p.add_argument("--out", required=True, type=output_file,
+                   help="where to write the pruned checkpoint (fine-tune it with train --init)")
     args = p.parse_args(argv)
-    if problem := output_problem(args.out):
-        print(f"error: --out: {problem}", file=sys.stderr)
-        return 2
     try:
         path = prune_checkpoint(args.checkpoint, args.width, args.out)
     except (CheckpointError, ValueError, OSError) as e:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from .checkpoint import CheckpointError, float_weights, read_checkpoint
-from .config import OutputError, atomic_torch_save, cli_main, cli_prog, output_problem
+from .config import atomic_torch_save, cli_main, cli_prog, output_file
 
 # fields that must agree for averaged weights to mean anything (the rest of the recipe may differ between fine-tunes)
 _SAME = ("model", "width", "drop_rate", "crop_size", "labels")
@@ -51,11 +51,10 @@ def soup(paths: Sequence[str | os.PathLike[str]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=cli_prog("fer_core.soup"), description=__doc__)
     p.add_argument("checkpoints", nargs="+", help="two or more checkpoints fine-tuned from the same weights")
-    p.add_argument("--out", required=True, help="where to write the averaged checkpoint (fp32; export it to ship)")
+    p.add_argument("--out", required=True, type=output_file,
+                   help="where to write the averaged checkpoint (fp32; export it to ship)")
     args = p.parse_args(argv)
     try:
-        if problem := output_problem(args.out):
-            raise OutputError(problem)
         atomic_torch_save(soup(args.checkpoints), args.out)
     except (CheckpointError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
