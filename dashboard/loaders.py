@@ -76,6 +76,18 @@ def _onnx_file(path: str, stamp: float, int8: bool) -> bytes:
         return out.read_bytes()
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _export_problem(path: str, stamp: float) -> str | None:
+    from fer_core.export import weights_problem
+
+    return weights_problem(_model(path, stamp).model)
+
+
+def export_problem(path: str | Path) -> str | None:
+    """Why the checkpoint cannot be exported (non-finite weights), or None: 16 ms for the ResNet, so once per file."""
+    return _export_problem(str(path), mtime(path))
+
+
 def onnx_file(path: str | Path, int8: bool = False) -> bytes:
     """The checkpoint as a standalone ONNX file (fer_core.export: 3-15 s, checked on the sample faces), once per file;
     the Home page's download buttons call this on a click, off the page run."""

@@ -18,7 +18,6 @@ from fer_core import jobs
 from fer_core.checkpoint import CheckpointError, LoadedModel
 from fer_core.config import DEFAULT_CHECKPOINT, SAMPLE_DATA, DataNotFoundError, data_help, resolve_data_path
 from fer_core.data import DataError, FERData
-from fer_core.export import weights_problem
 from fer_core.metrics import time_to_accuracy
 from fer_core.runfolder import RunFolder
 from fer_core.transforms import TTA_VIEWS
@@ -115,10 +114,10 @@ def model_or_stop(checkpoint: Path) -> LoadedModel:
     return model
 
 
-def onnx_downloads(checkpoint: Path, model: LoadedModel) -> None:
+def onnx_downloads(checkpoint: Path) -> None:
     """Two buttons that download the model as a standalone ONNX file (float32, int8), made on the click off the page
     run (loaders.onnx_file); a model that cannot be exported says why here, since a click could not."""
-    problem = weights_problem(model.model)
+    problem = loaders.export_problem(checkpoint)
     help_ = ("For other programs: one file run by ONNX Runtime alone (`fer-export`, README). Input: uint8 48x48 face "
              "crops; output: the 7 probabilities. Made on the click (a few seconds) and checked against this model on "
              "the sample faces.")

@@ -44,7 +44,7 @@ with model_col:
             with st.expander("Model card"):
                 st.markdown(card.read_text())
         st.caption(f"`{s.checkpoint}`")
-        widgets.onnx_downloads(s.checkpoint, model)
+        widgets.onnx_downloads(s.checkpoint)
 
 with data_col:
     st.subheader("Data")
