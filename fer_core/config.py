@@ -11,9 +11,9 @@ import random
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ DEFAULT_DATA_CANDIDATES: tuple[Path, ...] = (
 )
 SAMPLE_DATA = REPO_ROOT / "tests" / "data" / "fer2013.csv.gz"  # 560 real images (benchmarks/make_sample.py)
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "fer_resnet.pt"
+_T = TypeVar("_T")
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -75,42 +76,49 @@ def resolve_data_path(path: str | os.PathLike[str] | None = None) -> Path:
     raise DataNotFoundError(data_help(list(DEFAULT_DATA_CANDIDATES)))
 
 
+def _field(default: _T, help: str) -> _T:
+    """A TrainConfig field and its description (printed by `fer-train --help`)."""
+    return field(default=default, metadata={"help": help})  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on; saved as a dict inside every checkpoint."""
 
-    data: str = ""  # dataset path ("" = $FER_DATA or the default location)
-    labels: str = "fer2013"  # "fer2013" (original labels) or "ferplus" (majority of FER+ votes)
-    model: str = "vgg"  # name in the model registry
-    width: int = 32  # channels of the first stage (doubles per stage)
-    drop_rate: float = 0.3  # dropout before the classifier
-    epochs: int = 60  # maximum number of epochs
-    batch_size: int = 128  # images per SGD step
-    lr: float = 0.05  # peak learning rate
-    momentum: float = 0.9  # Nesterov momentum
-    weight_decay: float = 5e-4  # L2 on conv/linear weights (not on norms and biases)
-    label_smoothing: float = 0.1  # cross-entropy smoothing
-    schedule: str = "cosine"  # "cosine" (with warmup), "step" or "constant"
-    warmup_epochs: int = 2  # linear warmup length for cosine
-    patience: int = 15  # early stop after this many epochs without a better val accuracy (0 = off)
-    class_weights: bool = False  # weight the loss by inverse class frequency
-    crop_size: int = 44  # training crop; eval uses the centre crop of this size
-    augment: str = "standard"  # "none", "light" or "standard"
-    erasing: float = 0.5  # probability of random erasing per image
-    mixup: float = 0.0  # mixup alpha (0 = off)
-    soft_labels: float = 0.0  # weight of each image's FER+ vote shares in its training target (needs fer2013new.csv)
-    teacher: str = ""  # distil from this checkpoint's outputs on each augmented batch; "a.pt,b.pt" = their mean ("" = none)
-    distill: float = 0.0  # weight of the teacher's term in the loss (0 to 1; the label loss gets 1 - distill)
-    distill_t: float = 2.0  # softmax temperature of the teacher's term
-    ema: float = 0.0  # per-step decay of an average of the weights that is evaluated and saved as best.pt (0 = off)
-    val_split: str = "PublicTest"  # split used for model selection and early stopping
-    limit: int = 0  # use only the first N training images (0 = all; for smoke runs)
-    seed: int = 0  # seeds the model init, batch order and augmentation
-    threads: int = 0  # torch intra-op threads (0 = all cores)
-    channels_last: bool = True  # NHWC memory format (faster convolutions on CPU)
-    precision: str = "fp32"  # "fp32" or "bf16" (bfloat16 autocast for the training forward; fp32 master weights)
-    init: str = ""  # start from this checkpoint's weights and normalisation (fresh optimizer and schedule)
-    device: str = "cpu"  # "cpu" or "cuda" (training only; checkpoints load and evaluate on the CPU)
+    data: str = _field("", "dataset: a FER2013 CSV (.csv/.csv.gz) or an image folder (default: $FER_DATA or ../shared/data)")
+    labels: str = _field("fer2013", "fer2013 (the original labels) or ferplus (the majority of the FER+ votes)")
+    model: str = _field("vgg", "architecture, a name in the model registry (--list-models)")
+    width: int = _field(32, "channels of the first stage (doubled per stage)")
+    drop_rate: float = _field(0.3, "dropout before the classifier, 0 to below 1")
+    epochs: int = _field(60, "number of epochs (the length of the schedule)")
+    batch_size: int = _field(128, "images per SGD step")
+    lr: float = _field(0.05, "peak learning rate")
+    momentum: float = _field(0.9, "Nesterov momentum, 0 to below 1")
+    weight_decay: float = _field(5e-4, "L2 on conv and linear weights (not on norms and biases)")
+    label_smoothing: float = _field(0.1, "cross-entropy label smoothing, 0 to below 1")
+    schedule: str = _field("cosine", "cosine (after a linear warmup), step (/10 at 50% and 75%) or constant")
+    warmup_epochs: int = _field(2, "linear warmup of the cosine schedule, in epochs")
+    patience: int = _field(15, "stop after this many epochs without a better validation accuracy (0 = off)")
+    class_weights: bool = _field(False, "weight the loss by inverse class frequency (true/false)")
+    crop_size: int = _field(44, "random training crop, 16 to 48 px; evaluation uses the centre crop of this size")
+    augment: str = _field("standard", "augmentation strength: none, light, standard or strong")
+    erasing: float = _field(0.5, "probability of random erasing per image, 0 to 1")
+    mixup: float = _field(0.0, "mixup alpha (0 = off)")
+    soft_labels: float = _field(0.0, "weight of each image's FER+ vote shares in its training target, 0 to 1 "
+                                     "(needs fer2013new.csv)")
+    teacher: str = _field("", "distil from this checkpoint's outputs on each augmented batch; a.pt,b.pt = their mean")
+    distill: float = _field(0.0, "weight of the teacher's term in the loss, 0 to 1 (the label loss gets the rest)")
+    distill_t: float = _field(2.0, "softmax temperature of the teacher's term")
+    ema: float = _field(0.0, "per-step decay of an average of the weights, evaluated and saved as best.pt (0 = off)")
+    val_split: str = _field("PublicTest", "split for model selection and early stopping (PublicTest or PrivateTest; "
+                                          "without it in the data, every 10th Training image)")
+    limit: int = _field(0, "train on the first N training images only (0 = all; for smoke runs)")
+    seed: int = _field(0, "seeds the model init, batch order and augmentation")
+    threads: int = _field(0, "torch intra-op threads (0 = all cores)")
+    channels_last: bool = _field(True, "NHWC memory format, faster convolutions on CPU (true/false)")
+    precision: str = _field("fp32", "fp32, or bf16: bfloat16 autocast for the training forward (fp32 master weights)")
+    init: str = _field("", "start from this checkpoint's weights and normalisation (fresh optimizer and schedule)")
+    device: str = _field("cpu", "cpu or cuda (training only; checkpoints load and evaluate on the CPU)")
 
     def replace(self, **changes: Any) -> TrainConfig:
         """Return a copy with some fields changed (unknown names raise TypeError)."""

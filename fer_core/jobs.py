@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from .checks import check_config
 from .config import TrainConfig, atomic_write_json, read_json
-from .distill import check_distill, teacher_paths
+from .distill import teacher_paths
 from .train import init_recipe
 
 RUNS_ENV = "FER_RUNS"  # where runs live when no folder is given
@@ -223,7 +224,7 @@ def _start(root: Path, run_dir: Path, flags: list[str], resume: bool) -> Job:
 
 def start_job(cfg: TrainConfig, runs_root: str | os.PathLike[str] | None = None, name: str | None = None) -> Job:
     """Start `python -m fer_core.train` for cfg in a new run folder; raises JobRunningError if a job runs."""
-    check_distill(cfg)  # the settings the child would refuse, refused here with nothing started
+    check_config(cfg)  # the settings the child would refuse, refused here with nothing started
     root = resolve_runs_root(runs_root)
     name = name or f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model}{cfg.width}"
     if not name or Path(name).name != name or name.startswith("."):

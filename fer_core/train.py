@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import CheckpointError, float_weights, read_checkpoint, save_checkpoint
+from .checks import DEVICES, PRECISIONS, SCHEDULES, check_config, config_problems
 from .config import (
     RECIPES,
     DataNotFoundError,
@@ -30,12 +31,12 @@ from .config import (
     tune_allocator,
 )
 from .data import DataError, FERData, load_dataset
-from .distill import Teacher, check_distill, combined_loss, load_teachers
-from .ema import WeightEMA, check_ema
+from .distill import Teacher, combined_loss, load_teachers
+from .ema import WeightEMA
 from .metrics import eta_seconds
 from .models import build_model, count_params, list_models
 from .runfolder import RunFolder, Stopper
-from .targets import check_soft_labels, class_weights, select_splits, soft_targets
+from .targets import class_weights, select_splits, soft_targets
 from .transforms import Normalization, augment_batch, mixup, preprocess
 
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -51,7 +52,7 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     if cfg.schedule == "step":  # divide by 10 at 50% and 75% of training
         return cfg.lr * (0.1 ** ((step >= total * 0.5) + (step >= total * 0.75)))
     if cfg.schedule != "cosine":
-        raise ValueError(f"schedule must be cosine, step or constant, not {cfg.schedule!r}")
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, not {cfg.schedule!r}")
     if step < warm:
         return cfg.lr * (step + 1) / warm
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
@@ -87,9 +88,6 @@ def set_relu_inplace(model: nn.Module, inplace: bool) -> None:
             m.inplace = inplace
 
 
-PRECISIONS = ("fp32", "bf16")
-
-
 def bf16_supported() -> bool:
     """Whether this CPU runs bfloat16 convolutions natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
     try:
@@ -102,9 +100,6 @@ def check_precision(precision: str) -> None:
     """ValueError unless precision is one of PRECISIONS."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-
-
-DEVICES = ("cpu", "cuda")
 
 
 def check_device(device: str) -> torch.device:
@@ -220,10 +215,7 @@ def read_init(cfg: TrainConfig) -> dict[str, Any]:
 def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False, on_epoch_end: EpochCallback | None = None,
         on_step: StepCallback | None = None, stopper: Stopper | None = None, data: FERData | None = None) -> dict[str, Any]:
     """Train per cfg into run_dir; resume continues from last.pt. Returns the final status dict."""
-    check_precision(cfg.precision)  # before any file is written
-    check_soft_labels(cfg.soft_labels)
-    check_distill(cfg)
-    check_ema(cfg.ema)
+    check_config(cfg)  # before any file is written
     teachers = load_teachers(cfg.teacher)  # a bad teacher fails before the data loads
     device = check_device(cfg.device)  # likewise; resuming keeps this device, whatever the run trained on
     run = RunFolder(run_dir)
@@ -294,6 +286,14 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     return status
 
 
+def parse_bool(text: str) -> bool:
+    """argparse type of the true/false flags: true/false, yes/no, 1/0 (any case); anything else is refused."""
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+    return value
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=cli_prog("fer_core.train"), description="Train a FER model (resumable run folder).")
     p.add_argument("--run", default="runs/default", help="run folder (created; holds checkpoints and metrics)")
@@ -301,12 +301,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", choices=list(RECIPES), help="start from a named recipe (flags and --config override it): "
                    + "; ".join(f"{name}: {r.summary}" for name, r in RECIPES.items()).replace("%", "%%"))
     p.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
-    for f in fields(TrainConfig):
+    for f in fields(TrainConfig):  # one flag per field, None = not given (the recipe, --config or --init decides)
         kind = type(f.default)
-        if kind is bool:
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=lambda s: s.lower() in ("1", "true", "yes"), default=None)
-        else:
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None)
+        default = f" (default: {f.default})" if f.default != "" else ""
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=parse_bool if kind is bool else kind, default=None,
+                       metavar=f.name.upper(), help=(f.metadata["help"] + default).replace("%", "%%"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--list-models", action="store_true", help="print the registered models with parameter counts and exit")
     return p
@@ -355,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    problems = config_problems(cfg)
+    if problems:  # refused before the run folder is made or the model built
+        print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
         return 2
     if args.resume and not (Path(args.run) / "last.pt").exists():  # a mistyped run name would start afresh unnoticed
         print(f"note: nothing to resume in {args.run} (no last.pt yet): starting the run from its first epoch",

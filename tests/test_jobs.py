@@ -73,6 +73,9 @@ def test_checkpoint_paths_are_made_absolute_and_bad_distillation_starts_nothing(
     with pytest.raises(ValueError, match="needs a teacher"):
         jobs.start_job(TINY.replace(distill=0.5), tmp_path / "runs", name="kd")
     assert not (tmp_path / "runs" / "kd").exists()
+    with pytest.raises(ValueError, match="batch_size"):  # every setting the child would refuse, with nothing started
+        jobs.start_job(TINY.replace(batch_size=1), tmp_path / "runs", name="bs")
+    assert not (tmp_path / "runs" / "bs").exists()
 
 
 def test_runs_root_from_argument_env_or_home(tmp_path, monkeypatch):

@@ -8,14 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import fields
 
 import pytest
 import torch
 
 from fer_core.checkpoint import read_checkpoint
+from fer_core.checks import MIN_CROP, config_problems
 from fer_core.config import RECIPES, SAMPLE_DATA, TrainConfig, tune_allocator
 from fer_core.data import DataError, FERData, load_ferplus
-from fer_core.models import build_model
+from fer_core.models import build_model, list_models
 from fer_core.targets import soft_targets
 from fer_core.train import RunFolder, bf16_supported, build_for_training, config_from_args, fit, get_args_parser, lr_at, main
 
@@ -248,6 +250,46 @@ def test_cli_unwritable_run_folder_is_a_clear_message(sample_path, tmp_path, run
     r = run_main(main, "--run", tmp_path / "a_file" / "r", "--data", sample_path, "--model", "small", "--width", 8)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "a_file" in r.stderr and "Traceback" not in r.stderr
     assert (tmp_path / "a_file").read_text() == "keep me"
+
+
+def test_every_recipe_and_shipped_config_passes_the_checks():
+    from fer_core.config import DEFAULT_CHECKPOINT
+    configs = [TrainConfig(), TINY, *(r.config() for r in RECIPES.values())]
+    configs += [TrainConfig.from_dict(read_checkpoint(p)["config"]) for p in sorted(DEFAULT_CHECKPOINT.parent.glob("*.pt"))]
+    assert len(configs) >= 8 and all(config_problems(c) == [] for c in configs)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_takes_the_smallest_crop_the_checks_allow(name):
+    model = build_model(name, width=8).eval()
+    assert model(torch.zeros(2, 1, MIN_CROP, MIN_CROP)).shape == (2, 7)
+
+
+def test_cli_bad_settings_are_all_named_before_anything_is_made(sample_path, tmp_path, run_main):
+    bad = {"--model": "nope", "--batch-size": 0, "--crop-size": 60, "--width": 0, "--epochs": 0, "--erasing": 2,
+           "--drop-rate": 1.5, "--label-smoothing": 1.5, "--momentum": 2, "--mixup": -1, "--warmup-epochs": -1,
+           "--threads": -3, "--val-split": "publictest", "--schedule": "linear", "--lr": -0.1}
+    r = run_main(main, "--run", tmp_path / "r", "--data", sample_path, *(str(x) for kv in bad.items() for x in kv))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and not (tmp_path / "r").exists()
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == len(bad) and all(line.startswith("error: ") for line in lines)
+    for flag, value in bad.items():
+        assert any(line.startswith(f"error: {flag[2:].replace('-', '_')}") and f"{value}" in line for line in lines), flag
+    assert "must be one of resnet, small, vgg, vgg_deep" in r.stderr and "must be 16 to 48" in r.stderr
+    r = run_main(main, "--run", tmp_path / "r", "--data", sample_path, "--class-weights", "maybe")
+    assert r.returncode == 2 and "expected true or false, not 'maybe'" in r.stderr and not (tmp_path / "r").exists()
+    assert config_from_args(get_args_parser().parse_args(["--class-weights", "Yes", "--channels-last", "0"])).class_weights
+    with pytest.raises(ValueError, match="crop_size"):  # fit and the dashboard's jobs refuse them too
+        fit(TINY.replace(crop_size=12), tmp_path / "r", data=None)
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_help_describes_every_setting_with_its_default():
+    actions = {a.dest: a for a in get_args_parser()._actions}
+    for f in fields(TrainConfig):
+        assert len(actions[f.name].help or "") > 20, f.name
+    assert "(default: 0.05)" in actions["lr"].help and "(default: standard)" in actions["augment"].help
+    assert get_args_parser().format_help().count("(default:") >= len(fields(TrainConfig)) - 2  # "" defaults say none
 
 
 def test_cli_run_that_is_a_file_and_resume_with_nothing_to_resume(sample_path, tmp_path, run_main):
