@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
 
 from .config import IMAGE_SIZE, TrainConfig
 from .distill import check_distill
@@ -40,9 +45,28 @@ def _refusal(check: Callable[[], None]) -> str | None:
     return None
 
 
+def type_problems(cfg: TrainConfig) -> list[str]:
+    """The fields of cfg whose value is not of the field's type (a number where a number belongs: ints count as floats)."""
+    found = []
+    for f in fields(cfg):
+        value, kind = getattr(cfg, f.name), type(f.default)
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok:
+            found.append(f"{f.name} must be {_KINDS[kind]}, not {value!r}")
+    return found
+
+
+_KINDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
+
+
 def config_problems(cfg: TrainConfig) -> list[str]:
     """Every field of cfg a run would refuse or crash on, as messages (empty when the config is fine). The checks that
     need files (data, --init, --teacher, a GPU) happen when the run starts."""
+    wrong_type = type_problems(cfg)
+    if wrong_type:  # the range checks below would compare strings with numbers
+        return wrong_type
     found = [
         _choice("model", cfg.model, list_models()),
         _choice("labels", cfg.labels, LABELS),
@@ -71,6 +95,25 @@ def config_problems(cfg: TrainConfig) -> list[str]:
         _refusal(lambda: check_distill(cfg)),
     ]
     return [p for p in found if p]
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The TrainConfig fields in a JSON file (`fer-train --config`); ValueError for a missing or unreadable file, one
+    that is not a JSON object, or names no TrainConfig field has (a typo would otherwise be ignored)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"--config {path}: not a readable JSON file ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a JSON object of settings like {{\"lr\": 0.02}}, "
+                         f"not a {type(data).__name__}")
+    known = [f.name for f in fields(TrainConfig)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"--config {path}: unknown settings {', '.join(unknown)}; the settings are {', '.join(known)}")
+    return data
 
 
 def check_config(cfg: TrainConfig) -> None:

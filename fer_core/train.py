@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import CheckpointError, float_weights, read_checkpoint, save_checkpoint
-from .checks import DEVICES, PRECISIONS, SCHEDULES, check_config, config_problems
+from .checks import DEVICES, PRECISIONS, SCHEDULES, check_config, config_problems, read_config_file
 from .config import (
     RECIPES,
     DataNotFoundError,
@@ -329,7 +328,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     run's own config when resuming, then flags."""
     base = RECIPES[args.recipe].config() if args.recipe else TrainConfig()
     if args.config:
-        base = TrainConfig.from_dict({**base.to_dict(), **json.loads(Path(args.config).read_text())})
+        base = TrainConfig.from_dict({**base.to_dict(), **read_config_file(args.config)})
     last = Path(args.run) / "last.pt"
     if args.resume and last.exists():
         base = TrainConfig.from_dict(read_checkpoint(last)["config"])
@@ -352,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         cfg = config_from_args(args)
-    except CheckpointError as e:
+    except (CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     problems = config_problems(cfg)

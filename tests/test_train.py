@@ -284,6 +284,20 @@ def test_cli_bad_settings_are_all_named_before_anything_is_made(sample_path, tmp
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("text, message", [
+    ('{"lr": 0.02, "learning_rate": 0.1}', "unknown settings learning_rate; the settings are data, labels"),
+    ("lr = 0.02", "not a readable JSON file"),
+    ("[0.02]", "expected a JSON object of settings"),
+    (None, "no such file"),
+    ('{"lr": "fast", "width": 1.5, "class_weights": 1}', "lr must be a number, not 'fast'"),
+])
+def test_cli_bad_config_file_is_a_clear_message(sample_path, tmp_path, run_main, text, message):
+    if text is not None:
+        (tmp_path / "c.json").write_text(text)
+    r = run_main(main, "--run", tmp_path / "r", "--data", sample_path, "--config", tmp_path / "c.json")
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr and not (tmp_path / "r").exists()
+
+
 def test_cli_help_describes_every_setting_with_its_default():
     actions = {a.dest: a for a in get_args_parser()._actions}
     for f in fields(TrainConfig):
