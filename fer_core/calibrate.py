@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, load_model, read_checkpoint
-from .config import DataNotFoundError, atomic_torch_save, cli_main, cli_prog, output_file, set_threads
+from .config import DataNotFoundError, atomic_torch_save, cli_main, cli_prog, output_file, set_threads, thread_count
 from .data import DataError, load_dataset
 from .evaluate import probs_at, view_logits
 from .metrics import reliability
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="dataset path (default: the usual locations)")
     p.add_argument("--split", default="PublicTest", help="the model-selection split (never the one you report as test)")
     p.add_argument("--out", default=None, type=output_file, help="write here instead of updating the checkpoint in place")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=thread_count, default=0)
     args = p.parse_args(argv)
     set_threads(args.threads)
     try:

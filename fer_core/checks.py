@@ -9,7 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from .config import IMAGE_SIZE, TrainConfig
+from .config import IMAGE_SIZE, MAX_THREADS, TrainConfig
 from .distill import check_distill
 from .ema import check_ema
 from .models import list_models
@@ -89,7 +89,7 @@ def config_problems(cfg: TrainConfig) -> list[str]:
         _range("erasing", cfg.erasing, 0, 1, meaning=" (a probability)"),
         _range("mixup", cfg.mixup, 0, meaning=" (alpha; 0 = off)"),
         _range("limit", cfg.limit, 0, meaning=" (0 = all)"),
-        _range("threads", cfg.threads, 0, meaning=" (0 = all cores)"),
+        _range("threads", cfg.threads, 0, MAX_THREADS, meaning=" (0 = all cores)"),
         _refusal(lambda: check_soft_labels(cfg.soft_labels)),
         _refusal(lambda: check_ema(cfg.ema)),
         _refusal(lambda: check_distill(cfg)),

@@ -197,6 +197,20 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+MAX_THREADS = 256  # far above any core count here; 99999 made torch fail to allocate with a misleading message
+
+
+def thread_count(text: str) -> int:
+    """argparse `type` of the CLIs' --threads: 0 (every core) up to MAX_THREADS; anything else is a usage error."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of threads, not {text!r}") from None
+    if not 0 <= n <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected 0 (all cores) up to {MAX_THREADS} threads, not {n}")
+    return n
+
+
 def set_threads(threads: int = 0) -> int:
     """Use `threads` intra-op threads (0 = every available core); returns the number set."""
     n = threads if threads > 0 else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)

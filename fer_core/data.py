@@ -39,6 +39,13 @@ class DataError(ValueError):
     """A dataset file is malformed; the message names the file and, where it applies, the row."""
 
 
+class SplitError(DataError, KeyError):
+    """The data has no such split (a KeyError too, for callers that look splits up); printed without KeyError's quotes."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 @dataclass
 class FERData:
     """Images `(N, 48, 48)` uint8 and labels `(N,)` int64 per split, in file order."""
@@ -55,7 +62,7 @@ class FERData:
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Images and labels of one split; a clear error lists the splits present."""
         if name not in self.images:
-            raise KeyError(f"split {name!r} is not in {self.source or 'the data'}; it has {self.splits}")
+            raise SplitError(f"split {name!r} is not in {self.source or 'the data'}; it has {', '.join(self.splits)}")
         return self.images[name], self.labels[name]
 
     def class_counts(self) -> dict[str, list[int]]:

@@ -13,7 +13,17 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import EMOTIONS, IMAGE_SIZE, DataNotFoundError, atomic_write_json, cli_main, cli_prog, output_file, set_threads
+from .config import (
+    EMOTIONS,
+    IMAGE_SIZE,
+    DataNotFoundError,
+    atomic_write_json,
+    cli_main,
+    cli_prog,
+    output_file,
+    set_threads,
+    thread_count,
+)
 from .data import DataError, load_dataset
 from .metrics import summarize
 from .models import count_params
@@ -134,7 +144,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="fp32 (exact, the default), int8 (quantized inference, faster), onnx / onnx-int8 "
                         "(the same in ONNX Runtime: 2-3x faster again on an AVX2 CPU)")
     p.add_argument("--out", default=None, type=output_file, help="write the JSON report here")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=thread_count, default=0)
     return p
 
 

@@ -25,6 +25,7 @@ from .config import (
     output_problem,
     read_json,
     set_threads,
+    thread_count,
 )
 from .crops import MARGIN
 from .evaluate import predict_probs, probs_at
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                    + "; ".join(f"{k}: {v}" for k, v in TTA_VIEWS.items()))
     p.add_argument("--int8", action="store_true", help="statically quantized weights and activations: about a quarter "
                    "of the size and 2-3x faster on CPUs, ~99%% the same answers")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
+    p.add_argument("--threads", type=thread_count, default=0, help="CPU threads (0 = all cores)")
     args = p.parse_args(argv)
     set_threads(args.threads)
     if args.out is None:  # named after the checkpoint, and checked as a given --out is, before the export

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 from PIL import Image
 
 from .checkpoint import CheckpointError, LoadedModel, load_model
-from .config import DEFAULT_CHECKPOINT, cli_main, cli_prog, set_threads
+from .config import DEFAULT_CHECKPOINT, cli_main, cli_prog, set_threads, thread_count
 from .faces import RELIABLE_FROM, has_small_faces
 from .images import ImageError, load_image
 from .predict import CSV_COLUMNS, FacePrediction, annotate, csv_rows, face_names, iter_predictions, tally
@@ -149,7 +149,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=float, default=DEFAULT_EVERY_S, metavar="SECONDS",
                    help="videos: classify the faces of one frame every SECONDS (default %(default)s; long videos are "
                         "sampled more sparsely, at most 600 frames)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    p.add_argument("--threads", type=thread_count, default=0, help="torch CPU threads (0 = all cores)")
     return p
 
 

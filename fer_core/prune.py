@@ -69,6 +69,8 @@ def prune_vgg(model: VGG, narrow: VGG, faces: torch.Tensor) -> VGG:
 
 def prune_checkpoint(src: str | os.PathLike[str], width: int, out: str | os.PathLike[str]) -> Path:
     """Prune a trained VGG checkpoint to `width` channels in its first stage; save it (config width updated) to `out`."""
+    if width < 1:
+        raise ValueError(f"--width is the first stage's channel count of the pruned copy, at least 1, not {width}")
     loaded = load_model(src)
     if not isinstance(loaded.model, VGG):
         raise CheckpointError(f"{src}: pruning needs a VGG-family model, not {loaded.config.model}")

@@ -15,7 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from .config import DEFAULT_CHECKPOINT, IMAGE_SIZE, atomic_write_bytes, atomic_write_json, cli_prog, read_json, set_threads
+from .config import (
+    DEFAULT_CHECKPOINT,
+    IMAGE_SIZE,
+    atomic_write_bytes,
+    atomic_write_json,
+    cli_prog,
+    read_json,
+    set_threads,
+    thread_count,
+)
 from .jobs import is_trainer, launch, log_tail, wait_for
 from .predict import FacePrediction
 from .transforms import TTA_MODES
@@ -190,7 +199,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", default="none", choices=TTA_MODES)
     p.add_argument("--no-detect", action="store_true", help="each frame is one face (no face detection)")
     p.add_argument("--small-faces", action="store_true", help="also faces from about 3%% of the short side (slower)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--threads", type=thread_count, default=0, help="torch threads (0: all cores)")
     p.add_argument("--annotate-from", metavar="DIR", default=None,
                    help=f"instead of analysing: draw the analysis in DIR on the video, as --out/{ANNOTATED}")
     p.add_argument("--max-side", type=int, default=None, help="with --annotate-from: shrink frames to this side")

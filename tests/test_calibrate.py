@@ -54,3 +54,4 @@ def test_cli_in_place_and_errors(sample_path, tmp_path, capsys, fast_checkpoint)
     assert main(["--checkpoint", str(tmp_path / "missing.pt"), "--data", str(sample_path)]) == 2
     assert "not found" in capsys.readouterr().err
     assert main(["--checkpoint", str(ckpt), "--data", str(sample_path), "--split", "Nope"]) == 2
+    assert capsys.readouterr().err.startswith("error: split 'Nope' is not in")  # not KeyError's quoted repr

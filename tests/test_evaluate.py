@@ -48,7 +48,7 @@ def test_cli_tta_and_errors(sample_path, tmp_path, fast_checkpoint, run_main):
                  "--tta", "--out", out)
     assert r.returncode == 0 and json.loads(out.read_text())["tta"] == "multiscale"
     r = run_main(main, "--data", sample_path, "--split", "Validation")
-    assert r.returncode == 2 and "it has ['Training', 'PublicTest', 'PrivateTest']" in r.stderr
+    assert r.returncode == 2 and "it has Training, PublicTest, PrivateTest" in r.stderr
     r = run_main(main, "--data", tmp_path / "none.csv")
     assert r.returncode == 2 and "FER2013 data not found" in r.stderr
     r = run_main(main, "--data", sample_path, "--checkpoint", tmp_path / "none.pt")

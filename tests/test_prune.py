@@ -67,4 +67,8 @@ def test_cli_errors_are_clear(tmp_path, run_main):
     assert r.returncode == 2 and "VGG" in r.stderr
     r = run_main(main, "--checkpoint", tmp_path / "missing.pt", "--width", "16", "--out", tmp_path / "x.pt")
     assert r.returncode == 2 and "not found" in r.stderr
+    for width in (0, -3):  # 0 wrote a model with no channels; -3 was a traceback
+        fast = DEFAULT_CHECKPOINT.parent / "fer_fast.pt"
+        r = run_main(main, "--checkpoint", fast, "--width", width, "--out", tmp_path / "x.pt")
+        assert r.returncode == 2 and f"at least 1, not {width}" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x.pt").exists()
