@@ -120,6 +120,12 @@ class TrainConfig:
     init: str = _field("", "start from this checkpoint's weights and normalisation (fresh optimizer and schedule)")
     device: str = _field("cpu", "cpu or cuda (training only; checkpoints load and evaluate on the CPU)")
 
+    @classmethod
+    def help(cls, name: str) -> str:
+        """A field's description, as a sentence (the Train page's tooltips; `fer-train --help` prints the same)."""
+        text: str = next(f for f in fields(cls) if f.name == name).metadata["help"]
+        return text[:1].upper() + text[1:]
+
     def replace(self, **changes: Any) -> TrainConfig:
         """Return a copy with some fields changed (unknown names raise TypeError)."""
         from dataclasses import replace

@@ -11,7 +11,7 @@ import loaders
 import widgets
 from fer_core import jobs
 from fer_core.checkpoint import CheckpointError
-from fer_core.config import RECIPES
+from fer_core.config import RECIPES, TrainConfig
 from fer_core.models import list_models
 from fer_core.train import available_devices, bf16_supported, init_recipe
 from fer_core.transforms import AUGMENT_LEVELS
@@ -40,29 +40,31 @@ with st.expander("New training run", expanded=current is None):
                                   "The form's other values apply; what it does not show comes from the checkpoint's recipe")
         c: Sequence[DeltaGenerator] = st.columns(4)
         name = c[0].text_input("Run name", placeholder="automatic (date-model)", help="A folder name under the runs folder")
-        model = c[1].selectbox("Model", list_models(), index=list_models().index(d.model))
+        model = c[1].selectbox("Model", list_models(), index=list_models().index(d.model), help=TrainConfig.help("model"))
         width = c[2].number_input("Width", 4, 128, d.width, help="Channels of the first stage (doubles per stage)")
-        epochs = c[3].number_input("Epochs", 1, 500, d.epochs)
+        epochs = c[3].number_input("Epochs", 1, 500, d.epochs, help=TrainConfig.help("epochs"))
         c = st.columns(5)
-        lr = c[0].number_input("Learning rate", 1e-4, 1.0, d.lr, format="%.4f")
-        batch_size = c[1].number_input("Batch size", 8, 1024, d.batch_size, step=8)
+        lr = c[0].number_input("Learning rate", 1e-4, 1.0, d.lr, format="%.4f", help=TrainConfig.help("lr"))
+        batch_size = c[1].number_input("Batch size", 8, 1024, d.batch_size, step=8, help=TrainConfig.help("batch_size"))
         ema = c[2].number_input("Weight average", 0.0, 0.9999, d.ema, step=0.001, format="%.4f",
                                 help="Per-step decay of an exponential moving average of the weights (0 = off; 0.999 "
                                      "averages about the last 1,000 steps): the average is what is evaluated and saved")
         patience = c[3].number_input("Patience (0 = off)", 0, 500, d.patience, help="Stop after N epochs without progress")
-        crop_size = c[4].number_input("Crop size", 32, 48, d.crop_size)
+        crop_size = c[4].number_input("Crop size", 32, 48, d.crop_size, help=TrainConfig.help("crop_size"))
         st.markdown("**Augmentation and targets**")
         c = st.columns(4)
-        augment = c[0].selectbox("Augmentation", list(AUGMENT_LEVELS), index=list(AUGMENT_LEVELS).index(d.augment))
-        erasing = c[1].number_input("Random erasing", 0.0, 1.0, d.erasing, step=0.1)
-        mixup = c[2].number_input("Mixup alpha", 0.0, 2.0, d.mixup, step=0.1)
-        label_smoothing = c[3].number_input("Label smoothing", 0.0, 0.5, d.label_smoothing, step=0.05)
+        augment = c[0].selectbox("Augmentation", list(AUGMENT_LEVELS), index=list(AUGMENT_LEVELS).index(d.augment),
+                                 help=TrainConfig.help("augment"))
+        erasing = c[1].number_input("Random erasing", 0.0, 1.0, d.erasing, step=0.1, help=TrainConfig.help("erasing"))
+        mixup = c[2].number_input("Mixup alpha", 0.0, 2.0, d.mixup, step=0.1, help=TrainConfig.help("mixup"))
+        label_smoothing = c[3].number_input("Label smoothing", 0.0, 0.5, d.label_smoothing, step=0.05,
+                                            help=TrainConfig.help("label_smoothing"))
         c = st.columns(4, vertical_alignment="bottom")  # the checkboxes line up with the inputs' boxes
         labels = c[0].selectbox("Labels", ["fer2013", "ferplus"], help="ferplus trains on FER+ majority votes (fer2013new.csv)")
         soft_labels = c[1].number_input("FER+ soft labels", 0.0, 1.0, d.soft_labels, step=0.1,
                                         help="Move each training target towards the image's FER+ vote shares by this weight "
                                              "(needs fer2013new.csv beside the CSV; 0.3 gained 0.9 points in a GPU sweep)")
-        limit = c[2].number_input("Limit training images (0 = all)", 0, 100_000, 0)
+        limit = c[2].number_input("Limit training images (0 = all)", 0, 100_000, 0, help=TrainConfig.help("limit"))
         class_weights = c[3].checkbox("Class weights", help="Weight the loss by inverse class frequency (helps disgust)")
         st.markdown("**Distillation**")
         c = st.columns([2, 1, 1])
