@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -307,6 +308,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                        metavar=f.name.upper(), help=(f.metadata["help"] + default).replace("%", "%%"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--list-models", action="store_true", help="print the registered models with parameter counts and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the settings the run would use (defaults, recipe, --config, "
+                   "--init's recipe, flags) as JSON for --config, check them, and exit without training")
     return p
 
 
@@ -358,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     if problems:  # refused before the run folder is made or the model built
         print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
         return 2
+    if args.dry_run:  # nothing is made or loaded: the JSON round-trips through --config
+        print(json.dumps(cfg.to_dict(), indent=1))
+        return 0
     if args.resume and not (Path(args.run) / "last.pt").exists():  # a mistyped run name would start afresh unnoticed
         print(f"note: nothing to resume in {args.run} (no last.pt yet): starting the run from its first epoch",
               file=sys.stderr, flush=True)

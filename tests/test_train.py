@@ -298,6 +298,20 @@ def test_cli_bad_config_file_is_a_clear_message(sample_path, tmp_path, run_main,
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr and not (tmp_path / "r").exists()
 
 
+def test_cli_dry_run_prints_the_resolved_settings_for_config_and_makes_nothing(tmp_path, run_main, fast_checkpoint):
+    r = run_main(main, "--run", tmp_path / "r", "--recipe", "t65", "--init", fast_checkpoint, "--lr", 0.02, "--dry-run")
+    assert r.returncode == 0 and not (tmp_path / "r").exists()
+    shown = json.loads(r.stdout)
+    recipe = TrainConfig.from_dict(read_checkpoint(fast_checkpoint)["config"])
+    assert shown["lr"] == 0.02 and shown["init"] == str(fast_checkpoint) and shown["width"] == recipe.width  # flag, init
+    assert shown["soft_labels"] == recipe.soft_labels and shown["teacher"] == ""  # the init's recipe, not its machine
+    (tmp_path / "c.json").write_text(r.stdout)
+    again = run_main(main, "--run", tmp_path / "r", "--config", tmp_path / "c.json", "--dry-run")
+    assert again.returncode == 0 and json.loads(again.stdout) == shown  # the printed settings round-trip
+    bad = run_main(main, "--run", tmp_path / "r", "--crop-size", 60, "--dry-run")
+    assert bad.returncode == 2 and "crop_size" in bad.stderr and bad.stdout == ""
+
+
 def test_cli_help_describes_every_setting_with_its_default():
     actions = {a.dest: a for a in get_args_parser()._actions}
     for f in fields(TrainConfig):
