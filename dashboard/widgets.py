@@ -194,7 +194,13 @@ def _run_actions(info: jobs.RunInfo) -> None:
             if st.button("Train longer", key=f"{key}-longer", icon=":material/fast_forward:"):
                 jobs.resume_job(info.path, epochs=int(more))
                 st.rerun()
-    except jobs.JobError as e:
+        if not info.active:
+            with st.popover("Delete", icon=":material/delete:", help="Delete this run's folder: checkpoints, curves, log"):
+                st.markdown(f"Delete **{info.name}** and its checkpoints? This cannot be undone.")
+                if st.button("Delete run", key=f"{key}-delete", type="primary"):
+                    jobs.delete_run(info.path, info.path.parent)
+                    st.rerun()
+    except (jobs.JobError, OSError) as e:
         st.error(str(e))
 
 

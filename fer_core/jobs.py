@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -264,6 +265,20 @@ def cancel_job(run_dir: str | os.PathLike[str]) -> bool:
         return False
     os.kill(info.pid, signal.SIGTERM)
     return True
+
+
+def delete_run(run_dir: str | os.PathLike[str], runs_root: str | os.PathLike[str] | None = None) -> None:
+    """Delete a run folder of the runs root, checkpoints and all; JobError for a live run or anything not a run there."""
+    root, run_dir = resolve_runs_root(runs_root), Path(run_dir).resolve()
+    if run_dir.parent != root or run_dir.name.startswith(".") or not run_dir.is_dir():
+        raise JobError(f"{run_dir} is not a run folder of {root}")
+    with _START_LOCK:  # no resume of it can start in between
+        info = read_run(run_dir)
+        if info.active:
+            raise JobError(f"run {info.name} is {info.state} (pid {info.pid}): cancel it before deleting it")
+        if info.state == "empty":
+            raise JobError(f"{run_dir} holds no training run (no status.json or job.json); left as it is")
+        shutil.rmtree(run_dir)
 
 
 def start_evaluation(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], split: str, out: str | os.PathLike[str],

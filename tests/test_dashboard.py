@@ -473,6 +473,9 @@ def test_train_form_starts_a_tiny_job_and_shows_it_finished(runs):
         hit = time_to_accuracy(RunFolder(runs / "ui-tiny").read_metrics(), target)
         assert (f"{target:.0%} at epoch {hit[0]} after" if hit else f"{target:.0%} not yet") in line
     assert by_label(at.button, "Train longer") is not None and len(at.dataframe) == 1
+    by_label(at.button, "Delete run").click().run()  # in the Delete popover
+    assert not at.exception and not at.error, texts(at.error)
+    assert not (runs / "ui-tiny").exists() and "No runs in" in texts(at.info)
 
 
 def test_train_form_follows_the_chosen_recipe(runs):

@@ -125,6 +125,35 @@ def test_a_run_started_without_the_lock_still_blocks_a_new_job(tmp_path):
     assert jobs.read_run(tmp_path / "by-hand").state == "interrupted"
 
 
+def test_delete_run_removes_a_stopped_run_and_refuses_live_runs_and_other_folders(tmp_path, sample_data):
+    from fer_core.train import fit
+
+    root = tmp_path / "runs"
+    fit(TINY, root / "done", data=sample_data)
+    assert {"best.pt", "last.pt", "status.json"} <= {p.name for p in (root / "done").iterdir()}
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "fer_core.train"])  # a live trainer
+    try:
+        (root / "live").mkdir()
+        (root / "live" / "status.json").write_text(json.dumps({"state": "running", "pid": proc.pid, "epoch": 1}))
+        with pytest.raises(jobs.JobError, match="live is running .* cancel it before deleting it"):
+            jobs.delete_run(root / "live", root)
+    finally:
+        proc.kill()
+        proc.wait()
+    (root / "reports").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "status.json").write_text(json.dumps({"state": "finished"}))
+    with pytest.raises(jobs.JobError, match="holds no training run"):
+        jobs.delete_run(root / "reports", root)
+    with pytest.raises(jobs.JobError, match="is not a run folder of"):
+        jobs.delete_run(tmp_path / "elsewhere", root)
+    with pytest.raises(jobs.JobError, match="is not a run folder of"):
+        jobs.delete_run(root / "done" / ".." / ".." / "elsewhere", root)
+    assert (root / "live").is_dir() and (root / "reports").is_dir() and (tmp_path / "elsewhere" / "status.json").exists()
+    jobs.delete_run(root / "done", root)
+    assert not (root / "done").exists() and [r.name for r in jobs.list_runs(root)] == ["live"]  # now interrupted
+
+
 @pytest.mark.slow
 def test_tiny_job_runs_to_finished(tmp_path):
     job = jobs.start_job(TINY, tmp_path, name="tiny")
