@@ -15,6 +15,7 @@ import loaders
 import plots
 import widgets
 from fer_core import jobs
+from fer_core.compare import ReportError, compare_reports, verdict
 from fer_core.config import SPLITS
 from fer_core.evaluate import REFERENCE
 from fer_core.metrics import label_noise, top_confusions
@@ -134,6 +135,14 @@ def compare(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> Non
     config["difference"] = st.column_config.NumberColumn(
         "B − A", format="%+.4f", help="Positive: B is higher (better for accuracy and F1, worse for ECE and log loss)")
     st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=config)
+    try:
+        pair = compare_reports(a, b)
+    except ReportError as e:
+        st.caption(f"No image-by-image test: {e}.")
+    else:
+        st.markdown(verdict(pair))
+        table = {"B right": [pair["both_right"], pair["only_b"]], "B wrong": [pair["only_a"], pair["both_wrong"]]}
+        st.dataframe(pd.DataFrame(table, index=["A right", "A wrong"]), width="content")
     st.plotly_chart(plots.per_class({names[0]: a, names[1]: b}), key="cmp-f1")
     left, right = st.columns(2)
     for col, r, name, k in ((left, a, names[0], "cmp-a"), (right, b, names[1], "cmp-b")):

@@ -1,4 +1,5 @@
-"""Classification metrics as thin wrappers over scikit-learn, and time to accuracy of a run, returning plain Python data."""
+"""Classification metrics as thin wrappers over scikit-learn (and SciPy for the paired test), and time to accuracy of a run,
+returning plain Python data."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import binomtest
 from sklearn import metrics as skm
 
 from .config import EMOTIONS
@@ -81,6 +83,25 @@ def summarize(probs: np.ndarray, y_true: Sequence[int] | np.ndarray, *, labels: 
             "per_class": per_class(y_true, y_pred, labels=labels),
             "confusion_matrix": confusion(y_true, y_pred, num_classes=len(labels)),
             "ece": cal["ece"], "reliability": cal["bins"], "log_loss": log_loss(probs, y_true)}
+
+
+def paired(y_true: Sequence[int] | np.ndarray, pred_a: Sequence[int] | np.ndarray,
+           pred_b: Sequence[int] | np.ndarray) -> dict[str, Any]:
+    """Two models' answers on the same images: how many each gets right where the other is wrong, the accuracy
+    difference B - A with its 95% confidence interval (paired, normal approximation), and McNemar's exact p-value
+    (a two-sided binomial test on the images exactly one model gets right: how often a difference at least this large
+    would arise if the two were equally accurate)."""
+    y, a, b = np.asarray(y_true), np.asarray(pred_a), np.asarray(pred_b)
+    if not len(y) == len(a) == len(b) or len(y) == 0:
+        raise ValueError(f"paired comparison needs answers for the same images: {len(y)} labels, {len(a)} and {len(b)} answers")
+    a_right, b_right = a == y, b == y
+    only_a, only_b, n = int((a_right & ~b_right).sum()), int((~a_right & b_right).sum()), len(y)
+    diff = (only_b - only_a) / n
+    half = 1.96 * float(np.sqrt(max(only_a + only_b - (only_b - only_a) ** 2 / n, 0.0))) / n
+    p = float(binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue) if only_a + only_b else 1.0
+    return {"n": n, "both_right": int((a_right & b_right).sum()), "both_wrong": int((~a_right & ~b_right).sum()),
+            "only_a": only_a, "only_b": only_b, "accuracy_a": float(a_right.mean()), "accuracy_b": float(b_right.mean()),
+            "difference": diff, "ci95": (diff - half, diff + half), "p_value": p}
 
 
 def time_to_accuracy(rows: Sequence[dict[str, Any]], target: float) -> tuple[int, float] | None:

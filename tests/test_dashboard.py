@@ -578,6 +578,26 @@ def test_evaluate_page_browses_and_compares_saved_reports(runs, shipped_bare):
     at.selectbox(key="report_b").set_value(f"{first}#0" if at.selectbox(key="report_a").value.startswith(str(second))
                                            else f"{second}#0").run()
     assert not at.exception and len(at.get("plotly_chart")) == 7  # plus per-class F1 and two confusion matrices
+    assert any(c.value.startswith("No image-by-image test: the reports do not score the same images") for c in at.caption)
+
+
+def test_evaluate_compare_tests_two_models_on_the_same_images(runs, shipped_bare):
+    from fer_core.compare import compare_reports, verdict
+    from fer_core.evaluate import evaluate_checkpoint
+
+    first = save_report(runs, "PublicTest")
+    fast = evaluate_checkpoint(DEFAULT_CHECKPOINT.parent / "fer_fast.pt", SAMPLE_DATA, "PublicTest")
+    second = runs / "reports" / "fer_fast.PublicTest.none.report.json"
+    atomic_write_json(second, fast)
+    at = open_page("views/evaluate.py")
+    at.selectbox(key="report_a").set_value(f"{first}#0").run()
+    at.selectbox(key="report_b").set_value(f"{second}#0").run()
+    assert not at.exception
+    expected = compare_reports(make_report("PublicTest"), fast)
+    assert verdict(expected) in texts(at.markdown)
+    table = next(d.value for d in at.dataframe if "B right" in d.value)
+    assert table.loc["A right", "B wrong"] == expected["only_a"] and table.loc["A wrong", "B right"] == expected["only_b"]
+    assert int(table.to_numpy().sum()) == expected["n"] == 140
 
 
 def test_evaluate_overview_scores_the_report_against_the_ferplus_votes(runs, shipped_bare, tmp_path):

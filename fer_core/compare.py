@@ -1,0 +1,101 @@
+"""Paired comparison of two evaluation reports on the same images (McNemar's exact test); CLI `python -m fer_core.compare`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import cli_main, cli_prog
+from .metrics import paired
+
+SIGNIFICANCE = 0.05
+
+
+class ReportError(ValueError):
+    """A report file cannot be read, or two reports do not score the same images; the message says which and why."""
+
+
+def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The report in a *.report.json file; `FILE#i` picks the i-th of a file holding a list (as the dashboard lists them)."""
+    name, _, index = str(path).partition("#")
+    try:
+        data = json.loads(Path(name).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"{name}: no such report file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ReportError(f"{name}: not a readable JSON report ({e})") from None
+    items = data if isinstance(data, list) else [data]
+    try:
+        report = items[int(index or 0)]
+    except (ValueError, IndexError):
+        raise ReportError(f"{path}: the file holds {len(items)} report(s); pick one as {name}#0 to #{len(items) - 1}") from None
+    if not isinstance(report, dict) or not {"split", "n", "accuracy"} <= set(report):
+        raise ReportError(f"{path}: not an evaluation report (fer-evaluate --out writes them)")
+    return report
+
+
+def describe(report: dict[str, Any]) -> str:
+    """One line naming what a report scored: checkpoint, split and size, TTA, precision."""
+    return (f"{Path(str(report.get('checkpoint', '?'))).name} on {report['split']} ({report['n']:,} images), "
+            f"TTA {report.get('tta', 'none')}, {report.get('precision', 'fp32')}")
+
+
+def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """metrics.paired over two reports' per-image answers, once they are known to score the same images (the same
+    split, size and true labels in the same order); ReportError otherwise."""
+    for name, r in (("A", a), ("B", b)):
+        if not isinstance(r.get("predictions"), dict) or "y_pred" not in r["predictions"]:
+            raise ReportError(f"report {name} ({describe(r)}) has no per-image answers; evaluate it again with fer-evaluate")
+    ya, yb = a["predictions"]["y_true"], b["predictions"]["y_true"]
+    if a["split"] != b["split"] or len(ya) != len(yb) or ya != yb:
+        raise ReportError(f"the reports do not score the same images (A: {describe(a)}; B: {describe(b)}), "
+                          "so they cannot be compared image by image")
+    return {**paired(ya, a["predictions"]["y_pred"], b["predictions"]["y_pred"]), "split": a["split"],
+            "a": describe(a), "b": describe(b)}
+
+
+def verdict(result: dict[str, Any], names: tuple[str, str] = ("A", "B")) -> str:
+    """The comparison in one sentence: the difference, its interval, the discordant images and what p says."""
+    a, b = names
+    lo, hi = result["ci95"]
+    diff = result["difference"]
+    head = (f"{b} is {abs(diff) * 100:.2f} points {'above' if diff >= 0 else 'below'} {a}" if diff
+            else f"{a} and {b} score the same")
+    meaning = (f"a difference this large would be unlikely if the two were equally accurate (p < {SIGNIFICANCE:g})"
+               if result["p_value"] < SIGNIFICANCE else "within the noise of this many images: no evidence either is better")
+    return (f"{head} on {result['split']} (95% interval {lo * 100:+.2f} to {hi * 100:+.2f}); {result['only_b']} images "
+            f"only {b} gets right, {result['only_a']} only {a}; McNemar's exact p = {result['p_value']:.3g}: {meaning}.")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=cli_prog("fer_core.compare"), description=__doc__ + " Exit 0 whatever the result.")
+    p.add_argument("a", help="report A (*.report.json; FILE#i for the i-th of a file holding several)")
+    p.add_argument("b", help="report B, of the same split and data")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    return p
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        result = compare_reports(read_report(args.a), read_report(args.b))
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"A: {result['a']}\nB: {result['b']}")
+    print(f"accuracy A {result['accuracy_a']:.2%}, B {result['accuracy_b']:.2%}; both right {result['both_right']}, "
+          f"both wrong {result['both_wrong']}")
+    print(verdict(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Paired comparison of reports: McNemar's exact test on the shipped models' real PublicTest reports, and clear errors."""
+
+from __future__ import annotations
+
+import json
+from math import comb
+
+import numpy as np
+import pytest
+
+from fer_core.compare import ReportError, compare_reports, main, read_report, verdict
+from fer_core.config import DEFAULT_CHECKPOINT, SAMPLE_DATA, atomic_write_json
+from fer_core.metrics import paired
+
+SHIPPED = DEFAULT_CHECKPOINT.parent
+
+
+def exact_mcnemar(only_a: int, only_b: int) -> float:
+    """Two-sided exact p from first principles: twice the smaller binomial tail of the discordant images at 1/2."""
+    n, k = only_a + only_b, min(only_a, only_b)
+    return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2**n)
+
+
+def test_paired_counts_the_discordant_images_and_matches_the_exact_test():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 500)
+    a = np.where(rng.random(500) < 0.7, y, (y + 1) % 7)
+    b = np.where(rng.random(500) < 0.75, y, (y + 2) % 7)
+    r = paired(y, a, b)
+    assert r["only_a"] == int(((a == y) & (b != y)).sum()) and r["only_b"] == int(((a != y) & (b == y)).sum())
+    assert r["both_right"] + r["both_wrong"] + r["only_a"] + r["only_b"] == 500
+    assert r["difference"] == pytest.approx(r["accuracy_b"] - r["accuracy_a"])
+    assert r["p_value"] == pytest.approx(exact_mcnemar(r["only_a"], r["only_b"]))
+    assert r["ci95"][0] < r["difference"] < r["ci95"][1]
+    swapped = paired(y, b, a)  # the test is symmetric; the difference changes sign
+    assert swapped["p_value"] == pytest.approx(r["p_value"]) and swapped["difference"] == pytest.approx(-r["difference"])
+    same = paired(y, a, a)
+    assert same["p_value"] == 1.0 and same["difference"] == 0 and same["ci95"] == (0.0, 0.0)
+    with pytest.raises(ValueError, match="same images"):
+        paired(y, a, b[:-1])
+
+
+def test_shipped_reports_the_resnet_beats_the_vgg_but_its_tta_gain_is_noise():
+    vgg, resnet = read_report(SHIPPED / "fer_vgg.report.json"), read_report(SHIPPED / "fer_resnet.report.json")
+    r = compare_reports(vgg, resnet)
+    assert r["n"] == vgg["n"] == 3589 and r["split"] == "PublicTest"
+    assert r["accuracy_a"] == pytest.approx(vgg["accuracy"]) and r["accuracy_b"] == pytest.approx(resnet["accuracy"])
+    assert r["p_value"] < 0.05 and r["ci95"][0] > 0  # 1.6 points on 3,589 images: more than noise
+    assert "B is 1.59 points above A on PublicTest" in verdict(r) and "unlikely" in verdict(r)
+    tta = compare_reports(resnet, read_report(SHIPPED / "fer_resnet.multiscale.report.json"))
+    assert tta["difference"] > 0 and tta["p_value"] > 0.05 and tta["ci95"][0] < 0 < tta["ci95"][1]
+    assert "within the noise" in verdict(tta)
+
+
+def test_reports_of_other_images_or_without_answers_are_refused(tmp_path):
+    from fer_core.evaluate import evaluate_checkpoint
+
+    sample = evaluate_checkpoint(SHIPPED / "fer_fast.pt", SAMPLE_DATA, "PublicTest")
+    shipped = read_report(SHIPPED / "fer_fast.report.json")
+    with pytest.raises(ReportError, match=r"do not score the same images \(A: fer_fast.pt on PublicTest \(140 images\)"):
+        compare_reports(sample, shipped)
+    bare = {k: v for k, v in shipped.items() if k != "predictions"}
+    with pytest.raises(ReportError, match="report B .* has no per-image answers"):
+        compare_reports(shipped, bare)
+
+
+def test_cli_compares_two_report_files_and_explains_bad_ones(tmp_path, run_main):
+    a, b = SHIPPED / "fer_vgg.report.json", SHIPPED / "fer_resnet.report.json"
+    r = run_main(main, a, b)
+    assert r.returncode == 0 and r.stdout.startswith("A: fer_vgg.pt on PublicTest (3,589 images), TTA none, fp32\n")
+    assert "McNemar's exact p = 0.00341" in r.stdout
+    r = run_main(main, a, b, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["only_b"] > json.loads(r.stdout)["only_a"]
+    atomic_write_json(tmp_path / "two.report.json", [read_report(a), read_report(b)])  # a file holding a list
+    r = run_main(main, f"{tmp_path / 'two.report.json'}#0", f"{tmp_path / 'two.report.json'}#1", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["p_value"] == pytest.approx(0.00341, abs=1e-5)
+    (tmp_path / "bad.json").write_text("{not json")
+    for args, message in (([a, tmp_path / "none.json"], "no such report file"), ([a, tmp_path / "bad.json"], "not a readable"),
+                          ([f"{tmp_path / 'two.report.json'}#2", a], "holds 2 report(s); pick one as"),
+                          ([a, SHIPPED / "fer_vgg.md"], "not a readable JSON report")):
+        r = run_main(main, *args)
+        assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, args
