@@ -217,6 +217,14 @@ def thread_count(text: str) -> int:
     return n
 
 
+def parse_bool(text: str) -> bool:
+    """argparse type of the true/false flags: true/false, yes/no, 1/0 (any case); anything else is refused."""
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+    return value
+
+
 def set_threads(threads: int = 0) -> int:
     """Use `threads` intra-op threads (0 = every available core); returns the number set."""
     n = threads if threads > 0 else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)

@@ -26,6 +26,7 @@ from .config import (
     atomic_write_json,
     cli_main,
     cli_prog,
+    parse_bool,
     set_seed,
     set_threads,
     tune_allocator,
@@ -286,18 +287,20 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
     return status
 
 
-def parse_bool(text: str) -> bool:
-    """argparse type of the true/false flags: true/false, yes/no, 1/0 (any case); anything else is refused."""
-    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
-    if value is None:
-        raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
-    return value
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=cli_prog("fer_core.train"), description="Train a FER model (resumable run folder).")
     p.add_argument("--run", default="runs/default", help="run folder (created; holds checkpoints and metrics)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    add_config_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--list-models", action="store_true", help="print the registered models with parameter counts and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the settings the run would use (defaults, recipe, --config, "
+                   "--init's recipe, flags) as JSON for --config, check them, and exit without training")
+    return p
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """The flags config_from_args reads: --recipe, --config and one per TrainConfig field."""
     p.add_argument("--recipe", choices=list(RECIPES), help="start from a named recipe (flags and --config override it): "
                    + "; ".join(f"{name}: {r.summary}" for name, r in RECIPES.items()).replace("%", "%%"))
     p.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
@@ -306,11 +309,6 @@ def get_args_parser() -> argparse.ArgumentParser:
         default = f" (default: {f.default})" if f.default != "" else ""
         p.add_argument(f"--{f.name.replace('_', '-')}", type=parse_bool if kind is bool else kind, default=None,
                        metavar=f.name.upper(), help=(f.metadata["help"] + default).replace("%", "%%"))
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--list-models", action="store_true", help="print the registered models with parameter counts and exit")
-    p.add_argument("--dry-run", action="store_true", help="print the settings the run would use (defaults, recipe, --config, "
-                   "--init's recipe, flags) as JSON for --config, check them, and exit without training")
-    return p
 
 
 # Fields an --init checkpoint does not pass on: where it ran and how fast that machine was (bf16 pays only on CPUs with
