@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -75,6 +76,23 @@ def curves(rows: Sequence[dict[str, Any]]) -> go.Figure:
     fig.update_xaxes(title="epoch", dtick=1 if len(rows) <= 12 else None)  # no "epoch 1.5" on a short run
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     return _tidy(fig, height=320).update_layout(margin_t=30)  # room for the subplot titles
+
+
+def lr_curve(result: Mapping[str, Any]) -> go.Figure:
+    """A learning-rate range test: each step's loss (faint) and the smoothed loss against the lr on a log axis, with
+    the suggested peak lr marked."""
+    fig = go.Figure()
+    fig.add_scatter(x=result["lr"], y=result["loss"], mode="lines", name="loss per step", line={"color": "#a8dadc"},
+                    hovertemplate="lr %{x:.2g}: %{y:.3f}<extra></extra>")
+    fig.add_scatter(x=result["lr"], y=result["smoothed"], mode="lines", name="smoothed", line={"color": "#1d3557"},
+                    hovertemplate="lr %{x:.2g}: %{y:.3f}<extra>smoothed</extra>")
+    fig.add_vline(x=result["suggested"], line_dash="dash", line_color="#e63946")
+    # On a log axis an annotation's x is the exponent (add_vline's own annotation lands at the wrong place)
+    fig.add_annotation(x=math.log10(result["suggested"]), y=1, yref="paper", text=f"suggested {result['suggested']:.2g}",
+                       showarrow=False, xanchor="left", font={"color": "#e63946"})
+    fig.update_xaxes(type="log", title="learning rate")
+    fig.update_yaxes(title="training loss", range=[min(result["smoothed"]) * 0.9, max(result["smoothed"][:3]) * 1.15])
+    return _tidy(fig, height=320)
 
 
 def compare_runs(series: Mapping[str, Sequence[dict[str, Any]]], by: str = "epoch") -> go.Figure:

@@ -124,6 +124,9 @@ def absolute(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
+LRFIND_DIR = "lrfind"  # learning-rate range tests started from the Train page, beside the runs
+
+
 def train_args(cfg: TrainConfig) -> list[str]:
     """CLI flags that make `python -m fer_core.train` train exactly cfg: the fields that differ from what the child
     starts from (the defaults, or with cfg.init that checkpoint's recipe), plus data and checkpoints made absolute."""
@@ -265,6 +268,19 @@ def cancel_job(run_dir: str | os.PathLike[str]) -> bool:
         return False
     os.kill(info.pid, signal.SIGTERM)
     return True
+
+
+def start_lrfind(cfg: TrainConfig, runs_root: str | os.PathLike[str] | None = None) -> tuple[Job, Path]:
+    """Run `python -m fer_core.lrfind` for cfg detached (about a minute); its JSON result appears at the returned path,
+    in RUNS/lrfind/ (a folder the run list ignores)."""
+    check_config(cfg)
+    folder = resolve_runs_root(runs_root) / LRFIND_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model}{cfg.width}.json"
+    args = ["fer_core.lrfind", *train_args(cfg), "--out", str(out)]
+    log = out.with_suffix(".log").name
+    proc = launch(folder, args, log_name=log)
+    return Job(run_dir=folder, pid=proc.pid, command=_command(args), log=folder / log), out
 
 
 def delete_run(run_dir: str | os.PathLike[str], runs_root: str | os.PathLike[str] | None = None) -> None:

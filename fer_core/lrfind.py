@@ -15,7 +15,16 @@ import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, float_weights, read_checkpoint
 from .checks import check_config, config_problems
-from .config import DataNotFoundError, TrainConfig, cli_main, cli_prog, set_seed, set_threads
+from .config import (
+    DataNotFoundError,
+    TrainConfig,
+    atomic_write_json,
+    cli_main,
+    cli_prog,
+    output_file,
+    set_seed,
+    set_threads,
+)
 from .data import DataError, FERData, load_dataset
 from .targets import select_splits
 from .train import add_config_args, build_for_training, check_device, config_from_args, forward
@@ -89,6 +98,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=300, help="SGD steps from start to end (default: 300; with fewer the loss "
                    "barely moves before the learning rate is large)")
     p.add_argument("--json", action="store_true", help="print the curve and the suggestions as one JSON object")
+    p.add_argument("--out", type=output_file, help="also write that JSON object to this file (the Train page's finder)")
     p.set_defaults(run="", resume=False)
     return p
 
@@ -109,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DataNotFoundError, DataError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.out:
+        atomic_write_json(args.out, {**result, "config": cfg.to_dict()})
     if args.json:
         print(json.dumps(result))
         return 0

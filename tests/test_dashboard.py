@@ -478,6 +478,28 @@ def test_train_form_starts_a_tiny_job_and_shows_it_finished(runs):
     assert not (runs / "ui-tiny").exists() and "No runs in" in texts(at.info)
 
 
+def test_train_form_finds_a_learning_rate_in_a_separate_process(runs):
+    at = open_page("views/train.py")
+    by_label(at.number_input, "Width").set_value(8)
+    by_label(at.number_input, "Batch size").set_value(32)
+    by_label(at.number_input, "CPU threads (0 = all)").set_value(1)
+    by_label(at.button, "Find learning rate").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    job = at.session_state["lrfind_job"]
+    out = Path(job["out"])
+    assert out.parent == runs / jobs.LRFIND_DIR and "Finding a learning rate" in texts(at.info)
+    deadline = time.monotonic() + 120
+    while jobs.pid_alive(job["pid"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    at.run()
+    result = json.loads(out.read_text())
+    assert result["config"]["width"] == 8 and result["config"]["batch_size"] == 32 and result["config"]["model"] == "small"
+    assert len(result["lr"]) > 10 and result["suggested"] == pytest.approx(result["lowest"] / 10)
+    assert f"suggested peak learning rate **{result['suggested']:.2g}**" in texts(at.markdown)
+    assert len(at.get("plotly_chart")) == 1 and jobs.list_runs(runs) == []  # the finder's folder is not a run
+
+
 def test_train_form_follows_the_chosen_recipe(runs):
     at = open_page("views/train.py")
     assert (by_label(at.selectbox, "Recipe").value, by_label(at.selectbox, "Model").value) == ("try", "small")

@@ -8,6 +8,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 import loaders
+import lrfind_view
 import widgets
 from fer_core import jobs
 from fer_core.checkpoint import CheckpointError
@@ -84,9 +85,13 @@ with st.expander("New training run", expanded=current is None):
         threads = c[1].number_input("CPU threads (0 = all)", 0, 64, 0)
         bf16 = c[2].checkbox("bfloat16", value=bf16_supported(), help="bfloat16 autocast: about 2.4x faster on CPUs with "
                              "AVX512-BF16 or AMX (on by default where this CPU has it); weights stay float32")
-        submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
-                                          disabled=s.data_path is None)
-if submitted:
+        c = st.columns([1, 1, 3])
+        submitted = c[0].form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
+                                            disabled=s.data_path is None)
+        find_lr = c[1].form_submit_button("Find learning rate", icon=":material/query_stats:", disabled=s.data_path is None,
+                                          help="A learning-rate range test with these settings: 300 SGD steps at a growing "
+                                               "learning rate, in its own process (about a minute for the small VGG here)")
+if submitted or find_lr:
     try:  # fine-tuning: the form's values win; what the form does not show comes from the checkpoint's recipe
         base = d if start == RANDOM else init_recipe(start)
         cfg = base.replace(data=str(s.data_path), model=model, width=int(width), epochs=int(epochs), lr=float(lr),
@@ -99,11 +104,15 @@ if submitted:
             cfg = cfg.replace(teacher=",".join(teachers), distill=float(distill), distill_t=float(distill_t))
         if start != RANDOM:  # the architecture is the checkpoint's
             cfg = cfg.replace(init=start, model=base.model, width=base.width, drop_rate=base.drop_rate)
-        job = jobs.start_job(cfg, s.runs_root, name=name.strip() or None)
-        st.session_state["train-run"] = job.name
-        st.toast(f"Started {job.name} (pid {job.pid})")
+        if find_lr:
+            lrfind_view.start(cfg, s.runs_root)
+        else:
+            job = jobs.start_job(cfg, s.runs_root, name=name.strip() or None)
+            st.session_state["train-run"] = job.name
+            st.toast(f"Started {job.name} (pid {job.pid})")
     except (jobs.JobError, CheckpointError, ValueError, OSError) as e:  # OSError: the runs folder cannot be written
         st.error(str(e))
+lrfind_view.show()
 
 runs = jobs.list_runs(s.runs_root)
 if not runs:

@@ -1,0 +1,65 @@
+"""The Train page's learning-rate finder: a `fer_core.lrfind` job started from the form, polled, then its curve."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import streamlit as st
+
+import plots
+from fer_core import jobs
+from fer_core.config import TrainConfig
+
+JOB, RESULT, ERROR = "lrfind_job", "lrfind_result", "lrfind_error"
+
+
+def start(cfg: TrainConfig, runs_root: Path) -> None:
+    """Start the range test for the form's settings; the page shows its progress, then its curve."""
+    job, out = jobs.start_lrfind(cfg, runs_root)
+    st.session_state[JOB] = {"pid": job.pid, "out": str(out), "log": str(job.log), "started": time.time()}
+    st.session_state.pop(RESULT, None)
+
+
+def show() -> None:
+    """The running test's progress, or the last finished one's curve and suggestion."""
+    if error := st.session_state.pop(ERROR, None):
+        st.error(error)
+    if JOB in st.session_state:
+        _wait()
+    elif RESULT in st.session_state:
+        _result(Path(st.session_state[RESULT]))
+
+
+@st.fragment(run_every="1s")
+def _wait() -> None:
+    job = st.session_state.get(JOB)
+    if job is None:
+        return
+    out, log = Path(job["out"]), Path(job["log"])
+    if out.exists():
+        st.session_state[RESULT] = st.session_state.pop(JOB)["out"]
+        st.rerun()
+    elif not jobs.pid_alive(job["pid"]):
+        del st.session_state[JOB]
+        st.session_state[ERROR] = "The learning-rate finder failed:\n\n" + "\n".join(jobs.log_tail(log, 5))
+        st.rerun()
+    else:
+        step = next((line for line in reversed(jobs.log_tail(log, 2)) if line.startswith("step")), "loading the data")
+        st.info(f"Finding a learning rate... {time.time() - job['started']:.0f} s: {step}", icon=":material/hourglass_top:")
+
+
+def _result(path: Path) -> None:
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        st.warning(f"The learning-rate finder's result cannot be read: {e}")
+        return
+    cfg = result.get("config", {})
+    st.markdown(f"**Learning-rate finder** ({cfg.get('model')} width {cfg.get('width')}, {len(result['lr'])} steps): "
+                f"suggested peak learning rate **{result['suggested']:.2g}**, a tenth of {result['lowest']:.2g} where the "
+                "smoothed loss was lowest. Put it in the form's Learning rate." + (
+                    " From trained weights the suggestion runs low: fine-tunes of the shipped models used 0.004-0.02."
+                    if cfg.get("init") else ""))
+    st.plotly_chart(plots.lr_curve(result), key="lrfind-curve")
