@@ -159,6 +159,22 @@ def published(r: dict[str, Any]) -> None:
                  column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
 
 
+def delete_control(path: Path, runs_root: Path) -> None:
+    """A Delete popover for a report file in the runs folder (the dashboard's own; the shipped reports have none)."""
+    if runs_root.resolve() not in path.resolve().parents:
+        return
+    with st.popover("Delete report", icon=":material/delete:"):
+        st.markdown(f"Delete `{path.name}` from `{path.parent}`? This cannot be undone.")
+        if st.button("Delete", key="report-delete", type="primary"):
+            try:
+                path.unlink(missing_ok=True)
+                path.with_name(path.name.removesuffix(".json") + ".log").unlink(missing_ok=True)  # its evaluation's log
+            except OSError as e:
+                st.error(f"Cannot delete {path}: {e}")
+                return
+            st.rerun()
+
+
 def evaluate_form(s: widgets.Settings) -> None:
     """Start `python -m fer_core.evaluate` for a checkpoint and split; a fragment waits for its report."""
     with st.form("evaluate"):

@@ -601,6 +601,12 @@ def test_evaluate_page_browses_and_compares_saved_reports(runs, shipped_bare):
                                            else f"{second}#0").run()
     assert not at.exception and len(at.get("plotly_chart")) == 7  # plus per-class F1 and two confusion matrices
     assert any(c.value.startswith("No image-by-image test: the reports do not score the same images") for c in at.caption)
+    shown = at.selectbox(key="report_a").value.rsplit("#", 1)[0]
+    Path(shown).with_name(Path(shown).name.removesuffix(".json") + ".log").write_text("evaluation log")
+    by_label(at.button, "Delete").click().run()  # the Delete report popover: the report and its log go
+    assert not at.exception and not Path(shown).exists() and not Path(shown.removesuffix(".json") + ".log").exists()
+    box = at.selectbox(key="report_a")
+    assert len(box.options) == 1 and box.value == f"{first if shown == str(second) else second}#0"
 
 
 def test_evaluate_compare_tests_two_models_on_the_same_images(runs, shipped_bare):
@@ -681,6 +687,7 @@ def test_evaluate_shows_and_compares_the_reports_of_the_shipped_file(runs, shipp
     keys = [f"{shipped.with_suffix('.report.json')}#{i}" for i in (0, 1)]  # one file holding a list of two reports
     assert at.selectbox(key="report_a").value == keys[0]
     assert by_label(at.metric, "accuracy").value == f"{make_report('PublicTest')['accuracy']:.1%}"
+    assert not [b for b in at.button if b.label == "Delete"]  # the shipped reports cannot be deleted from the page
     at.selectbox(key="report_b").set_value(keys[1]).run()
     assert not at.exception
     compared = next(d.value for d in at.dataframe if "difference" in d.value).set_index("metric")  # the Compare tab's table

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 import loaders
@@ -37,6 +39,7 @@ key_b = right.selectbox("Compare with", [None, *reports], format_func=lambda k: 
 if key_a is None:  # (never: the box has no empty choice)
     st.stop()
 report = reports[key_a]
+rv.delete_control(Path(key_a.rsplit("#", 1)[0]), s.runs_root)
 
 tabs = st.tabs(["Overview", "Confusion matrix", "Calibration", "Misclassified", "Compare", "Published results"])
 with tabs[0]:
