@@ -16,7 +16,8 @@ _LAZY = {
     "load_image": "images",
     "predict_video": "video",
     "build_model": "models", "count_params": "models", "list_models": "models",
-    "fit": "train",
+    "fit": "train", "lr_range_test": "lrfind",
+    "compare_reports": "compare", "read_report": "compare",
 }
 
 __all__ = ["EMOTIONS", "NUM_CLASSES", "SPLITS", "DataNotFoundError", "TrainConfig", "set_seed", *_LAZY]
