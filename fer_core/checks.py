@@ -30,7 +30,7 @@ def _choice(name: str, value: str, allowed: tuple[str, ...] | list[str]) -> str 
 
 def _range(name: str, value: float, low: float, high: float | None = None, *, high_open: bool = False,
            meaning: str = "") -> str | None:
-    above = value > high if high is not None and not high_open else high is not None and value >= high
+    above = high is not None and (value >= high if high_open else value > high)
     if value >= low and not above:
         return None
     span = f"at least {low:g}" if high is None else f"{low:g} to {'below ' if high_open else ''}{high:g}"
