@@ -17,6 +17,8 @@ JOB, RESULT, ERROR = "lrfind_job", "lrfind_result", "lrfind_error"
 
 def start(cfg: TrainConfig, runs_root: Path) -> None:
     """Start the range test for the form's settings; the page shows its progress, then its curve."""
+    if (running := jobs.current_job(runs_root)) is not None:
+        st.toast(f"{running.name} is training: the finder shares the cores with it, and both run slower")
     job, out = jobs.start_lrfind(cfg, runs_root)
     st.session_state[JOB] = {"pid": job.pid, "out": str(out), "log": str(job.log), "started": time.time()}
     st.session_state.pop(RESULT, None)
