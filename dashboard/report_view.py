@@ -140,7 +140,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> Non
     except ReportError as e:
         st.caption(f"No image-by-image test: {e}.")
     else:
-        st.markdown(verdict(pair))
+        st.markdown(f"**Image by image:** {verdict(pair)}")
         table = {"B right": [pair["both_right"], pair["only_b"]], "B wrong": [pair["only_a"], pair["both_wrong"]]}
         st.dataframe(pd.DataFrame(table, index=["A right", "A wrong"]), width="content")
     st.plotly_chart(plots.per_class({names[0]: a, names[1]: b}), key="cmp-f1")
