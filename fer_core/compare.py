@@ -72,7 +72,8 @@ def verdict(result: dict[str, Any], names: tuple[str, str] = ("A", "B")) -> str:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=cli_prog("fer_core.compare"), description=__doc__ + " Exit 0 whatever the result.")
+    p = argparse.ArgumentParser(prog=cli_prog("fer_core.compare"),
+                                description=__doc__ + " Exits 0 whichever model is better (2: unreadable or unmatched reports).")
     p.add_argument("a", help="report A (*.report.json; FILE#i for the i-th of a file holding several)")
     p.add_argument("b", help="report B, of the same split and data")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
