@@ -11,6 +11,7 @@ import streamlit as st
 import plots
 from fer_core import jobs
 from fer_core.config import TrainConfig
+from fer_core.lrfind import caveat
 
 JOB, RESULT, ERROR = "lrfind_job", "lrfind_result", "lrfind_error"
 
@@ -58,10 +59,10 @@ def _result(path: Path) -> None:
     except (OSError, ValueError) as e:
         st.warning(f"The learning-rate finder's result cannot be read: {e}")
         return
-    cfg = result.get("config", {})
-    st.markdown(f"**Learning-rate finder** ({cfg.get('model')} width {cfg.get('width')}, {len(result['lr'])} steps): "
-                f"suggested peak learning rate **{result['suggested']:.2g}**, a tenth of {result['lowest']:.2g} where the "
-                "smoothed loss was lowest. Put it in the form's Learning rate." + (
-                    " From trained weights the suggestion runs low: fine-tunes of the shipped models used 0.004-0.02."
-                    if cfg.get("init") else ""))
+    cfg = TrainConfig.from_dict(result.get("config", {}))
+    st.markdown(f"**Learning-rate finder** ({cfg.model} width {cfg.width}, {len(result['lr'])} steps): suggested peak "
+                f"learning rate **{result['suggested']:.2g}**, a tenth of {result['lowest']:.2g} where the smoothed loss "
+                "was lowest. Put it in the form's Learning rate.")
+    if note := caveat(result, cfg):
+        st.warning(note[:1].upper() + note[1:] + ".")
     st.plotly_chart(plots.lr_curve(result), key="lrfind-curve")

@@ -32,6 +32,7 @@ from .transforms import Normalization, augment_batch
 
 SMOOTHING = 0.9  # exponential smoothing of the per-step loss (bias-corrected), as in fastai's finder
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum
+FLAT = 0.1  # a fall of the smoothed loss below this: too flat a curve to suggest from
 
 
 def lr_range_test(cfg: TrainConfig, data: FERData | None = None, start: float = 1e-3, end: float = 3.0, steps: int = 300,
@@ -84,9 +85,23 @@ def lr_range_test(cfg: TrainConfig, data: FERData | None = None, start: float = 
 
 def suggest(lrs: list[float], smoothed: list[float]) -> dict[str, float]:
     """The lr where the smoothed loss was lowest, and a tenth of it: the usual pick for a peak learning rate (the loss
-    still falls fast there, well before it turns; the slope itself is too noisy on FER2013 to point anywhere)."""
-    lowest = lrs[int(np.argmin(smoothed))]
-    return {"lowest": float(lowest), "suggested": float(lowest / 10)}
+    still falls fast there, well before it turns; the slope itself is too noisy on FER2013 to point anywhere). `fall`
+    is how far the loss came down from its level after the first tenth of the steps: under FLAT the curve is nearly
+    flat, its lowest point a matter of noise, and the suggestion weak."""
+    i = int(np.argmin(smoothed))
+    fall = smoothed[min(len(smoothed) - 1, len(smoothed) // 10)] - smoothed[i]
+    return {"lowest": float(lrs[i]), "suggested": float(lrs[i] / 10), "fall": float(fall)}
+
+
+def caveat(result: dict[str, Any], cfg: TrainConfig) -> str:
+    """Why a suggestion deserves less trust, or "": a nearly flat curve, or trained weights (--init)."""
+    if cfg.init:
+        return ("from trained weights (--init) the loss rises as soon as the lr disturbs them, so the suggestion runs "
+                "low; the range test is made for fresh weights (fine-tunes of the shipped models used 0.004-0.02)")
+    if result.get("fall", math.inf) < FLAT:
+        return (f"the loss hardly fell ({result['fall']:.2f} below its early level), so its lowest point is noise and the "
+                "suggestion weak: give the model more steps (fer-lrfind --steps 1000)")
+    return ""
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -126,9 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"{len(result['lr'])} steps, lr {result['lr'][0]:.1e} to {result['lr'][-1]:.1e}: the smoothed loss was lowest at lr "
           f"{result['lowest']:.2g}; suggested peak lr {result['suggested']:.2g} (a tenth of that; the settings' lr: {cfg.lr:g})")
-    if cfg.init:
-        print("note: from trained weights (--init) the loss rises as soon as the lr disturbs them, so the suggestion is low; "
-              "the range test is made for fresh weights (fine-tunes of the shipped models used 0.004-0.02)")
+    if note := caveat(result, cfg):
+        print(f"note: {note}")
     return 0
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fer_core.config import SAMPLE_DATA, TrainConfig
-from fer_core.lrfind import DIVERGED, lr_range_test, main
+from fer_core.lrfind import DIVERGED, FLAT, caveat, lr_range_test, main
 
 TINY = TrainConfig(data=str(SAMPLE_DATA), model="small", width=8, batch_size=32, threads=1)
 
@@ -21,6 +21,7 @@ def test_the_sweep_is_geometric_and_the_suggestion_is_a_tenth_of_the_lowest_loss
     assert np.allclose(np.diff(np.log(r["lr"])), math.log(1e3) / 29)
     assert all(math.isfinite(v) for v in r["smoothed"]) and r["loss"][0] == pytest.approx(r["smoothed"][0])  # bias-corrected
     assert r["lowest"] == r["lr"][int(np.argmin(r["smoothed"]))] and r["suggested"] == pytest.approx(r["lowest"] / 10)
+    assert r["fall"] == pytest.approx(r["smoothed"][3] - min(r["smoothed"]))  # from the level after a tenth of the steps
     again = lr_range_test(TINY, sample_data, start=1e-3, end=1.0, steps=30)
     assert again["loss"] == pytest.approx(r["loss"], rel=1e-4)  # seeded: the same batches and augmentation
 
@@ -45,3 +46,10 @@ def test_cli_prints_the_suggestion_and_refuses_bad_settings(tmp_path, run_main, 
                            (["--data", tmp_path / "none.csv"], "FER2013 data not found")):
         r = run_main(main, *args, *extra)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, extra
+
+
+def test_a_flat_curve_or_trained_weights_make_the_suggestion_a_weak_one():
+    flat, steep = {"fall": FLAT / 2}, {"fall": FLAT * 3}
+    assert "hardly fell (0.05 below its early level)" in caveat(flat, TINY) and caveat(steep, TINY) == ""
+    assert "from trained weights" in caveat(steep, TINY.replace(init="some.pt"))
+    assert caveat({}, TINY) == ""  # a result written before `fall` existed
