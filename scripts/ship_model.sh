@@ -6,7 +6,8 @@
 # FER_WEIGHTS=PATH: ship this checkpoint (e.g. a `python -m fer_core.soup` of several runs) instead of RUN_DIR/best.pt.
 # FER_HARDWARE="...": where it trained (default: this machine's CPU). FER_CARD_NOTES: free text for the card.
 # The exported checkpoint gets a softmax temperature fitted on PublicTest (fer_core.calibrate) before the reports.
-# Evaluates on PublicTest only (the selection split); PrivateTest is left for independent evaluation.
+# Evaluates on PublicTest only (the selection split); PrivateTest is left for independent evaluation. Ends with
+# fer-compare of the committed report against the new one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=${1:?usage: ship_model.sh RUN_DIR "TRAINING COMMANDS" [NAME]}
@@ -24,3 +25,9 @@ python -m fer_core.card --checkpoint "$out/$name.pt" --reports "$out/$name.repor
     --run ${FER_PARENT_RUNS:-} "$run" --command "$command" --hardware "${FER_HARDWARE:-$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, CPU only}" \
     --notes "${FER_CARD_NOTES:-}" --out "$out/$name.md"
 ls -la "$out"
+# The model it replaces, image by image on PublicTest (the rule so far: ship only a McNemar-significant gain).
+previous=$(mktemp)
+if git show "HEAD:$out/$name.report.json" > "$previous" 2>/dev/null; then
+    python -m fer_core.compare "$previous" "$out/$name.report.json" || true
+fi
+rm -f "$previous"
