@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -65,4 +66,7 @@ def _result(path: Path) -> None:
                 "was lowest. Put it in the form's Learning rate.")
     if note := caveat(result, cfg):
         st.warning(note[:1].upper() + note[1:] + ".")
+        if not cfg.init:  # the page runs 300 steps; the same settings with more, from a terminal
+            st.code(" ".join(["python -m fer_core.lrfind", *map(shlex.quote, jobs.train_args(cfg)), "--steps 1000"]),
+                    language="bash")
     st.plotly_chart(plots.lr_curve(result), key="lrfind-curve")

@@ -500,6 +500,23 @@ def test_train_form_finds_a_learning_rate_in_a_separate_process(runs):
     assert len(at.get("plotly_chart")) == 1 and jobs.list_runs(runs) == []  # the finder's folder is not a run
 
 
+def test_a_flat_learning_rate_curve_is_flagged_with_the_command_for_more_steps(runs, tmp_path):
+    from fer_core.lrfind import suggest
+
+    lrs = list(np.geomspace(1e-3, 3.0, 300))
+    smoothed = list(1.9 - 0.03 * np.sin(np.linspace(0, 9, 300)))  # the shape of the ResNet-48's 300-step curve: flat
+    cfg = TrainConfig(data=str(SAMPLE_DATA), model="resnet", width=48)
+    atomic_write_json(tmp_path / "flat.json", {"lr": lrs, "loss": smoothed, "smoothed": smoothed, **suggest(lrs, smoothed),
+                                               "config": cfg.to_dict()})
+    at = AppTest.from_file(ENTRY, default_timeout=60)
+    at.session_state["lrfind_result"] = str(tmp_path / "flat.json")
+    at.run()
+    at.switch_page("views/train.py").run()
+    assert not at.exception and "The loss hardly fell" in texts(at.warning)
+    command = next(c.value for c in at.code if "fer_core.lrfind" in c.value)
+    assert "--model resnet --width 48" in command and command.endswith("--steps 1000")
+
+
 def test_train_form_follows_the_chosen_recipe(runs):
     at = open_page("views/train.py")
     assert (by_label(at.selectbox, "Recipe").value, by_label(at.selectbox, "Model").value) == ("try", "small")
