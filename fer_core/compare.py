@@ -54,8 +54,11 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     if a["split"] != b["split"] or len(ya) != len(yb) or ya != yb:
         raise ReportError(f"the reports do not score the same images (A: {describe(a)}; B: {describe(b)}), "
                           "so they cannot be compared image by image")
-    return {**paired(ya, a["predictions"]["y_pred"], b["predictions"]["y_pred"]), "split": a["split"],
-            "a": describe(a), "b": describe(b)}
+    try:
+        result = paired(ya, a["predictions"]["y_pred"], b["predictions"]["y_pred"])
+    except ValueError as e:  # a hand-edited report: answers and labels of different lengths
+        raise ReportError(str(e)) from None
+    return {**result, "split": a["split"], "a": describe(a), "b": describe(b)}
 
 
 def verdict(result: dict[str, Any], names: tuple[str, str] = ("A", "B")) -> str:

@@ -62,6 +62,9 @@ def test_reports_of_other_images_or_without_answers_are_refused(tmp_path):
     bare = {k: v for k, v in shipped.items() if k != "predictions"}
     with pytest.raises(ReportError, match="report B .* has no per-image answers"):
         compare_reports(shipped, bare)
+    cut = {**shipped, "predictions": {**shipped["predictions"], "y_pred": shipped["predictions"]["y_pred"][:-1]}}
+    with pytest.raises(ReportError, match="needs answers for the same images: 3589 labels, 3589 and 3588 answers"):
+        compare_reports(shipped, cut)  # a hand-edited file
 
 
 def test_cli_compares_two_report_files_and_explains_bad_ones(tmp_path, run_main):
