@@ -48,7 +48,7 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """metrics.paired over two reports' per-image answers, once they are known to score the same images (the same
     split, size and true labels in the same order); ReportError otherwise."""
     for name, r in (("A", a), ("B", b)):
-        if not isinstance(r.get("predictions"), dict) or "y_pred" not in r["predictions"]:
+        if not isinstance(r.get("predictions"), dict) or not {"y_true", "y_pred"} <= set(r["predictions"]):
             raise ReportError(f"report {name} ({describe(r)}) has no per-image answers; evaluate it again with fer-evaluate")
     ya, yb = a["predictions"]["y_true"], b["predictions"]["y_true"]
     if a["split"] != b["split"] or len(ya) != len(yb) or ya != yb:
