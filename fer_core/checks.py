@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
 
-from .config import IMAGE_SIZE, MAX_THREADS, TrainConfig
+from .config import IMAGE_SIZE, MAX_THREADS, TrainConfig, load_json_file
 from .distill import check_distill
 from .ema import check_ema
 from .models import list_models
@@ -100,12 +98,7 @@ def config_problems(cfg: TrainConfig) -> list[str]:
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The TrainConfig fields in a JSON file (`fer-train --config`); ValueError for a missing or unreadable file, one
     that is not a JSON object, or names no TrainConfig field has (a typo would otherwise be ignored)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"--config {path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"--config {path}: not a readable JSON file ({e})") from None
+    data = load_json_file(path, label=f"--config {path}")
     if not isinstance(data, dict):
         raise ValueError(f"--config {path}: expected a JSON object of settings like {{\"lr\": 0.02}}, "
                          f"not a {type(data).__name__}")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import cli_main, cli_prog
+from .config import cli_main, cli_prog, load_json_file
 from .metrics import paired
 
 SIGNIFICANCE = 0.05
@@ -22,12 +22,7 @@ class ReportError(ValueError):
 def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The report in a *.report.json file; `FILE#i` picks the i-th of a file holding a list (as the dashboard lists them)."""
     name, _, index = str(path).partition("#")
-    try:
-        data = json.loads(Path(name).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"{name}: no such report file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ReportError(f"{name}: not a readable JSON report ({e})") from None
+    data = load_json_file(name, ReportError)
     items = data if isinstance(data, list) else [data]
     try:
         report = items[int(index or 0)]

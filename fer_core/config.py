@@ -305,6 +305,18 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+def load_json_file(path: str | os.PathLike[str], error: type[Exception] = ValueError, label: str = "") -> Any:
+    """The JSON in a file a user named (--config, a report); `error` with a clear message when the file is missing or
+    not readable JSON, under `label` (default: the path)."""
+    label = label or str(path)
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{label}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{label}: not a readable JSON file ({e})") from None
+
+
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """A JSON object written by atomic_write_json, or None when the file is missing, unreadable or not an object."""
     try:

@@ -78,8 +78,9 @@ def test_cli_compares_two_report_files_and_explains_bad_ones(tmp_path, run_main)
     r = run_main(main, f"{tmp_path / 'two.report.json'}#0", f"{tmp_path / 'two.report.json'}#1", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["p_value"] == pytest.approx(0.00341, abs=1e-5)
     (tmp_path / "bad.json").write_text("{not json")
-    for args, message in (([a, tmp_path / "none.json"], "no such report file"), ([a, tmp_path / "bad.json"], "not a readable"),
+    for args, message in (([a, tmp_path / "none.json"], "none.json: no such file"),
+                          ([a, tmp_path / "bad.json"], "not a readable"),
                           ([f"{tmp_path / 'two.report.json'}#2", a], "holds 2 report(s); pick one as"),
-                          ([a, SHIPPED / "fer_vgg.md"], "not a readable JSON report")):
+                          ([a, SHIPPED / "fer_vgg.md"], "fer_vgg.md: not a readable JSON file")):
         r = run_main(main, *args)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, args
