@@ -19,6 +19,7 @@ from fer_core.compare import ReportError, compare_reports, verdict
 from fer_core.config import SPLITS
 from fer_core.evaluate import REFERENCE
 from fer_core.metrics import label_noise, top_confusions
+from fer_core.perturb import PERTURBATIONS
 from fer_core.quantize import INFERENCE_PRECISIONS
 from fer_core.transforms import TTA_MODES
 
@@ -33,6 +34,7 @@ def label(report: dict[str, Any], path: str) -> str:
     where = p.parent.name if p.parent.name != "reports" else "reports"
     name = p.name.removesuffix(".report.json")
     inference = f" · {report['precision']}" if report.get("precision", "fp32") != "fp32" else ""
+    inference += f" · {report['corruption']}" if "corruption" in report else ""
     return f"{name} [{where}] · {report['split']} · TTA {report['tta']}{inference} · acc {report['accuracy']:.1%}"
 
 
@@ -178,7 +180,7 @@ def delete_control(path: Path, runs_root: Path) -> None:
 def evaluate_form(s: widgets.Settings) -> None:
     """Start `python -m fer_core.evaluate` for a checkpoint and split; a fragment waits for its report."""
     with st.form("evaluate"):
-        cols = st.columns(5)
+        cols = st.columns(6)
         ckpt = cols[0].selectbox("Checkpoint", [str(p) for p in loaders.find_checkpoints(s.runs_root)],
                                  format_func=widgets.checkpoint_label)
         splits = _splits(s.data_path)
@@ -188,11 +190,16 @@ def evaluate_form(s: widgets.Settings) -> None:
         precision = cols[4].selectbox("Inference", INFERENCE_PRECISIONS,
                                       help="int8: the quantized copy that `predict --precision int8` uses (about 3x faster); "
                                            "onnx / onnx-int8: the same model in ONNX Runtime (2-3x faster again on AVX2)")
+        corruption = cols[5].selectbox("Corruption", list(PERTURBATIONS), help="Alter every face first, to see how the "
+                                       "model holds up; compare the report with the clean one: " + "; ".join(
+                                           f"{k}: {v}" for k, v in PERTURBATIONS.items() if k != "none"))
         if st.form_submit_button("Evaluate", icon=":material/play_arrow:", disabled=s.data_path is None) and s.data_path:
-            tag = tta + (".ferplus" if labels == "ferplus" else "") + ("" if precision == "fp32" else f".{precision}")
+            tag = tta + (".ferplus" if labels == "ferplus" else "") + ("" if precision == "fp32" else f".{precision}") + (
+                "" if corruption == "none" else f".{corruption}")
             out = loaders.report_out(Path(ckpt), s.runs_root, split, tag)
             try:
-                job = jobs.start_evaluation(ckpt, s.data_path, split, out, tta=tta, labels=labels, precision=precision)
+                job = jobs.start_evaluation(ckpt, s.data_path, split, out, tta=tta, labels=labels, precision=precision,
+                                            corruption=corruption)
                 st.session_state["eval_job"] = {"pid": job.pid, "out": str(out), "log": str(job.log), "started": time.time()}
             except OSError as e:
                 st.error(f"Cannot start the evaluation: {e}")

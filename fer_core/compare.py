@@ -34,9 +34,10 @@ def read_report(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def describe(report: dict[str, Any]) -> str:
-    """One line naming what a report scored: checkpoint, split and size, TTA, precision."""
+    """One line naming what a report scored: checkpoint, split and size, TTA, precision, corruption."""
+    corrupted = f", corruption {report['corruption']}" if "corruption" in report else ""
     return (f"{Path(str(report.get('checkpoint', '?'))).name} on {report['split']} ({report['n']:,} images), "
-            f"TTA {report.get('tta', 'none')}, {report.get('precision', 'fp32')}")
+            f"TTA {report.get('tta', 'none')}, {report.get('precision', 'fp32')}{corrupted}")
 
 
 def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from .config import (
 from .data import DataError, load_dataset
 from .metrics import summarize
 from .models import count_params
+from .perturb import PERTURBATIONS, perturb
 from .quantize import INFERENCE_PRECISIONS
 from .transforms import TTA_MODES, TTA_VIEWS, eval_views, to_float
 
@@ -103,15 +104,20 @@ def build_report(probs: np.ndarray, y_true: np.ndarray, *, split: str, tta: str,
 
 
 def evaluate_checkpoint(checkpoint: str | Path | None = None, data: str | Path | None = None, split: str = "PublicTest",
-                        tta: str = "none", labels: str = "fer2013", precision: str = "fp32") -> dict[str, Any]:
-    """Load a checkpoint and a dataset split, and return the report dict."""
+                        tta: str = "none", labels: str = "fer2013", precision: str = "fp32",
+                        corruption: str = "none") -> dict[str, Any]:
+    """Load a checkpoint and a dataset split, and return the report dict; `corruption` (perturb.PERTURBATIONS) alters
+    every face first, and the report says which."""
+    if corruption not in PERTURBATIONS:  # before the model and data load
+        raise ValueError(f"corruption must be one of {', '.join(PERTURBATIONS)}, not {corruption!r}")
     loaded = load_model(checkpoint, precision)
     ds = load_dataset(data, labels=labels)
     x, y = ds.split(split)
     t0 = time.perf_counter()
-    probs = predict_probs(loaded, x, tta)
-    return build_report(probs, y.numpy(), split=split, tta=tta, loaded=loaded, data_source=ds.source,
-                        seconds=time.perf_counter() - t0)
+    probs = predict_probs(loaded, perturb(x, corruption), tta)
+    report = build_report(probs, y.numpy(), split=split, tta=tta, loaded=loaded, data_source=ds.source,
+                          seconds=time.perf_counter() - t0)
+    return report | ({"corruption": corruption} if corruption != "none" else {})
 
 
 def headline_order(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -123,7 +129,9 @@ def headline_order(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def format_report(r: dict[str, Any]) -> str:
     """A short human-readable summary of a report."""
-    lines = [f"{r['split']}: n={r['n']} tta={r['tta']} precision={r.get('precision', 'fp32')} accuracy={r['accuracy']:.4f} "
+    corrupted = f" corruption={r['corruption']}" if "corruption" in r else ""
+    lines = [f"{r['split']}: n={r['n']} tta={r['tta']} precision={r.get('precision', 'fp32')}{corrupted} "
+             f"accuracy={r['accuracy']:.4f} "
              f"macro_f1={r['macro_f1']:.4f} ece={r['ece']:.4f}", f"{'class':<10}{'prec':>7}{'recall':>8}{'f1':>7}{'support':>9}"]
     for name, m in r["per_class"].items():
         lines.append(f"{name:<10}{m['precision']:>7.3f}{m['recall']:>8.3f}{m['f1']:>7.3f}{m['support']:>9d}")
@@ -143,6 +151,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,
                    help="fp32 (exact, the default), int8 (quantized inference, faster), onnx / onnx-int8 "
                         "(the same in ONNX Runtime: 2-3x faster again on an AVX2 CPU)")
+    p.add_argument("--corruption", default="none", choices=list(PERTURBATIONS), metavar="NAME",
+                   help="alter every face first, to measure robustness (compare with the clean report: fer-compare): "
+                        + "; ".join(f"{k}: {v}" for k, v in PERTURBATIONS.items() if k != "none"))
     p.add_argument("--out", default=None, type=output_file, help="write the JSON report here")
     p.add_argument("--threads", type=thread_count, default=0)
     return p
@@ -153,12 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     set_threads(args.threads)
     try:
-        report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.tta, args.labels, args.precision)
+        report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.tta, args.labels, args.precision,
+                                     args.corruption)
     except (DataNotFoundError, DataError, CheckpointError, KeyError, FileNotFoundError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     print(format_report(report))
-    summary = json.dumps({k: report[k] for k in ("split", "n", "accuracy", "macro_f1", "ece", "tta", "precision")})
+    summary = json.dumps({k: report[k] for k in ("split", "n", "accuracy", "macro_f1", "ece", "tta", "precision",
+                                                 "corruption") if k in report})
     if args.out:
         try:
             atomic_write_json(args.out, report)

@@ -298,12 +298,13 @@ def delete_run(run_dir: str | os.PathLike[str], runs_root: str | os.PathLike[str
 
 
 def start_evaluation(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str], split: str, out: str | os.PathLike[str],
-                     tta: str = "none", labels: str = "fer2013", precision: str = "fp32") -> Job:
+                     tta: str = "none", labels: str = "fer2013", precision: str = "fp32", corruption: str = "none") -> Job:
     """Run `python -m fer_core.evaluate ... --out` detached; the report appears at `out` when it is done."""
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     args = ["fer_core.evaluate", "--checkpoint", str(Path(checkpoint).resolve()), "--data", str(Path(data).resolve()),
-            "--split", split, "--tta", tta, "--labels", labels, "--precision", precision, "--out", str(out)]
+            "--split", split, "--tta", tta, "--labels", labels, "--precision", precision, "--corruption", corruption,
+            "--out", str(out)]
     log = out.name.removesuffix(".json") + ".log"
     proc = launch(out.parent, args, log_name=log)
     return Job(run_dir=out.parent, pid=proc.pid, command=_command(args), log=out.parent / log)

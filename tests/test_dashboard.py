@@ -746,14 +746,16 @@ def test_unreadable_report_files_are_skipped_with_a_warning(runs, shipped_bare):
     assert by_label(at.metric, "accuracy").value == f"{make_report('PublicTest')['accuracy']:.1%}"
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
-def test_evaluate_form_runs_the_cli_and_shows_the_new_report(runs, shipped_bare, precision):
+@pytest.mark.parametrize("precision, corruption", [("fp32", "none"), ("int8", "none"), ("fp32", "occlude-eyes")])
+def test_evaluate_form_runs_the_cli_and_shows_the_new_report(runs, shipped_bare, precision, corruption):
     at = open_page("views/evaluate.py")
     assert "No saved reports yet" in texts(at.info)
     by_label(at.selectbox, "Split").set_value("PrivateTest")
     by_label(at.selectbox, "Inference").set_value(precision)
+    by_label(at.selectbox, "Corruption").set_value(corruption)
     by_label(at.button, "Evaluate").click().run()
-    out = runs / "reports" / f"{DEFAULT_CHECKPOINT.stem}.PrivateTest.none{'.int8' if precision == 'int8' else ''}.report.json"
+    tag = "none" + (".int8" if precision == "int8" else "") + ("" if corruption == "none" else f".{corruption}")
+    out = runs / "reports" / f"{DEFAULT_CHECKPOINT.stem}.PrivateTest.{tag}.report.json"
     deadline = time.monotonic() + 120
     while "eval_job" in at.session_state:
         assert not at.exception and time.monotonic() < deadline
@@ -763,6 +765,8 @@ def test_evaluate_form_runs_the_cli_and_shows_the_new_report(runs, shipped_bare,
     assert not at.exception and "accuracy" in {m.label for m in at.metric}
     assert json.loads(out.read_text())["precision"] == precision
     assert any(" · int8 · " in o for o in at.selectbox(key="report_a").options) == (precision == "int8")
+    assert json.loads(out.read_text()).get("corruption", "none") == corruption
+    assert any(" · occlude-eyes · " in o for o in at.selectbox(key="report_a").options) == (corruption != "none")
 
 
 @pytest.mark.slow
