@@ -50,13 +50,14 @@ def new_run(s: widgets.Settings, expanded: bool) -> None:
             patience = c[3].number_input("Patience (0 = off)", 0, 500, d.patience, help="Stop after N epochs without progress")
             crop_size = c[4].number_input("Crop size", 32, 48, d.crop_size, help=TrainConfig.help("crop_size"))
             st.markdown("**Augmentation and targets**")
-            c = st.columns(4)
+            c = st.columns(5)
             augment = c[0].selectbox("Augmentation", list(AUGMENT_LEVELS), index=list(AUGMENT_LEVELS).index(d.augment),
                                      help=TrainConfig.help("augment"))
             erasing = c[1].number_input("Random erasing", 0.0, 1.0, d.erasing, step=0.1, help=TrainConfig.help("erasing"))
             mixup = c[2].number_input("Mixup alpha", 0.0, 2.0, d.mixup, step=0.1, help=TrainConfig.help("mixup"))
             label_smoothing = c[3].number_input("Label smoothing", 0.0, 0.5, d.label_smoothing, step=0.05,
                                                 help=TrainConfig.help("label_smoothing"))
+            degrade = c[4].number_input("Photo degradation", 0.0, 1.0, d.degrade, step=0.1, help=TrainConfig.help("degrade"))
             c = st.columns(4, vertical_alignment="bottom")  # the checkboxes line up with the inputs' boxes
             labels = c[0].selectbox("Labels", ["fer2013", "ferplus"],
                                     help="ferplus trains on FER+ majority votes (fer2013new.csv)")
@@ -96,7 +97,8 @@ def new_run(s: widgets.Settings, expanded: bool) -> None:
             cfg = base.replace(data=str(s.data_path), model=model, width=int(width), epochs=int(epochs), lr=float(lr),
                                batch_size=int(batch_size), ema=float(ema), augment=augment,
                                label_smoothing=float(label_smoothing),
-                               patience=int(patience), erasing=float(erasing), mixup=float(mixup), soft_labels=float(soft_labels),
+                               patience=int(patience), erasing=float(erasing), mixup=float(mixup), degrade=float(degrade),
+                               soft_labels=float(soft_labels),
                                labels=labels, limit=int(limit), threads=int(threads), crop_size=int(crop_size),
                                class_weights=class_weights, precision="bf16" if bf16 else "fp32", device=device,
                                warmup_epochs=min(base.warmup_epochs, int(epochs) - 1))

@@ -61,7 +61,7 @@ def lr_range_test(cfg: TrainConfig, data: FERData | None = None, start: float = 
         lr = start * (end / start) ** (i / (steps - 1))
         idx = torch.randint(len(x), (cfg.batch_size,), generator=gen)
         xb = augment_batch(((x[idx].float() - norm.mean) / norm.std).unsqueeze(1), cfg.crop_size, gen, cfg.augment,
-                           cfg.erasing).to(device)
+                           cfg.erasing, cfg.degrade).to(device)
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         for g in opt.param_groups:

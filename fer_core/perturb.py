@@ -11,20 +11,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .config import IMAGE_SIZE
+from .transforms import gaussian_blur
 
 # Where the features lie in FER2013's roughly aligned faces (rows of the 48x48 image, from the mean PublicTest face:
 # the eyes darkest at rows 14-20, the mouth at 36-40).
 EYES_ROWS, LOWER_ROWS = (12, 24), (29, 48)
-
-
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = int(3 * sigma + 0.5)
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-t**2 / (2 * sigma**2))
-    k = k / k.sum()
-    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    x = F.conv2d(x, k.view(1, 1, 1, -1))
-    return F.conv2d(x, k.view(1, 1, -1, 1))
 
 
 def _noise(x: torch.Tensor, std: float, seed: int) -> torch.Tensor:
@@ -57,8 +48,8 @@ def _band(x: torch.Tensor, rows: tuple[int, int]) -> torch.Tensor:
 
 
 _FLOAT: dict[str, tuple[str, Callable[[torch.Tensor, int], torch.Tensor]]] = {
-    "blur-1": ("Gaussian blur, sigma 1 px", lambda x, s: _blur(x, 1.0)),
-    "blur-2": ("Gaussian blur, sigma 2 px", lambda x, s: _blur(x, 2.0)),
+    "blur-1": ("Gaussian blur, sigma 1 px", lambda x, s: gaussian_blur(x, 1.0)),
+    "blur-2": ("Gaussian blur, sigma 2 px", lambda x, s: gaussian_blur(x, 2.0)),
     "noise-10": ("Gaussian noise, sigma 10 grey levels", lambda x, s: _noise(x, 10.0, s)),
     "noise-25": ("Gaussian noise, sigma 25 grey levels", lambda x, s: _noise(x, 25.0, s)),
     "dark": ("brightness x 0.4 (an underexposed photo)", lambda x, s: x * 0.4),

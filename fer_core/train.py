@@ -155,7 +155,7 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
             return {"stopped": True}
         idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
         xb = ((x[idx].float() - norm.mean) / norm.std).unsqueeze(1)  # (B, 1, 48, 48)
-        xb = augment_batch(xb, cfg.crop_size, aug_gen, level, cfg.erasing)
+        xb = augment_batch(xb, cfg.crop_size, aug_gen, level, cfg.erasing, cfg.degrade)
         yb = y[idx]
         tb = yb if targets is None else targets[idx]  # class indices or (B, 7) probabilities
         if cfg.channels_last:

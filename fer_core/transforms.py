@@ -102,7 +102,8 @@ def _affine_params(b: int, level: str, gen: torch.Generator) -> tuple[torch.Tens
 
 
 def augment_batch(
-    x: torch.Tensor, crop_size: int, gen: torch.Generator, level: str = "standard", erasing: float = 0.0
+    x: torch.Tensor, crop_size: int, gen: torch.Generator, level: str = "standard", erasing: float = 0.0,
+    degrade: float = 0.0,
 ) -> torch.Tensor:
     """Per-image random crop, flip, rotation, zoom, jitter and erasing for a normalised batch.
 
@@ -133,7 +134,51 @@ def augment_batch(
         out = out * contrast + bright
     if erasing > 0:
         out = random_erasing(out, erasing, gen)
+    if degrade > 0:
+        out = degrade_batch(out, degrade, gen)
     return out
+
+
+DEGRADE_BLUR = (0.5, 0.8, 1.2)  # Gaussian sigmas in px, one drawn per degraded image
+DEGRADE_SIDES = (16, 22, 30)  # low resolution: shrunk to this side of a 44 px crop (scaled to the crop) and back
+DEGRADE_NOISE = 15.0 / 65.0  # noise up to 15 grey levels, in normalised units (the Training std is about 65)
+
+
+def degrade_batch(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """With probability p per image, one of three degradations of a photo: Gaussian blur, low resolution (area
+    shrink, bilinear enlarge) or Gaussian noise, each with a random strength, batched by kind and strength."""
+    b, _, h, w = x.shape
+    dev = gen.device
+    on = torch.rand(b, generator=gen, device=dev) < p
+    kind = torch.randint(0, 3, (b,), generator=gen, device=dev)
+    level = torch.randint(0, 3, (b,), generator=gen, device=dev)
+    amount = torch.rand(b, generator=gen, device=dev)
+    on, kind, level, amount = (t.to(x.device) for t in (on, kind, level, amount))
+    out = x.clone()
+    for i in range(3):
+        blur = on & (kind == 0) & (level == i)
+        if blur.any():
+            out[blur] = gaussian_blur(x[blur], DEGRADE_BLUR[i])
+        small = on & (kind == 1) & (level == i)
+        if small.any():
+            side = max(4, round(DEGRADE_SIDES[i] * h / 44))
+            out[small] = F.interpolate(F.interpolate(x[small], size=(side, side), mode="area"), size=(h, w),
+                                       mode="bilinear", align_corners=False)
+    noisy = on & (kind == 2)
+    if noisy.any():
+        noise = torch.randn(x[noisy].shape, generator=gen, device=dev).to(x.device)
+        out[noisy] = x[noisy] + noise * (amount[noisy] * DEGRADE_NOISE).view(-1, 1, 1, 1)
+    return out
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, 1, H, W) with reflected borders."""
+    radius = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-t**2 / (2 * sigma**2))
+    k = k / k.sum()
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    return F.conv2d(F.conv2d(x, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
 
 
 def random_erasing(x: torch.Tensor, p: float, gen: torch.Generator, area: tuple[float, float] = (0.02, 0.2)) -> torch.Tensor:

@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from fer_core.transforms import Normalization, augment_batch, centre_crop, eval_views, mixup, preprocess, random_erasing, to_float
+from fer_core.transforms import (
+    Normalization,
+    augment_batch,
+    centre_crop,
+    degrade_batch,
+    eval_views,
+    mixup,
+    preprocess,
+    random_erasing,
+    to_float,
+)
 
 
 @pytest.fixture()
@@ -97,3 +107,22 @@ def test_mixup_mixes_with_a_permutation(batch):
     xm, ya, yb, lam = mixup(batch, y, 0.4, torch.Generator().manual_seed(0))
     assert 0 <= lam <= 1 and xm.shape == batch.shape and torch.equal(ya, y)
     assert sorted(yb.tolist()) == sorted(y.tolist())
+
+
+def test_degrade_blurs_shrinks_or_adds_noise_to_the_chosen_share_of_images(sample_data):
+    norm = Normalization.fit(sample_data.split("Training")[0])
+    x = to_float(sample_data.split("Training")[0], norm).contiguous()  # 350 real faces
+    assert torch.equal(degrade_batch(x, 0.0, torch.Generator().manual_seed(0)), x)
+    out = degrade_batch(x, 0.5, torch.Generator().manual_seed(0))
+    changed = (out != x).flatten(1).any(1)
+    assert out.shape == x.shape and 0.4 * len(x) < int(changed.sum()) < 0.6 * len(x)  # about half (binomial sd 2.7%)
+    assert torch.equal(out, degrade_batch(x, 0.5, torch.Generator().manual_seed(0)))  # seeded
+    def detail(t):  # mean absolute difference between neighbouring pixels
+        return (t[:, :, :, 1:] - t[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
+    ratio = detail(out)[changed] / detail(x)[changed]
+    smoother, rougher = int((ratio < 0.95).sum()), int((ratio > 1.05).sum())
+    assert smoother + rougher >= 0.9 * int(changed.sum())  # each degraded image lost detail (blur, low res) or gained noise
+    assert smoother > rougher > 0.15 * int(changed.sum())  # two smoothing kinds of three, one noisy
+    every = degrade_batch(x, 1.0, torch.Generator().manual_seed(1))
+    assert (every != x).flatten(1).any(1).all()
+    assert augment_batch(x, 44, torch.Generator().manual_seed(0), "standard", 0.0, degrade=1.0).shape == (len(x), 1, 44, 44)
