@@ -38,7 +38,7 @@ from .metrics import eta_seconds
 from .models import build_model, count_params, list_models
 from .runfolder import RunFolder, Stopper
 from .targets import class_weights, select_splits, soft_targets
-from .transforms import Normalization, augment_batch, mixup, preprocess
+from .transforms import Normalization, augment_batch, degrade_batch, mixup, preprocess
 
 EpochCallback = Callable[[dict[str, Any]], None]
 StepCallback = Callable[[int, int, float], None]
@@ -155,7 +155,7 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
             return {"stopped": True}
         idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
         xb = ((x[idx].float() - norm.mean) / norm.std).unsqueeze(1)  # (B, 1, 48, 48)
-        xb = augment_batch(xb, cfg.crop_size, aug_gen, level, cfg.erasing, cfg.degrade)
+        xb = augment_batch(xb, cfg.crop_size, aug_gen, level, cfg.erasing)
         yb = y[idx]
         tb = yb if targets is None else targets[idx]  # class indices or (B, 7) probabilities
         if cfg.channels_last:
@@ -164,13 +164,17 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
             g["lr"] = lr_at(cfg, epoch * steps + i, steps)
         if cfg.mixup > 0:
             xb, ta, tb2, lam = mixup(xb, tb, cfg.mixup, aug_gen)
-            out = forward(model, xb, cfg.precision)
+        shown = xb  # the teacher scores the face undegraded: its answer is what the face shows, not what survives
+        if cfg.degrade > 0:
+            xb = degrade_batch(xb, cfg.degrade, aug_gen)
+            xb = xb.contiguous(memory_format=torch.channels_last) if cfg.channels_last else xb
+        out = forward(model, xb, cfg.precision)
+        if cfg.mixup > 0:
             loss = lam * F.cross_entropy(out, ta, weight, label_smoothing=cfg.label_smoothing) + (1 - lam) * F.cross_entropy(
                 out, tb2, weight, label_smoothing=cfg.label_smoothing)
         else:
-            out = forward(model, xb, cfg.precision)
             loss = F.cross_entropy(out, tb, weight, label_smoothing=cfg.label_smoothing)
-        loss = combined_loss(loss, out, teacher.logits(xb) if teacher is not None else None, cfg)
+        loss = combined_loss(loss, out, teacher.logits(shown) if teacher is not None else None, cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -136,3 +136,27 @@ def test_cli_missing_teacher_is_a_clear_error(sample_path, tmp_path, run_main):
     r = run_main(train_main, "--run", tmp_path / "r", "--data", sample_path, "--model", "small", "--width", 8,
                  "--teacher", missing, "--distill", 0.5, "--quiet")
     assert r.returncode == 2 and str(missing) in r.stderr
+
+
+@pytest.mark.parametrize("degrade", [0.0, 1.0])
+def test_the_teacher_scores_the_faces_before_they_are_degraded(sample_data, fast_checkpoint, tmp_path, monkeypatch, degrade):
+    import fer_core.train as train
+
+    seen: dict[str, list[torch.Tensor]] = {"student": [], "teacher": []}
+    student_forward, teacher_logits = train.forward, Teacher.logits
+
+    def record_student(model, xb, precision="fp32"):
+        seen["student"].append(xb.detach().clone())
+        return student_forward(model, xb, precision)
+
+    def record_teacher(self, xb):
+        seen["teacher"].append(xb.detach().clone())
+        return teacher_logits(self, xb)
+
+    monkeypatch.setattr(train, "forward", record_student)
+    monkeypatch.setattr(Teacher, "logits", record_teacher)
+    fit(TINY.replace(limit=64, teacher=str(fast_checkpoint), distill=0.5, degrade=degrade), tmp_path / "run", data=sample_data)
+    assert len(seen["teacher"]) == len(seen["student"]) == 2  # two steps of 32
+    for s, t in zip(seen["student"], seen["teacher"], strict=True):
+        differs = (s != t).flatten(1).any(1)
+        assert bool(differs.all()) if degrade else not differs.any()  # degraded for the student alone
