@@ -170,7 +170,7 @@ def delete_control(path: Path, runs_root: Path) -> None:
         if st.button("Delete", key="report-delete", type="primary"):
             try:
                 path.unlink(missing_ok=True)
-                path.with_name(path.name.removesuffix(".json") + ".log").unlink(missing_ok=True)  # its evaluation's log
+                jobs.evaluation_log(path).unlink(missing_ok=True)
             except OSError as e:
                 st.error(f"Cannot delete {path}: {e}")
                 return

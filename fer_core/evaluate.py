@@ -27,7 +27,7 @@ from .config import (
 from .data import DataError, load_dataset
 from .metrics import summarize
 from .models import count_params
-from .perturb import PERTURBATIONS, perturb
+from .perturb import PERTURBATIONS, check_corruption, perturb
 from .quantize import INFERENCE_PRECISIONS
 from .transforms import TTA_MODES, TTA_VIEWS, eval_views, to_float
 
@@ -108,8 +108,7 @@ def evaluate_checkpoint(checkpoint: str | Path | None = None, data: str | Path |
                         corruption: str = "none") -> dict[str, Any]:
     """Load a checkpoint and a dataset split, and return the report dict; `corruption` (perturb.PERTURBATIONS) alters
     every face first, and the report says which."""
-    if corruption not in PERTURBATIONS:  # before the model and data load
-        raise ValueError(f"corruption must be one of {', '.join(PERTURBATIONS)}, not {corruption!r}")
+    check_corruption(corruption)  # before the model and data load
     loaded = load_model(checkpoint, precision)
     ds = load_dataset(data, labels=labels)
     x, y = ds.split(split)

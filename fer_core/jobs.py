@@ -305,9 +305,14 @@ def start_evaluation(checkpoint: str | os.PathLike[str], data: str | os.PathLike
     args = ["fer_core.evaluate", "--checkpoint", str(Path(checkpoint).resolve()), "--data", str(Path(data).resolve()),
             "--split", split, "--tta", tta, "--labels", labels, "--precision", precision, "--corruption", corruption,
             "--out", str(out)]
-    log = out.name.removesuffix(".json") + ".log"
-    proc = launch(out.parent, args, log_name=log)
-    return Job(run_dir=out.parent, pid=proc.pid, command=_command(args), log=out.parent / log)
+    log = evaluation_log(out)
+    proc = launch(out.parent, args, log_name=log.name)
+    return Job(run_dir=out.parent, pid=proc.pid, command=_command(args), log=log)
+
+
+def evaluation_log(out: Path) -> Path:
+    """The log start_evaluation writes beside its report `out` (X.report.json -> X.report.log)."""
+    return out.with_name(out.name.removesuffix(".json") + ".log")
 
 
 # ---------------------------------------------------------------------------------------------- registry

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import CheckpointError, float_weights, read_checkpoint
-from .checks import check_config, config_problems
+from .checkpoint import CheckpointError, float_weights
+from .checks import check_config
 from .config import (
     DataNotFoundError,
     TrainConfig,
@@ -27,8 +27,8 @@ from .config import (
 )
 from .data import DataError, FERData, load_dataset
 from .targets import select_splits
-from .train import add_config_args, build_for_training, check_device, config_from_args, forward
-from .transforms import Normalization, augment_batch
+from .train import add_config_args, build_for_training, check_device, config_from_args, forward, read_init
+from .transforms import Normalization, augment_batch, degrade_batch
 
 SMOOTHING = 0.9  # exponential smoothing of the per-step loss (bias-corrected), as in fastai's finder
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum
@@ -50,7 +50,7 @@ def lr_range_test(cfg: TrainConfig, data: FERData | None = None, start: float = 
     set_seed(cfg.seed)
     data = data if data is not None else load_dataset(cfg.data or None, labels=cfg.labels)
     x, y, _, _ = select_splits(data, cfg)
-    source = read_checkpoint(cfg.init) if cfg.init else None
+    source = read_init(cfg) if cfg.init else None  # the same architecture as cfg, or a clear error
     norm = Normalization(**source["norm"]) if source else Normalization.fit(x)
     model, opt = build_for_training(cfg, device, float_weights(source) if source is not None else None)
     model.train()
@@ -61,7 +61,8 @@ def lr_range_test(cfg: TrainConfig, data: FERData | None = None, start: float = 
         lr = start * (end / start) ** (i / (steps - 1))
         idx = torch.randint(len(x), (cfg.batch_size,), generator=gen)
         xb = augment_batch(((x[idx].float() - norm.mean) / norm.std).unsqueeze(1), cfg.crop_size, gen, cfg.augment,
-                           cfg.erasing, cfg.degrade).to(device)
+                           cfg.erasing)
+        xb = (degrade_batch(xb, cfg.degrade, gen) if cfg.degrade > 0 else xb).to(device)
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         for g in opt.param_groups:
@@ -122,10 +123,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
-        cfg = config_from_args(args)
-        problems = config_problems(cfg)
-        if problems:
-            raise ValueError("; ".join(problems))
+        cfg = config_from_args(args)  # lr_range_test checks it before loading anything
+
         def report(i: int, lr: float, loss: float) -> None:
             if i % 10 == 0:
                 print(f"step {i:>4}  lr {lr:.2e}  smoothed loss {loss:.3f}", flush=True)

@@ -7,11 +7,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from .config import IMAGE_SIZE
-from .transforms import gaussian_blur
+from .transforms import gaussian_blur, low_resolution
 
 # Where the features lie in FER2013's roughly aligned faces (rows of the 48x48 image, from the mean PublicTest face:
 # the eyes darkest at rows 14-20, the mouth at 36-40).
@@ -25,11 +23,6 @@ def _noise(x: torch.Tensor, std: float, seed: int) -> torch.Tensor:
 def _contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
     mean = x.mean(dim=(2, 3), keepdim=True)
     return mean + factor * (x - mean)
-
-
-def _low_resolution(x: torch.Tensor, side: int) -> torch.Tensor:
-    small = F.interpolate(x, size=(side, side), mode="area")
-    return F.interpolate(small, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
 
 
 def _jpeg(images: torch.Tensor, quality: int) -> torch.Tensor:
@@ -54,8 +47,8 @@ _FLOAT: dict[str, tuple[str, Callable[[torch.Tensor, int], torch.Tensor]]] = {
     "noise-25": ("Gaussian noise, sigma 25 grey levels", lambda x, s: _noise(x, 25.0, s)),
     "dark": ("brightness x 0.4 (an underexposed photo)", lambda x, s: x * 0.4),
     "low-contrast": ("contrast x 0.4 about each face's mean", lambda x, s: _contrast(x, 0.4)),
-    "lowres-24": ("shrunk to 24 px and enlarged back", lambda x, s: _low_resolution(x, 24)),
-    "lowres-12": ("shrunk to 12 px and enlarged back", lambda x, s: _low_resolution(x, 12)),
+    "lowres-24": ("shrunk to 24 px and enlarged back", lambda x, s: low_resolution(x, 24)),
+    "lowres-12": ("shrunk to 12 px and enlarged back", lambda x, s: low_resolution(x, 12)),
     "occlude-eyes": (f"grey band over rows {EYES_ROWS[0]}-{EYES_ROWS[1] - 1}, where the eyes lie (sunglasses)",
                      lambda x, s: _band(x, EYES_ROWS)),
     "occlude-lower": (f"grey band over rows {LOWER_ROWS[0]}-{LOWER_ROWS[1] - 1}: mouth and chin (a face mask)",
@@ -65,10 +58,15 @@ PERTURBATIONS: dict[str, str] = {"none": "the faces as they are", **{k: v[0] for
                                  "jpeg-10": "JPEG at quality 10"}
 
 
+def check_corruption(name: str) -> None:
+    """ValueError unless PERTURBATIONS has `name`."""
+    if name not in PERTURBATIONS:
+        raise ValueError(f"corruption must be one of {', '.join(PERTURBATIONS)}, not {name!r}")
+
+
 def perturb(images: torch.Tensor, name: str, seed: int = 0) -> torch.Tensor:
     """uint8 faces (N, 48, 48) -> uint8 corrupted copies (PERTURBATIONS names them); the same seed, the same noise."""
-    if name not in PERTURBATIONS:
-        raise ValueError(f"perturbation must be one of {', '.join(PERTURBATIONS)}, not {name!r}")
+    check_corruption(name)
     if name == "none":
         return images
     if name == "jpeg-10":

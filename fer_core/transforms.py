@@ -102,8 +102,7 @@ def _affine_params(b: int, level: str, gen: torch.Generator) -> tuple[torch.Tens
 
 
 def augment_batch(
-    x: torch.Tensor, crop_size: int, gen: torch.Generator, level: str = "standard", erasing: float = 0.0,
-    degrade: float = 0.0,
+    x: torch.Tensor, crop_size: int, gen: torch.Generator, level: str = "standard", erasing: float = 0.0
 ) -> torch.Tensor:
     """Per-image random crop, flip, rotation, zoom, jitter and erasing for a normalised batch.
 
@@ -134,8 +133,6 @@ def augment_batch(
         out = out * contrast + bright
     if erasing > 0:
         out = random_erasing(out, erasing, gen)
-    if degrade > 0:
-        out = degrade_batch(out, degrade, gen)
     return out
 
 
@@ -145,8 +142,9 @@ DEGRADE_NOISE = 15.0 / 65.0  # noise up to 15 grey levels, in normalised units (
 
 
 def degrade_batch(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
-    """With probability p per image, one of three degradations of a photo: Gaussian blur, low resolution (area
-    shrink, bilinear enlarge) or Gaussian noise, each with a random strength, batched by kind and strength."""
+    """With probability p per image, one of three degradations of a photo: Gaussian blur, low resolution or Gaussian
+    noise, each with a random strength, batched by kind and strength. Applied after augment_batch (training gives its
+    teacher the undegraded batch)."""
     b, _, h, w = x.shape
     dev = gen.device
     on = torch.rand(b, generator=gen, device=dev) < p
@@ -161,14 +159,18 @@ def degrade_batch(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tens
             out[blur] = gaussian_blur(x[blur], DEGRADE_BLUR[i])
         small = on & (kind == 1) & (level == i)
         if small.any():
-            side = max(4, round(DEGRADE_SIDES[i] * h / 44))
-            out[small] = F.interpolate(F.interpolate(x[small], size=(side, side), mode="area"), size=(h, w),
-                                       mode="bilinear", align_corners=False)
+            out[small] = low_resolution(x[small], max(4, round(DEGRADE_SIDES[i] * h / 44)))
     noisy = on & (kind == 2)
     if noisy.any():
         noise = torch.randn(x[noisy].shape, generator=gen, device=dev).to(x.device)
         out[noisy] = x[noisy] + noise * (amount[noisy] * DEGRADE_NOISE).view(-1, 1, 1, 1)
     return out
+
+
+def low_resolution(x: torch.Tensor, side: int) -> torch.Tensor:
+    """(B, 1, H, W) shrunk to side x side (area averaging) and enlarged back (bilinear): the detail a small face lacks."""
+    small = F.interpolate(x, size=(side, side), mode="area")
+    return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -42,7 +42,10 @@ def test_cli_prints_the_suggestion_and_refuses_bad_settings(tmp_path, run_main, 
     shown = json.loads(r.stdout)
     assert r.returncode == 0 and len(shown["lr"]) <= 20 and shown["suggested"] == pytest.approx(shown["lowest"] / 10)
     assert list(tmp_path.iterdir()) == []  # nothing written
+    from fer_core.config import DEFAULT_CHECKPOINT
+    fast = DEFAULT_CHECKPOINT.parent / "fer_fast.pt"  # a vgg: another architecture than --model small asks for
     for extra, message in ((["--steps", 5], "at least 10 steps"), (["--crop-size", 60], "crop_size"),
+                           (["--init", fast], "holds model 'vgg' width 32, but this run trains 'small' width 8"),
                            (["--data", tmp_path / "none.csv"], "FER2013 data not found")):
         r = run_main(main, *args, *extra)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, extra

@@ -125,4 +125,5 @@ def test_degrade_blurs_shrinks_or_adds_noise_to_the_chosen_share_of_images(sampl
     assert smoother > rougher > 0.15 * int(changed.sum())  # two smoothing kinds of three, one noisy
     every = degrade_batch(x, 1.0, torch.Generator().manual_seed(1))
     assert (every != x).flatten(1).any(1).all()
-    assert augment_batch(x, 44, torch.Generator().manual_seed(0), "standard", 0.0, degrade=1.0).shape == (len(x), 1, 44, 44)
+    crops = augment_batch(x, 44, torch.Generator().manual_seed(0), "standard", 0.0)  # as training: augment, then degrade
+    assert degrade_batch(crops, 1.0, torch.Generator().manual_seed(0)).shape == (len(x), 1, 44, 44)
