@@ -14,15 +14,17 @@ from fer_core import jobs
 from fer_core.config import TrainConfig
 from fer_core.lrfind import caveat
 
-JOB, RESULT, ERROR = "lrfind_job", "lrfind_result", "lrfind_error"
+JOB, RESULT, ERROR, ROOT = "lrfind_job", "lrfind_result", "lrfind_error", "lrfind_root"
+LONG = 1000  # steps for a curve that 300 left flat (a ResNet-48: about 11 minutes on 2 cores)
 
 
-def start(cfg: TrainConfig, runs_root: Path) -> None:
+def start(cfg: TrainConfig, runs_root: Path, steps: int = 300) -> None:
     """Start the range test for the form's settings; the page shows its progress, then its curve."""
     if (running := jobs.current_job(runs_root)) is not None:
         st.toast(f"{running.name} is training: the finder shares the cores with it, and both run slower")
-    job, out = jobs.start_lrfind(cfg, runs_root)
-    st.session_state[JOB] = {"pid": job.pid, "out": str(out), "log": str(job.log), "started": time.time()}
+    job, out = jobs.start_lrfind(cfg, runs_root, steps)
+    st.session_state[JOB] = {"pid": job.pid, "out": str(out), "log": str(job.log), "started": time.time(),
+                             "root": str(runs_root)}
     st.session_state.pop(RESULT, None)
 
 
@@ -33,7 +35,7 @@ def show() -> None:
     if JOB in st.session_state:
         _wait()
     elif RESULT in st.session_state:
-        _result(Path(st.session_state[RESULT]))
+        _result(Path(st.session_state[RESULT]), st.session_state.get(ROOT))
 
 
 @st.fragment(run_every="1s")
@@ -43,6 +45,7 @@ def _wait() -> None:
         return
     out, log = Path(job["out"]), Path(job["log"])
     if out.exists():
+        st.session_state[ROOT] = job["root"]
         st.session_state[RESULT] = st.session_state.pop(JOB)["out"]
         st.rerun()
     elif not jobs.pid_alive(job["pid"]):
@@ -54,7 +57,7 @@ def _wait() -> None:
         st.info(f"Finding a learning rate... {time.time() - job['started']:.0f} s: {step}", icon=":material/hourglass_top:")
 
 
-def _result(path: Path) -> None:
+def _result(path: Path, runs_root: str | None) -> None:
     try:
         result = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -66,7 +69,16 @@ def _result(path: Path) -> None:
                 "was lowest. Put it in the form's Learning rate.")
     if note := caveat(result, cfg):
         st.warning(note[:1].upper() + note[1:] + ".")
-        if not cfg.init:  # the page runs 300 steps; the same settings with more, from a terminal
-            st.code(" ".join(["python -m fer_core.lrfind", *map(shlex.quote, jobs.train_args(cfg)), "--steps 1000"]),
+        if not cfg.init and len(result["lr"]) < LONG:  # the form runs 300 steps; the same settings with more
+            if runs_root and st.button(f"Run {LONG} steps", icon=":material/replay:",
+                                       help="The same range test, longer: a few minutes for a small model, about 11 for "
+                                            "the ResNet-48 on 2 cores"):
+                try:
+                    start(cfg, Path(runs_root), LONG)
+                except (jobs.JobError, ValueError, OSError) as e:
+                    st.session_state[ERROR] = f"The learning-rate finder did not start: {e}"
+                st.rerun()
+            st.caption("or from a terminal:")
+            st.code(" ".join(["python -m fer_core.lrfind", *map(shlex.quote, jobs.train_args(cfg)), f"--steps {LONG}"]),
                     language="bash")
     st.plotly_chart(plots.lr_curve(result), key="lrfind-curve")

@@ -146,6 +146,24 @@ def temperature_note(meta: dict[str, Any]) -> str:
             "in-sample for these parameters. They change no centre-crop answer; a TTA average can rarely flip one.")
 
 
+def earlier_cycles(previous_card: str) -> str:
+    """The training history of the card a run continued from: its section from `## Training recipe` to `## Results`,
+    its config table left out (the weights it describes were replaced), under an `### Earlier cycles` heading.
+
+    Nested histories come along, so a card keeps every cycle however many times its model was fine-tuned."""
+    start, end = previous_card.find("## Training recipe"), previous_card.find("## Results")
+    if start < 0 or end < start:
+        raise ValueError("the previous model card has no '## Training recipe' ... '## Results' section")
+    lines = previous_card[start:end].strip().splitlines()[1:]
+    if "| field | value |" in lines:
+        first = lines.index("| field | value |")
+        last = next((i for i in range(first, len(lines)) if not lines[i].startswith("|")), len(lines))
+        lines = lines[:first] + lines[last:]
+    name = previous_card.splitlines()[0].removeprefix("# Model card: ").strip() or "the model"
+    return (f"### Earlier cycles\nThe weights this run started from ({name} as shipped before), as their model card "
+            "described them:\n\n" + "\n".join(lines).strip() + "\n")
+
+
 def targets_note(cfg: TrainConfig) -> str:
     """The training targets beyond the FER2013 labels: FER+ soft labels and a distillation teacher (empty without)."""
     parts = []
@@ -158,13 +176,23 @@ def targets_note(cfg: TrainConfig) -> str:
         source = f"the mean probabilities of {names}" if len(paths) > 1 else names
         parts.append(f"knowledge distillation from {source} (`--teacher`): the loss is "
                      f"{1 - cfg.distill:g} x the label loss + {cfg.distill:g} x T^2 KL(teacher || student) at temperature "
-                     f"T = {cfg.distill_t:g}, the teacher scoring each augmented batch (the teacher, too, was selected on "
+                     f"T = {cfg.distill_t:g}, the teacher scoring each augmented batch"
+                     f"{' before it is degraded' if cfg.degrade > 0 else ''} (the teacher, too, was selected on "
                      "PublicTest only)")
     return ("Targets: " + "; ".join(parts) + ".") if parts else ""
 
 
+def degrade_note(cfg: TrainConfig) -> str:
+    """The photo degradations the model was trained with (`--degrade`; empty without)."""
+    if cfg.degrade <= 0:
+        return ""
+    return (f"Photo degradation (`--degrade {cfg.degrade:g}`): with probability {cfg.degrade:g}, each training face, after "
+            "augmentation, got one of a Gaussian blur (sigma 0.5-1.2 px), a lower resolution (16-30 px, scaled back) or "
+            "Gaussian noise (up to 15 grey levels).")
+
+
 def render(checkpoint: str | Path, reports: list[dict[str, Any]], runs: Sequence[Path], command: str, hardware: str,
-           notes: str = "") -> str:
+           notes: str = "", previous_card: str = "") -> str:
     loaded = load_model(checkpoint)
     cfg = loaded.config
     main = headline_order(reports)[0]
@@ -195,10 +223,12 @@ trained on FER2013 alone, with no pretrained weights (hardware: see Training rec
 SGD with Nesterov momentum, cosine schedule with linear warmup, label smoothing, random erasing, per-image
 random crop/flip/rotation/zoom/brightness-contrast applied to whole batches as tensors.
 {targets_note(cfg)}
+{degrade_note(cfg)}
 
 {training_summary(runs)}
 - hardware: {hardware}
 {notes and chr(10) + notes + chr(10)}
+{previous_card and earlier_cycles(previous_card) + chr(10)}
 ## Results
 {results_table(reports)}
 
@@ -236,11 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--command", default="(not recorded)", help="the training command line")
     p.add_argument("--hardware", default=f"{platform.processor() or platform.machine()}, CPU only")
     p.add_argument("--notes", default="", help="free text (markdown) added under the training summary")
+    p.add_argument("--previous-card", default="", help="the card of the weights the first run started from (--init), "
+                   "whose training history the new card keeps")
     p.add_argument("--out", required=True, type=output_file)
     args = p.parse_args(argv)
     try:
         reports = [json.loads(Path(r).read_text()) for r in args.reports]
-        text = render(args.checkpoint, reports, [Path(r) for r in args.run], args.command, args.hardware, args.notes)
+        previous = Path(args.previous_card).read_text() if args.previous_card else ""
+        text = render(args.checkpoint, reports, [Path(r) for r in args.run], args.command, args.hardware, args.notes,
+                      previous)
         atomic_write_bytes(args.out, text.encode())
     except (OSError, ValueError) as e:  # a missing or malformed report, an unwritable --out
         print(f"error: {e}", file=sys.stderr)

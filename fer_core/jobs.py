@@ -270,14 +270,16 @@ def cancel_job(run_dir: str | os.PathLike[str]) -> bool:
     return True
 
 
-def start_lrfind(cfg: TrainConfig, runs_root: str | os.PathLike[str] | None = None) -> tuple[Job, Path]:
-    """Run `python -m fer_core.lrfind` for cfg detached (about a minute); its JSON result appears at the returned path,
-    in RUNS/lrfind/ (a folder the run list ignores)."""
+def start_lrfind(cfg: TrainConfig, runs_root: str | os.PathLike[str] | None = None, steps: int = 300) -> tuple[Job, Path]:
+    """Run `python -m fer_core.lrfind` for cfg detached (about a minute for 300 steps); its JSON result appears at the
+    returned path, in RUNS/lrfind/ (a folder the run list ignores)."""
     check_config(cfg)
+    if steps < 10:
+        raise JobError(f"the learning-rate finder needs at least 10 steps, not {steps}")
     folder = resolve_runs_root(runs_root) / LRFIND_DIR
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.model}{cfg.width}.json"
-    args = ["fer_core.lrfind", *train_args(cfg), "--out", str(out)]
+    args = ["fer_core.lrfind", *train_args(cfg), "--steps", str(steps), "--out", str(out)]
     log = out.with_suffix(".log").name
     proc = launch(folder, args, log_name=log)
     return Job(run_dir=folder, pid=proc.pid, command=_command(args), log=folder / log), out

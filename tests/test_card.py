@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
-from fer_core.card import render, training_summary
+from fer_core.card import render, targets_note, training_summary
 from fer_core.config import REPO_ROOT, TrainConfig
 from fer_core.evaluate import evaluate_checkpoint
 from fer_core.metrics import time_to_accuracy
@@ -66,7 +67,6 @@ def test_eta_is_the_median_wall_time_of_recent_epochs_times_the_epochs_left():
 
 
 def test_card_names_the_targets_beyond_the_labels():
-    from fer_core.card import targets_note
 
     assert targets_note(TrainConfig()) == ""
     note = targets_note(TrainConfig(teacher="/x/checkpoints/fer_resnet.pt", distill=0.8, distill_t=2.0, soft_labels=0.3))
@@ -93,3 +93,44 @@ def test_card_names_the_weakest_classes_from_the_report():
     cm, names = report["confusion_matrix"], list(recall)
     n, t, p = max((cm[i][j], names[i], names[j]) for i in range(7) for j in range(7) if i != j)
     assert f"largest confusions are {t} as {p} ({n})," in note
+
+
+def test_a_fine_tuned_models_card_keeps_the_shipped_cards_history(sample_path, fast_checkpoint, tmp_path):
+    """A run that continued a shipped model (--init) gets a card with that model's recipe and runs, however many times
+    over, without the shipped card's config table (those settings are replaced by the new run's)."""
+    from fer_core.card import degrade_note, earlier_cycles, main
+
+    shipped = (REPO_ROOT / "checkpoints" / "fer_fast.md").read_text()
+    report = evaluate_checkpoint(fast_checkpoint, sample_path, "PublicTest")
+    text = render(fast_checkpoint, [report], [], "python -m fer_core.train --init checkpoints/fer_fast.pt", "test machine",
+                  previous_card=shipped)
+    history = text[text.index("### Earlier cycles"):text.index("## Results")]
+    old_recipe = shipped[shipped.index("## Training recipe"):shipped.index("## Results")]
+    runs = [line for line in old_recipe.splitlines() if line.startswith(("Run ", "python -m", "In all:", "- hardware:"))]
+    assert runs and all(line in history for line in runs)
+    assert "| field | value |" not in history and text.count("| field | value |") == 1
+    assert text.index("python -m fer_core.train --init checkpoints/fer_fast.pt") < text.index("### Earlier cycles")
+    # Once more: the second card keeps both cycles, in order
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    (tmp_path / "previous.md").write_text(text)
+    assert main(["--checkpoint", str(fast_checkpoint), "--reports", str(tmp_path / "report.json"), "--command",
+                 "python -m fer_core.train --run third", "--previous-card", str(tmp_path / "previous.md"),
+                 "--out", str(tmp_path / "card.md")]) == 0
+    again = (tmp_path / "card.md").read_text()
+    nested = shipped.count("### Earlier cycles")  # the shipped card may itself continue an earlier one
+    assert text.count("### Earlier cycles") == nested + 1 and again.count("### Earlier cycles") == nested + 2
+    assert all(line in again for line in runs)
+    assert again.index("--run third") < again.index("--init checkpoints/fer_fast.pt") < again.index(runs[0])
+    # A card without the section is refused with a message, not rendered half
+    (tmp_path / "bad.md").write_text("# Model card: x\n\nno sections\n")
+    assert main(["--checkpoint", str(fast_checkpoint), "--reports", str(tmp_path / "report.json"), "--previous-card",
+                 str(tmp_path / "bad.md"), "--out", str(tmp_path / "bad_card.md")]) == 2
+    assert not (tmp_path / "bad_card.md").exists()
+    try:
+        earlier_cycles("# Model card: x\n## Results\n## Training recipe\n")
+    except ValueError as e:
+        assert "Training recipe" in str(e)
+    else:
+        raise AssertionError("a card with its sections out of order was accepted")
+    assert degrade_note(TrainConfig()) == "" and "with probability 0.5" in degrade_note(TrainConfig(degrade=0.5))
+    assert "before it is degraded" in targets_note(TrainConfig(teacher="/x/a.pt", degrade=0.5))

@@ -516,6 +516,19 @@ def test_a_flat_learning_rate_curve_is_flagged_with_the_command_for_more_steps(r
     assert not at.exception and "The loss hardly fell" in texts(at.warning)
     command = next(c.value for c in at.code if "fer_core.lrfind" in c.value)
     assert "--model resnet --width 48" in command and command.endswith("--steps 1000")
+    assert not [b for b in at.button if b.label.startswith("Run 1000")]  # no runs folder known for this result
+    # A result the page's own finder wrote: the longer test starts from the page, as a separate process
+    at.session_state["lrfind_root"] = str(runs)
+    at.run()
+    by_label(at.button, "Run 1000 steps").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    job = at.session_state["lrfind_job"]
+    try:
+        assert "Finding a learning rate" in texts(at.info) and Path(job["out"]).parent == runs / jobs.LRFIND_DIR
+        argv = Path(f"/proc/{job['pid']}/cmdline").read_bytes().split(b"\0")
+        assert argv[argv.index(b"--steps") + 1] == b"1000" and b"resnet" in argv
+    finally:
+        os.kill(job["pid"], signal.SIGTERM)
 
 
 def test_train_form_follows_the_chosen_recipe(runs):
