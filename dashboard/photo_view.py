@@ -33,6 +33,7 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
     from fer_core.faces import RELIABLE_FROM, has_small_faces
     from fer_core.images import ImageError
     from fer_core.predict import csv_rows
+    from fer_core.quality import describe
 
     st.markdown(f"**{title or name}**")
     stamp = loaders.mtime(checkpoint)
@@ -78,6 +79,8 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
                       " (seen from the side: less reliable)" if face.side else "")
             caption = f"{_face_name(face_numbers, j)}: {face.label} {face.confidence:.0%}{turned}"
             crop_col.image(overlay(face.crop, heat, alpha=alpha), caption=caption, width="stretch")
+            if face.issues:  # quality.assess: a face like few of the training faces
+                crop_col.caption(f":material/warning: Trust this one less: {describe(face.issues)}.")
             if not heat.any():  # Grad-CAM keeps only positive evidence; a weak or unsure model may have none to show
                 crop_col.caption("This method found no positive evidence for the class here; try another method.")
             if compare is None:
@@ -104,12 +107,15 @@ def many_faces(faces: Sequence[Any], numbers: list[str] | None, key: str) -> int
     labels = [_face_name(numbers, j) for j in range(len(faces))]
     st.markdown(f"**{counted(len(faces), 'face')}**: {tally(faces)}")
     table = pd.DataFrame({"face": labels, "emotion": [f.label for f in faces], "confidence": [f.confidence for f in faces],
-                          "tilt": [f.angle for f in faces], "side view": [f.side for f in faces]})
-    table = table.drop(columns=[c for c in ("tilt", "side view") if not table[c].any()])
+                          "tilt": [f.angle for f in faces], "side view": [f.side for f in faces],
+                          "trust less": [", ".join(f.issues) for f in faces]})
+    table = table.drop(columns=[c for c in ("tilt", "side view", "trust less") if not table[c].any()])
     st.dataframe(table, hide_index=True, height=248, key=f"{key}-faces", column_config={
         "confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
         "tilt": st.column_config.NumberColumn(format="%+.0f°", help="Turned in the picture's plane (counter-clockwise)"),
-        "side view": st.column_config.CheckboxColumn(help="Seen from the side: the model saw few such faces, trust it less")})
+        "side view": st.column_config.CheckboxColumn(help="Seen from the side: the model saw few such faces, trust it less"),
+        "trust less": st.column_config.TextColumn(help="Blurry, noisy, dark, low contrast or small: few training faces "
+                                                       "were like it (fer_core.quality)")})
     return st.selectbox("Face up close", range(len(faces)), key=f"{key}-face",
                         format_func=lambda j: f"{labels[j]}: {faces[j].label} {faces[j].confidence:.0%}",
                         help="Its saliency map and probabilities below; the numbers are those drawn on the picture")

@@ -19,10 +19,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .checkpoint import LoadedModel, load_model
 from .config import DEFAULT_CHECKPOINT, EMOTIONS, IMAGE_SIZE
-from .crops import MARGIN, crop_face
+from .crops import MARGIN, crop_face, face_square
 from .evaluate import predict_probs
 from .faces import Box, Face, FaceDetector, find_faces, get_detector
 from .images import ImageError, ImageSource, load_image
+from .quality import assess
 from .transforms import TTA_MODES
 
 if TYPE_CHECKING:
@@ -44,10 +45,11 @@ class FacePrediction:
     margin: float = MARGIN  # the margin the crop was cut with (0 for a whole image): overlay() needs it to map back
     angle: float = 0.0  # degrees counter-clockwise the face is turned in the picture (Face.angle); the crop is upright
     side: bool = False  # seen from the side (Face.side): the model saw few such faces in training
+    issues: tuple[str, ...] = ()  # quality.ISSUES the crop raises (blurry, noisy, dark, low contrast, small): trust less
 
     def to_dict(self) -> dict[str, Any]:
-        return {"box": [int(v) for v in self.box], "angle": self.angle, "side": self.side, "label": self.label,
-                "probs": dict(self.probs), "confidence": self.confidence}
+        return {"box": [int(v) for v in self.box], "angle": self.angle, "side": self.side, "issues": list(self.issues),
+                "label": self.label, "probs": dict(self.probs), "confidence": self.confidence}
 
 
 def predict_crops(crops: np.ndarray | torch.Tensor, model: LoadedModel, tta: str = "none") -> np.ndarray:
@@ -76,11 +78,13 @@ def crop_margin(detect: bool) -> float:
 
 def _to_predictions(faces: list[Face], crops: np.ndarray, probs: np.ndarray, margin: float) -> list[FacePrediction]:
     out = []
-    for (box, angle, side), crop, p in zip(faces, crops, probs, strict=True):
+    quality = assess(crops, [face_square(f.box, margin)[2] for f in faces]) if faces else []
+    for (box, angle, side), crop, p, q in zip(faces, crops, probs, quality, strict=True):
         k = int(p.argmax())
         out.append(FacePrediction(box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])), label=EMOTIONS[k],
                                   probs={e: float(v) for e, v in zip(EMOTIONS, p, strict=True)},
-                                  confidence=float(p[k]), crop=crop, margin=margin, angle=float(angle), side=bool(side)))
+                                  confidence=float(p[k]), crop=crop, margin=margin, angle=float(angle), side=bool(side),
+                                  issues=q.issues))
     return out
 
 
@@ -204,8 +208,8 @@ def tally(faces: Sequence[FacePrediction]) -> str:
     return ", ".join(f"{e} {n}" for e in EMOTIONS if (n := sum(f.label == e for f in faces)))
 
 
-CSV_COLUMNS = ["path", "frame", "time_s", "face", "x", "y", "w", "h", "angle", "side", "label", "confidence", *EMOTIONS,
-               "error"]
+CSV_COLUMNS = ["path", "frame", "time_s", "face", "x", "y", "w", "h", "angle", "side", "issues", "label", "confidence",
+               *EMOTIONS, "error"]
 
 
 def csv_rows(path: str, result: list[FacePrediction] | VideoPrediction | str) -> list[dict[str, Any]]:
@@ -219,7 +223,8 @@ def csv_rows(path: str, result: list[FacePrediction] | VideoPrediction | str) ->
     for frame, t, faces in frames:
         where = {"path": path, "frame": frame, "time_s": t}
         rows += [{**where, "face": k + 1, **dict(zip("xywh", p.box, strict=True)), "angle": p.angle, "side": int(p.side),
-                  "label": p.label, "confidence": round(p.confidence, 4), **{e: round(v, 4) for e, v in p.probs.items()}}
+                  "issues": ";".join(p.issues), "label": p.label, "confidence": round(p.confidence, 4),
+                  **{e: round(v, 4) for e, v in p.probs.items()}}
                  for k, p in faces]
         rows += [] if faces else [where]
     return rows

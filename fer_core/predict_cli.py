@@ -57,7 +57,8 @@ def format_faces(path: str, faces: list[FacePrediction]) -> str:
         others = sorted(((p, e) for e, p in f.probs.items() if e != f.label), reverse=True)[:2]
         rest = ", ".join(f"{e} {p:.0%}" for p, e in others)
         turned = f" turned {f.angle:+g} deg" if f.angle else " seen from the side" if f.side else ""
-        lines.append(f"  face {i} at {tuple(f.box)}{turned}: {f.label} {f.confidence:.0%} ({rest})")
+        doubt = f" [trust less: {', '.join(f.issues)}]" if f.issues else ""
+        lines.append(f"  face {i} at {tuple(f.box)}{turned}: {f.label} {f.confidence:.0%} ({rest}){doubt}")
     return "\n".join(lines)
 
 

@@ -168,7 +168,8 @@ def load_result(folder: str | os.PathLike[str]) -> VideoPrediction:
         for f in data["frames"]:
             faces = [FacePrediction(box=tuple(p["box"]), label=p["label"], probs=p["probs"], confidence=p["confidence"],
                                     crop=next(it), margin=p["margin"], angle=p.get("angle", 0.0),
-                                    side=bool(p.get("side", False))) for p in f["faces"]]
+                                    side=bool(p.get("side", False)), issues=tuple(p.get("issues", ())))
+                     for p in f["faces"]]
             frames.append(FrameFaces(f["index"], f["time_s"], faces, list(f["tracks"])))
         result = VideoPrediction(VideoInfo(**data["info"]), data["every_s"], frames, bool(data["truncated"]))
     except (KeyError, TypeError, StopIteration) as e:

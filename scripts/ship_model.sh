@@ -39,7 +39,8 @@ python -m fer_core.card --checkpoint "$out/$name.pt" --reports "$out/$name.repor
     --run ${FER_PARENT_RUNS:-} "$run" --command "$command" --hardware "${FER_HARDWARE:-$(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores, CPU only}" \
     --notes "${FER_CARD_NOTES:-}" "${card_args[@]}" --out "$out/$name.md"
 ls -la "$out"
-# The model it replaces, image by image on PublicTest (the rule so far: ship only a McNemar-significant gain).
+# The model it replaces, image by image on PublicTest (the rule so far: ship a McNemar-significant gain, or a significant
+# robustness gain (benchmarks/robustness.py) with no significant loss on clean faces).
 previous=$(mktemp)
 if git show "HEAD:$out/$name.report.json" > "$previous" 2>/dev/null; then
     python -m fer_core.compare "$previous" "$out/$name.report.json" || true

@@ -268,7 +268,8 @@ def test_predict_photos_downloads_and_a_broken_file(page, server: str) -> None:
     with page.expect_download() as download:  # two photos: a table of all their faces first
         page.get_by_role("button", name="All faces (CSV)").click()
     rows = Path(download.value.path()).read_text().splitlines()
-    assert rows[0].startswith("path,face,x,y,w,h,angle,side,label,confidence,angry,") and len(rows) == 3  # as fer-predict --csv
+    assert rows[0].startswith("path,face,x,y,w,h,angle,side,issues,label,confidence,angry,")  # as fer-predict --csv
+    assert len(rows) == 3
     assert rows[1].startswith("astronaut.png,1,") and rows[2].startswith("broken.png,,")
     with page.expect_download() as download:
         page.get_by_role("button", name="Result (JSON)").click()
@@ -321,7 +322,7 @@ def test_predict_a_video_timeline_and_its_csv(page, server: str, tmp_path: Path)
     with page.expect_download() as download:
         page.get_by_role("button", name="Timeline (CSV)").click()
     rows = Path(download.value.path()).read_text().splitlines()
-    assert rows[0].startswith("frame,time_s,face,x,y,w,h,angle,side,label,confidence,angry,") and len(rows) == 7
+    assert rows[0].startswith("frame,time_s,face,x,y,w,h,angle,side,issues,label,confidence,angry,") and len(rows) == 7
     assert [r.split(",")[2] for r in rows[1:]] == ["1", "1", "", "", "1", "1"]  # one face, or none, per sampled frame
     screenshot(page, "predict-video")
 

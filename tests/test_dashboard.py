@@ -322,6 +322,7 @@ def test_predict_flow_with_a_real_photo_and_a_broken_file(runs):
                                                ("broken.png", b"\x89PNG\r\n\x1a\n cut off", "image/png")]).run()
     assert not at.exception
     assert any(c.startswith("face 1: ") for c in captions(at)), captions(at)
+    assert "Trust this one less" not in texts(at.caption)  # a sharp, well-lit portrait
     assert "Cannot use this file" in texts(at.error)
     assert len(at.get("download_button")) == 4 and len(at.get("plotly_chart")) == 1  # the table's CSV, PNG, CSV, JSON
     from fer_core.explain import METHODS
@@ -351,6 +352,18 @@ def test_predict_a_tilted_face_is_shown_upright_with_its_angle(runs):
     (caption,) = [c for c in captions(at) if c.startswith("face 1: ")]
     angle = float(re.search(r"\(turned ([+-]\d+)°, shown upright\)", caption).group(1))
     assert 20 < angle < 40 and caption.startswith("face 1: happy")
+
+
+def test_predict_a_grainy_face_says_to_trust_it_less(runs):
+    from fer_core.perturb import perturb
+
+    face = perturb(load_dataset(SAMPLE_DATA).split("PublicTest")[0][:1], "noise-25")[0].numpy()
+    at = open_page("views/predict.py")
+    at.toggle(key="detect").set_value(False).run()
+    at.file_uploader(key="uploads").set_value([("grainy.png", encode(Image.fromarray(face), "PNG"), "image/png")]).run()
+    assert not at.exception
+    (warning,) = [c.value for c in at.caption if "Trust this one less" in c.value]
+    assert "noisy (grainy" in warning and "blurry" not in warning
 
 
 def test_predict_a_face_seen_from_the_side_says_so(runs):

@@ -69,8 +69,9 @@ def test_one_result_per_face_with_box_label_probs_confidence(model):
     assert face.label == max(face.probs, key=face.probs.get) and face.confidence == face.probs[face.label]
     assert np.allclose(list(face.probs.values()), _probs_by_hand(model, face.crop), atol=1e-5)
     assert face.angle == 0.0  # upright: cut as an upright square, as before faces could be turned
-    assert face.to_dict() == {"box": list(face.box), "angle": 0.0, "side": False, "label": face.label, "probs": face.probs,
-                              "confidence": face.confidence}
+    assert face.issues == ()  # a sharp, well-lit portrait, the face 150+ px across
+    assert face.to_dict() == {"box": list(face.box), "angle": 0.0, "side": False, "issues": [], "label": face.label,
+                              "probs": face.probs, "confidence": face.confidence}
 
 
 def test_path_bytes_pil_and_array_give_the_same_result(model, photos):

@@ -1,0 +1,72 @@
+"""Face-crop quality flags: they pass real faces, catch the corruptions the models are brittle to, and reach the outputs."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from fer_core import quality
+from fer_core.perturb import perturb
+from fer_core.predict import csv_rows, predict_image
+from fer_core.predict_cli import format_faces
+from fer_core.quality import assess, measure
+
+
+def flagged(crops: torch.Tensor) -> Counter[str]:
+    return Counter(issue for q in assess(crops) for issue in q.issues)
+
+
+def test_real_faces_pass_and_corrupted_ones_are_flagged_for_what_was_done(sample_data):
+    faces = torch.cat([sample_data.split(s)[0] for s in ("Training", "PublicTest")])  # 490 real FER2013 faces
+    n = len(faces)
+    clean = assess(faces)
+    assert sum(bool(q.issues) for q in clean) <= 0.06 * n  # each limit passes ~98% of training faces
+    blur, small, noise = (flagged(perturb(faces, name)) for name in ("blur-1", "lowres-24", "noise-10"))
+    assert blur["blurry"] >= 0.97 * n and small["blurry"] >= 0.97 * n and blur["noisy"] == 0
+    assert noise["noisy"] >= 0.97 * n and noise["blurry"] <= 0.01 * n  # noise adds detail, it does not remove it
+    # Light is measured apart from sharpness: a dimmed or flattened face is no blurrier than before
+    dark, flat = flagged(perturb(faces, "dark")), flagged(perturb(faces, "low-contrast"))
+    assert dark["dark"] >= 0.4 * n and dark["low contrast"] >= 0.7 * n and flat["low contrast"] >= 0.7 * n
+    assert dark["blurry"] <= 0.02 * n and flat["blurry"] <= 0.02 * n and flat["dark"] <= 0.02 * n
+    # The measurements move the way their names say
+    m, b = measure(faces), measure(perturb(faces, "blur-2"))
+    assert (b["sharpness"] < m["sharpness"]).float().mean() > 0.99 and m["noise"].median() < 6
+    assert measure(perturb(faces, "noise-25"))["noise"].median() == pytest.approx(25, rel=0.15)  # noise sigma 25 grey levels
+
+
+def test_the_limits_are_the_stated_percentiles_of_the_training_faces(full_data_path):
+    from fer_core.data import load_dataset
+
+    m = measure(load_dataset(full_data_path).split("Training")[0])
+    assert np.percentile(m["sharpness"], 2) == pytest.approx(quality.SHARPNESS_MIN, rel=0.05)
+    assert np.percentile(m["noise"], 98) == pytest.approx(quality.NOISE_MAX, rel=0.05)
+    assert np.percentile(m["brightness"], 1) == pytest.approx(quality.BRIGHTNESS_MIN, rel=0.05)
+    assert np.percentile(m["contrast"], 1) == pytest.approx(quality.CONTRAST_MIN, rel=0.05)
+
+
+def test_a_face_cut_from_few_pixels_is_small_and_the_outputs_say_so(sample_data, fast_checkpoint):
+    from fer_core.checkpoint import load_model
+
+    model = load_model(fast_checkpoint)
+    face = sample_data.split("PublicTest")[0][0].numpy()
+    (tiny,) = predict_image(face[::2, ::2].copy(), model, detect=False)  # the whole 24 x 24 picture is the face
+    (full,) = predict_image(face, model, detect=False)
+    assert "small" in tiny.issues and "blurry" in tiny.issues and "small" not in full.issues
+    assert tiny.to_dict()["issues"] == list(tiny.issues)
+    assert csv_rows("tiny.png", [tiny])[0]["issues"] == ";".join(tiny.issues)
+    assert f"[trust less: {', '.join(tiny.issues)}]" in format_faces("tiny.png", [tiny])
+    assert ("trust less" in format_faces("face.png", [full])) == bool(full.issues)
+    assert "small (under 32 px across" in quality.describe(tiny.issues)
+    assert assess(face, [32])[0].issues == assess(face)[0].issues and "small" in assess(face, [31])[0].issues
+
+
+def test_bad_crops_are_refused_with_a_message():
+    with pytest.raises(ValueError, match="at least 3 x 3"):
+        measure(np.zeros((4, 2, 2), np.uint8))
+    with pytest.raises(ValueError, match="2 source sizes for 1 crops"):
+        assess(np.zeros((1, 48, 48), np.uint8), [40, 40])
+    (q,) = assess(np.full((48, 48), 128, np.uint8))  # a flat grey square: no detail, no contrast, no noise
+    assert q.issues == ("blurry", "low contrast") and q.noise == 0 and q.to_dict()["issues"] == ["blurry", "low contrast"]
