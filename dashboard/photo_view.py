@@ -80,7 +80,8 @@ def photo_result(name: str, data: bytes, checkpoint: Path, *, detect: bool, smal
             caption = f"{_face_name(face_numbers, j)}: {face.label} {face.confidence:.0%}{turned}"
             crop_col.image(overlay(face.crop, heat, alpha=alpha), caption=caption, width="stretch")
             if face.issues:  # quality.assess: a face like few of the training faces
-                crop_col.caption(f":material/warning: Trust this one less: {describe(face.issues)}.")
+                crop_col.caption(f":material/warning: Trust this one less: {', '.join(face.issues)}",
+                                 help=describe(face.issues)[:1].upper() + describe(face.issues)[1:] + ".")
             if not heat.any():  # Grad-CAM keeps only positive evidence; a weak or unsure model may have none to show
                 crop_col.caption("This method found no positive evidence for the class here; try another method.")
             if compare is None:
