@@ -4,7 +4,8 @@ the clean faces, and McNemar's p for it (`fer_core.compare`).
 
     python benchmarks/robustness.py [--checkpoint A.pt B.pt] [--tta none] [--precision onnx] [--data CSV] [--threads 2]
 
-The README's robustness table comes from it.
+The README's robustness table comes from it. `fer-evaluate --corruption all --out FILE` saves the same reports, which the
+dashboard's Evaluate page plots (Robustness tab).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fer_core.compare import compare_reports
+from fer_core.compare import robustness
 from fer_core.config import DEFAULT_CHECKPOINT, DataNotFoundError, set_threads
-from fer_core.evaluate import evaluate_checkpoint
+from fer_core.evaluate import robustness_reports
 from fer_core.perturb import PERTURBATIONS
 
 
@@ -29,21 +30,24 @@ def main() -> int:
     args = p.parse_args()
     set_threads(args.threads)
     for ckpt in args.checkpoint:
+        seen: list[dict] = []
+
+        def show(report: dict, ckpt: str = ckpt, seen: list[dict] = seen) -> None:  # a row per corruption as scored
+            seen.append(report)
+            row = robustness(seen)[-1]
+            if len(seen) == 1:
+                print(f"\n{ckpt} on {args.split} ({report['n']:,} images), TTA {args.tta}, {args.precision}")
+                print("| corruption | accuracy | drop (points) | macro-F1 | McNemar p |\n|---|---|---|---|---|")
+                print(f"| none | {row['accuracy']:.2%} | | {row['macro_f1']:.3f} | |", flush=True)
+            else:
+                print(f"| {row['corruption']}: {PERTURBATIONS[row['corruption']]} | {row['accuracy']:.2%} | "
+                      f"{row['drop']:+.1f} | {row['macro_f1']:.3f} | {row['p_value']:.2g} |", flush=True)
+
         try:
-            clean = evaluate_checkpoint(ckpt, args.data, args.split, args.tta, precision=args.precision)
+            robustness_reports(ckpt, args.data, args.split, args.tta, precision=args.precision, on_report=show)
         except DataNotFoundError as e:
             print(e, file=sys.stderr)
             return 2
-        print(f"\n{ckpt} on {args.split} ({clean['n']:,} images), TTA {args.tta}, {args.precision}")
-        print(f"| corruption | accuracy | drop (points) | macro-F1 | McNemar p |\n|---|---|---|---|---|\n"
-              f"| none | {clean['accuracy']:.2%} | | {clean['macro_f1']:.3f} | |", flush=True)
-        for name, what in PERTURBATIONS.items():
-            if name == "none":
-                continue
-            r = evaluate_checkpoint(ckpt, args.data, args.split, args.tta, precision=args.precision, corruption=name)
-            pair = compare_reports(clean, r)
-            print(f"| {name}: {what} | {r['accuracy']:.2%} | {pair['difference'] * 100:+.1f} | {r['macro_f1']:.3f} | "
-                  f"{pair['p_value']:.2g} |", flush=True)
     return 0
 
 

@@ -157,6 +157,19 @@ def per_class(reports: dict[str, dict[str, Any]], metric: str = "f1") -> go.Figu
     return _tidy(fig)
 
 
+def robustness(series: Mapping[str, Sequence[dict[str, Any]]]) -> go.Figure:
+    """Accuracy under each corruption (compare.robustness rows), grouped bars per model (name -> rows); the hover has
+    the drop from the model's clean accuracy."""
+    fig = go.Figure()
+    for name, rows in series.items():
+        fig.add_bar(x=[r["corruption"] for r in rows], y=[r["accuracy"] for r in rows], name=name,
+                    customdata=[r["drop"] for r in rows],
+                    hovertemplate="%{x}: %{y:.1%} (%{customdata:+.1f} points)<extra>" + name + "</extra>")
+    fig.update_layout(barmode="group", yaxis={"title": "accuracy", "range": [0, 1], "tickformat": ".0%"},
+                      xaxis={"title": "corruption"})
+    return _tidy(fig)
+
+
 def reference(published: Sequence[dict[str, Any]], ours: dict[str, float]) -> go.Figure:
     """Published accuracies and ours (name -> accuracy, highlighted), sorted."""
     items = [(r["name"], r["accuracy"], "#a8dadc") for r in published] + [(n, a, "#e63946") for n, a in ours.items()]

@@ -15,7 +15,7 @@ import loaders
 import plots
 import widgets
 from fer_core import jobs
-from fer_core.compare import ReportError, compare_reports, verdict
+from fer_core.compare import ReportError, compare_reports, robustness, same_model_reports, verdict
 from fer_core.config import SPLITS
 from fer_core.evaluate import REFERENCE
 from fer_core.metrics import label_noise, top_confusions
@@ -152,6 +152,33 @@ def compare(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> Non
         col.plotly_chart(plots.confusion(r["confusion_matrix"], r["labels"]), key=k)
 
 
+def robust(chosen: list[dict[str, Any]], everything: list[dict[str, Any]]) -> None:
+    """How the chosen reports' models hold up under the corruptions they were evaluated with (among all saved reports);
+    a hint where only the clean faces were scored."""
+    series: dict[str, list[dict[str, Any]]] = {}
+    for r in chosen:
+        family = same_model_reports(r, everything)
+        name = f"{Path(str(r.get('checkpoint', '?'))).name} ({r['split']}, TTA {r.get('tta', 'none')}, " \
+               f"{r.get('precision', 'fp32')})"
+        if len(family) > 1 and name not in series:
+            try:
+                series[name] = robustness(family)
+            except ReportError:  # no clean report among them
+                continue
+    if not series:
+        st.info("No corrupted evaluations of this model yet. In **Evaluate a checkpoint**, pick Corruption **all**: "
+                "the clean faces and every corruption, one report each, saved in one file.")
+        return
+    st.plotly_chart(plots.robustness(series), key="robustness")
+    rows = [{"model": name, "corruption": row["corruption"], "what": PERTURBATIONS.get(row["corruption"], ""),
+             "accuracy": row["accuracy"], "drop (points)": row["drop"], "McNemar p": row["p_value"]}
+            for name, table in series.items() for row in table]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+        "accuracy": st.column_config.NumberColumn(format="percent"),
+        "drop (points)": st.column_config.NumberColumn(format="%+.1f", help="From the same model on the clean faces"),
+        "McNemar p": st.column_config.NumberColumn(format="%.2g", help="Is the drop more than chance? Under 0.05: yes")})
+
+
 def published(r: dict[str, Any]) -> None:
     ref = r.get("reference") or REFERENCE
     st.plotly_chart(plots.reference(ref, {f"this model ({r['split']}, TTA {r['tta']})": r["accuracy"]}), key="ref")
@@ -190,9 +217,10 @@ def evaluate_form(s: widgets.Settings) -> None:
         precision = cols[4].selectbox("Inference", INFERENCE_PRECISIONS,
                                       help="int8: the quantized copy that `predict --precision int8` uses (about 3x faster); "
                                            "onnx / onnx-int8: the same model in ONNX Runtime (2-3x faster again on AVX2)")
-        corruption = cols[5].selectbox("Corruption", list(PERTURBATIONS), help="Alter every face first, to see how the "
-                                       "model holds up; compare the report with the clean one: " + "; ".join(
-                                           f"{k}: {v}" for k, v in PERTURBATIONS.items() if k != "none"))
+        corruption = cols[5].selectbox("Corruption", [*PERTURBATIONS, "all"], help="Alter every face first, to see how "
+                                       "the model holds up; compare the report with the clean one. all: the clean faces "
+                                       "and every corruption (12 reports in one file, 12x the time; the Robustness tab "
+                                       "plots them). " + "; ".join(f"{k}: {v}" for k, v in PERTURBATIONS.items() if k != "none"))
         if st.form_submit_button("Evaluate", icon=":material/play_arrow:", disabled=s.data_path is None) and s.data_path:
             tag = tta + (".ferplus" if labels == "ferplus" else "") + ("" if precision == "fp32" else f".{precision}") + (
                 "" if corruption == "none" else f".{corruption}")

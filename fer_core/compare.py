@@ -57,6 +57,37 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {**result, "split": a["split"], "a": describe(a), "b": describe(b)}
 
 
+def same_model_reports(report: dict[str, Any], reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Among `reports`, those of report's checkpoint, split, TTA and precision on the same images, one per corruption
+    (the newest where a corruption was scored twice), clean first: what `robustness` reads."""
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return r.get("checkpoint"), r["split"], r["n"], r.get("tta", "none"), r.get("precision", "fp32")
+
+    truth = (report.get("predictions") or {}).get("y_true")
+    newest: dict[str, dict[str, Any]] = {}
+    for r in sorted(reports, key=lambda r: str(r.get("created", ""))):
+        if key(r) == key(report) and truth is not None and (r.get("predictions") or {}).get("y_true") == truth:
+            newest[r.get("corruption", "none")] = r
+    return sorted(newest.values(), key=lambda r: r.get("corruption", "none") != "none")
+
+
+def robustness(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for one model's reports on the same images under several corruptions (fer-evaluate --corruption all): the
+    clean report's first, then each corruption's accuracy, macro-F1, drop from clean in points and McNemar's p for it;
+    ReportError without a clean report or with reports of other images."""
+    clean = [r for r in reports if r.get("corruption", "none") == "none"]
+    if not clean:
+        raise ReportError("no report of the clean faces among these: evaluate without a corruption first")
+    rows = [{"corruption": "none", "accuracy": clean[0]["accuracy"], "macro_f1": clean[0]["macro_f1"], "drop": 0.0,
+             "p_value": 1.0}]
+    for r in reports:
+        if r.get("corruption", "none") != "none":
+            pair = compare_reports(clean[0], r)
+            rows.append({"corruption": r["corruption"], "accuracy": r["accuracy"], "macro_f1": r["macro_f1"],
+                         "drop": 100 * pair["difference"], "p_value": pair["p_value"]})
+    return rows
+
+
 def verdict(result: dict[str, Any], names: tuple[str, str] = ("A", "B")) -> str:
     """The comparison in one sentence: the difference, its interval, the discordant images and what p says."""
     a, b = names

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,15 +109,32 @@ def evaluate_checkpoint(checkpoint: str | Path | None = None, data: str | Path |
                         corruption: str = "none") -> dict[str, Any]:
     """Load a checkpoint and a dataset split, and return the report dict; `corruption` (perturb.PERTURBATIONS) alters
     every face first, and the report says which."""
-    check_corruption(corruption)  # before the model and data load
+    return robustness_reports(checkpoint, data, split, tta, labels, precision, [corruption])[0]
+
+
+def robustness_reports(checkpoint: str | Path | None = None, data: str | Path | None = None, split: str = "PublicTest",
+                       tta: str = "none", labels: str = "fer2013", precision: str = "fp32",
+                       corruptions: Sequence[str] | None = None,
+                       on_report: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """One report per corruption (default: every one of perturb.PERTURBATIONS, "none" first), the model and the data
+    loaded once; `fer-evaluate --corruption all` writes them as one file, the Evaluate page's Robustness tab plots them.
+    `on_report` sees each report as it is made."""
+    names = list(PERTURBATIONS) if corruptions is None else list(corruptions)
+    for name in names:
+        check_corruption(name)  # before the model and data load
     loaded = load_model(checkpoint, precision)
     ds = load_dataset(data, labels=labels)
     x, y = ds.split(split)
-    t0 = time.perf_counter()
-    probs = predict_probs(loaded, perturb(x, corruption), tta)
-    report = build_report(probs, y.numpy(), split=split, tta=tta, loaded=loaded, data_source=ds.source,
-                          seconds=time.perf_counter() - t0)
-    return report | ({"corruption": corruption} if corruption != "none" else {})
+    reports = []
+    for name in names:
+        t0 = time.perf_counter()
+        probs = predict_probs(loaded, perturb(x, name), tta)
+        report = build_report(probs, y.numpy(), split=split, tta=tta, loaded=loaded, data_source=ds.source,
+                              seconds=time.perf_counter() - t0)
+        reports.append(report | ({"corruption": name} if name != "none" else {}))
+        if on_report is not None:
+            on_report(reports[-1])
+    return reports
 
 
 def headline_order(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -150,8 +168,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=INFERENCE_PRECISIONS,
                    help="fp32 (exact, the default), int8 (quantized inference, faster), onnx / onnx-int8 "
                         "(the same in ONNX Runtime: 2-3x faster again on an AVX2 CPU)")
-    p.add_argument("--corruption", default="none", choices=list(PERTURBATIONS), metavar="NAME",
-                   help="alter every face first, to measure robustness (compare with the clean report: fer-compare): "
+    p.add_argument("--corruption", default="none", choices=[*PERTURBATIONS, "all"], metavar="NAME",
+                   help="alter every face first, to measure robustness (compare with the clean report: fer-compare); "
+                        "all: the clean faces and every corruption, a list of reports in one file: "
                         + "; ".join(f"{k}: {v}" for k, v in PERTURBATIONS.items() if k != "none"))
     p.add_argument("--out", default=None, type=output_file, help="write the JSON report here")
     p.add_argument("--threads", type=thread_count, default=0)
@@ -162,18 +181,19 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     set_threads(args.threads)
+    every = args.corruption == "all"  # one line per corruption as it is scored; one report: its per-class table too
+    show = lambda r: print(format_report(r).split("\n", 1)[0] if every else format_report(r), flush=True)  # noqa: E731
     try:
-        report = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.tta, args.labels, args.precision,
-                                     args.corruption)
+        reports = robustness_reports(args.checkpoint, args.data, args.split, args.tta, args.labels, args.precision,
+                                     None if every else [args.corruption], on_report=show)
     except (DataNotFoundError, DataError, CheckpointError, KeyError, FileNotFoundError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
-    print(format_report(report))
-    summary = json.dumps({k: report[k] for k in ("split", "n", "accuracy", "macro_f1", "ece", "tta", "precision",
-                                                 "corruption") if k in report})
+    summary = "\n".join(json.dumps({k: r[k] for k in ("split", "n", "accuracy", "macro_f1", "ece", "tta", "precision",
+                                                       "corruption") if k in r}) for r in reports)
     if args.out:
         try:
-            atomic_write_json(args.out, report)
+            atomic_write_json(args.out, reports if every else reports[0])
         except OSError as e:  # the figures are printed above and below: the evaluation is not lost
             print(f"error: cannot write the report to {args.out}: {e}", file=sys.stderr)
             print(summary)

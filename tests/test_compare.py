@@ -84,3 +84,27 @@ def test_cli_compares_two_report_files_and_explains_bad_ones(tmp_path, run_main)
                           ([a, SHIPPED / "fer_vgg.md"], "fer_vgg.md: not a readable JSON file")):
         r = run_main(main, *args)
         assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, args
+
+
+def test_robustness_rows_follow_the_clean_report_of_the_same_model_and_images(fast_checkpoint):
+    from fer_core.compare import robustness, same_model_reports
+    from fer_core.evaluate import robustness_reports
+
+    seen: list[str] = []
+    clean, blur, noise = robustness_reports(fast_checkpoint, SAMPLE_DATA, "PublicTest",
+                                            corruptions=["none", "blur-2", "noise-25"],
+                                            on_report=lambda r: seen.append(r.get("corruption", "none")))
+    assert seen == ["none", "blur-2", "noise-25"] and "corruption" not in clean and blur["corruption"] == "blur-2"
+    rows = robustness([blur, clean, noise])  # any order in; the clean row first out
+    assert [r["corruption"] for r in rows] == ["none", "blur-2", "noise-25"] and rows[0]["drop"] == 0
+    for row, r in zip(rows[1:], (blur, noise), strict=True):
+        pair = compare_reports(clean, r)
+        assert row["drop"] == pytest.approx(100 * (r["accuracy"] - clean["accuracy"])) and row["p_value"] == pair["p_value"]
+    assert rows[1]["drop"] < -5 and rows[1]["p_value"] < 0.05  # 140 faces are enough to see a 2 px blur's cost
+    with pytest.raises(ReportError, match="no report of the clean faces"):
+        robustness([blur, noise])
+    # Families: the same checkpoint, split, TTA, precision and images; the newest report per corruption
+    other_split = robustness_reports(fast_checkpoint, SAMPLE_DATA, "PrivateTest", corruptions=["blur-2"])[0]
+    redone = blur | {"created": "9999-01-01T00:00:00Z", "accuracy": 0.0}
+    family = same_model_reports(noise, [clean, blur, noise, other_split, redone, clean | {"tta": "flip"}])
+    assert [r.get("corruption", "none") for r in family] == ["none", "blur-2", "noise-25"] and family[1] is redone

@@ -796,6 +796,39 @@ def test_evaluate_form_runs_the_cli_and_shows_the_new_report(runs, shipped_bare,
     assert any(" · occlude-eyes · " in o for o in at.selectbox(key="report_a").options) == (corruption != "none")
 
 
+def test_evaluate_every_corruption_and_plot_how_the_model_holds_up(runs, shipped_bare):
+    from fer_core.compare import robustness
+    from fer_core.perturb import PERTURBATIONS
+
+    at = open_page("views/evaluate.py")
+    by_label(at.selectbox, "Split").set_value("PrivateTest")
+    by_label(at.selectbox, "Corruption").set_value("all")
+    by_label(at.button, "Evaluate").click().run()
+    out = runs / "reports" / f"{DEFAULT_CHECKPOINT.stem}.PrivateTest.none.all.report.json"
+    deadline = time.monotonic() + 180
+    while "eval_job" in at.session_state:
+        assert not at.exception and time.monotonic() < deadline
+        time.sleep(0.5)
+        at.run()
+    saved = json.loads(out.read_text())
+    assert [r.get("corruption", "none") for r in saved] == list(PERTURBATIONS)  # clean first, then every corruption
+    assert at.selectbox(key="report_a").value == f"{out}#0" and not at.exception
+    assert len(at.get("plotly_chart")) >= 1 and "No corrupted evaluations" not in texts(at.info)
+    table = next(d.value for d in at.dataframe if "McNemar p" in d.value.columns)
+    expected = robustness(saved)
+    assert list(table["corruption"]) == [r["corruption"] for r in expected]
+    assert np.allclose(table["drop (points)"], [r["drop"] for r in expected])
+    blur = expected[[r["corruption"] for r in expected].index("blur-2")]
+    assert blur["drop"] < -5 and blur["accuracy"] == saved[list(PERTURBATIONS).index("blur-2")]["accuracy"]
+    at.selectbox(key="report_a").set_value(f"{out}#3").run()  # any report of the set finds the others
+    assert not at.exception and "No corrupted evaluations" not in texts(at.info)
+
+
+def test_robustness_tab_says_how_to_get_it_without_corrupted_reports(runs, shipped):
+    at = open_page("views/evaluate.py")
+    assert not at.exception and "No corrupted evaluations of this model yet" in texts(at.info)
+
+
 @pytest.mark.slow
 def test_home_and_dataset_pages_on_the_full_data(full_data_path, tmp_path, monkeypatch):
     from fer_core.data import find_ferplus

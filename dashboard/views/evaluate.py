@@ -41,7 +41,7 @@ if key_a is None:  # (never: the box has no empty choice)
 report = reports[key_a]
 rv.delete_control(Path(key_a.rsplit("#", 1)[0]), s.runs_root)
 
-tabs = st.tabs(["Overview", "Confusion matrix", "Calibration", "Misclassified", "Compare", "Published results"])
+tabs = st.tabs(["Overview", "Confusion matrix", "Calibration", "Misclassified", "Compare", "Robustness", "Published results"])
 with tabs[0]:
     rv.overview(report, s.data_path)
 with tabs[1]:
@@ -57,4 +57,6 @@ with tabs[4]:
         short = lambda key: names[key].rsplit(" · ", 1)[0]  # without the accuracy: the table shows it
         rv.compare(report, reports[key_b], (f"A: {short(key_a)}", f"B: {short(key_b)}"))
 with tabs[5]:
+    rv.robust([report] + ([reports[key_b]] if key_b is not None else []), list(reports.values()))
+with tabs[6]:
     rv.published(report)
