@@ -156,6 +156,7 @@ def robust(chosen: list[dict[str, Any]], everything: list[dict[str, Any]]) -> No
     """How the chosen reports' models hold up under the corruptions they were evaluated with (among all saved reports);
     a hint where only the clean faces were scored."""
     series: dict[str, list[dict[str, Any]]] = {}
+    missing = []
     for r in chosen:
         family = same_model_reports(r, everything)
         name = f"{Path(str(r.get('checkpoint', '?'))).name} ({r['split']}, TTA {r.get('tta', 'none')}, " \
@@ -163,8 +164,13 @@ def robust(chosen: list[dict[str, Any]], everything: list[dict[str, Any]]) -> No
         if len(family) > 1 and name not in series:
             try:
                 series[name] = robustness(family)
-            except ReportError:  # no clean report among them
                 continue
+            except ReportError:  # no clean report among them
+                pass
+        if name not in series:
+            missing.append(name)
+    if series and missing:
+        st.caption(f"No corrupted evaluations yet of {' or '.join(missing)}: evaluate it with Corruption **all** to add it.")
     if not series:
         st.info("No corrupted evaluations of this model yet. In **Evaluate a checkpoint**, pick Corruption **all**: "
                 "the clean faces and every corruption, one report each, saved in one file.")
@@ -173,7 +179,10 @@ def robust(chosen: list[dict[str, Any]], everything: list[dict[str, Any]]) -> No
     rows = [{"model": name, "corruption": row["corruption"], "what": PERTURBATIONS.get(row["corruption"], ""),
              "accuracy": row["accuracy"], "drop (points)": row["drop"], "McNemar p": row["p_value"]}
             for name, table in series.items() for row in table]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+    frame = pd.DataFrame(rows).drop(columns=["model"] if len(series) == 1 else [])
+    if len(series) == 1:
+        st.caption(f"**{next(iter(series))}**")
+    st.dataframe(frame, hide_index=True, column_config={
         "accuracy": st.column_config.NumberColumn(format="percent"),
         "drop (points)": st.column_config.NumberColumn(format="%+.1f", help="From the same model on the clean faces"),
         "McNemar p": st.column_config.NumberColumn(format="%.2g", help="Is the drop more than chance? Under 0.05: yes")})
