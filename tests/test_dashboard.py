@@ -632,7 +632,7 @@ def save_report(runs: Path, split: str) -> Path:
 def test_evaluate_page_browses_and_compares_saved_reports(runs, shipped_bare):
     first, second = save_report(runs, "PublicTest"), save_report(runs, "PrivateTest")
     at = open_page("views/evaluate.py")
-    assert len(at.tabs) == 6 and {"accuracy", "macro F1", "ECE"} <= {m.label for m in at.metric}
+    assert len(at.tabs) == 7 and {"accuracy", "macro F1", "ECE"} <= {m.label for m in at.metric}
     assert len(at.get("plotly_chart")) == 4  # confusion, reliability, a mistake's probabilities, published results
     gallery = [c for c in captions(at) if not c.startswith("evidence for")]  # the grid, not the mistake up close
     assert gallery and all("→" in c for c in gallery)

