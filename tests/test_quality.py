@@ -70,3 +70,21 @@ def test_bad_crops_are_refused_with_a_message():
         assess(np.zeros((1, 48, 48), np.uint8), [40, 40])
     (q,) = assess(np.full((48, 48), 128, np.uint8))  # a flat grey square: no detail, no contrast, no noise
     assert q.issues == ("blurry", "low contrast") and q.noise == 0 and q.to_dict()["issues"] == ["blurry", "low contrast"]
+
+
+def test_cli_counts_the_faces_that_deserve_less_trust(sample_data, fast_checkpoint, tmp_path, run_main):
+    from PIL import Image
+
+    from fer_core import predict_cli
+
+    faces = sample_data.split("PublicTest")[0][:3]
+    grainy = perturb(faces, "noise-25")
+    Image.fromarray(faces[0].numpy()).save(tmp_path / "clean.png")
+    for i in (1, 2):
+        Image.fromarray(grainy[i].numpy()).save(tmp_path / f"grainy{i}.png")
+    r = run_main(predict_cli.main, "--threads", "1", "--no-detect", "--checkpoint", fast_checkpoint, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("[trust less: noisy]") == 2 and "clean.png: 1 face" in r.stdout
+    assert "2 of 3 faces in photos deserve less trust (noisy 2)" in r.stderr
+    r = run_main(predict_cli.main, "--threads", "1", "--no-detect", "--checkpoint", fast_checkpoint, tmp_path / "clean.png")
+    assert r.returncode == 0 and "deserve less trust" not in r.stderr
