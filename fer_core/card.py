@@ -74,6 +74,17 @@ def imbalance_note(r: dict[str, Any]) -> str:
             f"({recall[order[-2]]:.2f}) are the easiest classes.")
 
 
+def image_quality_note(cfg: TrainConfig) -> str:
+    """The limit on blurred, noisy, small and compressed faces, which depends on whether the model saw them (`--degrade`)."""
+    trained = ("Trained with photo degradation, so a mild blur, noise or a low resolution costs it a few points, but a "
+               "2 px blur, noise of 25 grey levels, a face of 12 px or heavy JPEG still cost 17-31"
+               if cfg.degrade > 0 else
+               "Not trained with photo degradation: a 1 px blur, noise of 10 grey levels or a face of 24 px cost "
+               "models like it 11-26 points (README, Robustness)")
+    return (f"- **Image quality.** {trained}; `fer-evaluate --corruption all` measures it on any split, and predictions "
+            "flag faces few training faces resemble (`fer_core.quality`: blurry, noisy, dark, low contrast, small).")
+
+
 def reference_table(r: dict[str, Any], ours: list[dict[str, Any]]) -> str:
     rows = ["| model | accuracy | split | protocol |", "|---|---|---|---|"]
     for ref in r["reference"]:
@@ -254,6 +265,7 @@ python -m fer_core.evaluate --checkpoint checkpoints/{Path(checkpoint).name} --d
 
 ## Known limits
 {imbalance_note(main)}
+{image_quality_note(cfg)}
 {LIMITS}"""
 
 

@@ -133,4 +133,9 @@ def test_a_fine_tuned_models_card_keeps_the_shipped_cards_history(sample_path, f
     else:
         raise AssertionError("a card with its sections out of order was accepted")
     assert degrade_note(TrainConfig()) == "" and "with probability 0.5" in degrade_note(TrainConfig(degrade=0.5))
+    from fer_core.card import image_quality_note
+
+    assert "Trained with photo degradation" in image_quality_note(TrainConfig(degrade=0.5))
+    assert "Not trained with photo degradation" in image_quality_note(TrainConfig())
+    assert "- **Image quality.** Trained with photo degradation" in text  # fer_fast.pt, as shipped since 2026-12-06
     assert "before it is degraded" in targets_note(TrainConfig(teacher="/x/a.pt", degrade=0.5))
