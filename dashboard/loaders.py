@@ -220,7 +220,7 @@ def report_out(checkpoint: Path, runs_root: Path, split: str, tta: str) -> Path:
     return runs_root / "reports" / name
 
 
-def _report_data(report: dict[str, Any], fallback: Path | None) -> tuple[str, str, list[Path]]:
+def report_data(report: dict[str, Any], fallback: Path | None) -> tuple[str, str, list[Path]]:
     """A report's data file as recorded, the labels it was scored on, and where to look for that data: the recorded file
     if it is still there, then the sidebar's path."""
     source = str(report.get("data", ""))
@@ -234,7 +234,7 @@ def _report_data(report: dict[str, Any], fallback: Path | None) -> tuple[str, st
 def report_votes(report: dict[str, Any], fallback: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
     """FER+ majority labels and vote shares aligned with a FER2013-labelled report's images, from the votes beside its
     data file or the sidebar's; None where there are none (or the report was scored on FER+ labels already)."""
-    _, labels, candidates = _report_data(report, fallback)
+    _, labels, candidates = report_data(report, fallback)
     if labels == "ferplus":
         return None
     for path in candidates:
@@ -249,7 +249,7 @@ def report_votes(report: dict[str, Any], fallback: Path | None) -> tuple[np.ndar
 
 def split_images(report: dict[str, Any], fallback: Path | None) -> tuple[np.ndarray | None, str]:
     """The report's split images (aligned with its predictions) from its own data file, else the sidebar's; or a reason."""
-    source, labels, candidates = _report_data(report, fallback)
+    source, labels, candidates = report_data(report, fallback)
     for path in candidates:
         try:
             data = get_data(path, labels)

@@ -824,9 +824,23 @@ def test_evaluate_every_corruption_and_plot_how_the_model_holds_up(runs, shipped
     assert not at.exception and "No corrupted evaluations" not in texts(at.info)
 
 
-def test_robustness_tab_says_how_to_get_it_without_corrupted_reports(runs, shipped):
+def test_robustness_tab_evaluates_a_clean_only_model_under_every_corruption_on_a_click(runs, shipped):
     at = open_page("views/evaluate.py")
     assert not at.exception and "No corrupted evaluations of this model yet" in texts(at.info)
+    report = json.loads(shipped.with_suffix(".report.json").read_text())[0]  # the selected one: PublicTest of the sample
+    by_label(at.button, f"Evaluate {Path(report['checkpoint']).name} under every corruption").click().run()
+    assert not at.exception and "eval_job" in at.session_state
+    out = Path(at.session_state["eval_job"]["out"])
+    assert out == runs / "reports" / f"{Path(report['checkpoint']).stem}.PublicTest.none.all.report.json"
+    deadline = time.monotonic() + 240
+    while "eval_job" in at.session_state:
+        assert not at.exception and time.monotonic() < deadline
+        time.sleep(0.5)
+        at.run()
+    saved = json.loads(out.read_text())
+    assert len(saved) == 12 and [r["predictions"]["y_true"] for r in saved[:1]] == [report["predictions"]["y_true"]]
+    assert not at.exception and "No corrupted evaluations" not in texts(at.info)
+    assert any("McNemar p" in d.value.columns for d in at.dataframe)
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import widgets
 s = widgets.settings()
 st.title("Evaluate")
 paths = loaders.find_reports(s.runs_root, first=s.checkpoint)  # the sidebar model's reports first
-with st.expander("Evaluate a checkpoint", expanded=not paths, icon=":material/play_arrow:"):
+with st.expander("Evaluate a checkpoint", expanded=not paths or "eval_job" in st.session_state, icon=":material/play_arrow:"):
     st.caption("Runs `python -m fer_core.evaluate ... --out` in a separate process; the report is saved beside the run's "
                "checkpoint (or in the runs folder's reports/) and appears below.")
     rv.evaluate_form(s)
@@ -57,6 +57,6 @@ with tabs[4]:
         short = lambda key: names[key].rsplit(" · ", 1)[0]  # without the accuracy: the table shows it
         rv.compare(report, reports[key_b], (f"A: {short(key_a)}", f"B: {short(key_b)}"))
 with tabs[5]:
-    rv.robust([report] + ([reports[key_b]] if key_b is not None else []), list(reports.values()))
+    rv.robust([report] + ([reports[key_b]] if key_b is not None else []), list(reports.values()), s)
 with tabs[6]:
     rv.published(report)
