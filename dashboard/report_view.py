@@ -16,7 +16,7 @@ import plots
 import widgets
 from fer_core import jobs
 from fer_core.compare import ReportError, compare_reports, robustness, same_model_reports, verdict
-from fer_core.config import REPO_ROOT, SPLITS
+from fer_core.config import SPLITS
 from fer_core.evaluate import REFERENCE
 from fer_core.metrics import label_noise, top_confusions
 from fer_core.perturb import PERTURBATIONS
@@ -158,16 +158,16 @@ def robust(chosen: list[dict[str, Any]], everything: list[dict[str, Any]], s: wi
     series: dict[str, list[dict[str, Any]]] = {}
     missing = []
     for r in chosen:
-        family = same_model_reports(r, everything)
         name = f"{Path(str(r.get('checkpoint', '?'))).name} ({r['split']}, TTA {r.get('tta', 'none')}, " \
                f"{r.get('precision', 'fp32')})"
-        if len(family) > 1 and name not in series:
-            try:
-                series[name] = robustness(family)
-                continue
-            except ReportError:  # no clean report among them
-                pass
-        if name not in series:
+        if name in series:  # A and B: two reports of one model's set
+            continue
+        try:
+            series[name] = robustness(same_model_reports(r, everything))
+        except ReportError:  # no clean report among them
+            pass
+        if len(series.get(name, [])) < 2:  # the clean faces alone, or not even those
+            series.pop(name, None)
             missing.append(name)
             _evaluate_every_corruption(r, s, key=f"robust-{len(missing)}")
     if series and missing:
@@ -192,25 +192,33 @@ def robust(chosen: list[dict[str, Any]], everything: list[dict[str, Any]], s: wi
 def _evaluate_every_corruption(r: dict[str, Any], s: widgets.Settings, key: str) -> None:
     """A button that starts `fer-evaluate --corruption all` for a report's checkpoint, split, TTA, precision and labels,
     as the form does (the form's poll shows it running and opens the result)."""
-    ckpt = Path(str(r.get("checkpoint", "")))
-    ckpt = ckpt if ckpt.is_absolute() else REPO_ROOT / ckpt
+    ckpt = loaders.report_checkpoint(r)
     _, labels, candidates = loaders.report_data(r, s.data_path)
-    if not ckpt.is_file() or not candidates or "eval_job" in st.session_state:
+    if ckpt is None or not candidates or "eval_job" in st.session_state:
         return
     tta, precision = r.get("tta", "none"), r.get("precision", "fp32")
     if st.button(f"Evaluate {ckpt.name} under every corruption", key=key, icon=":material/play_arrow:",
                  help=f"{r['split']}, TTA {tta}, {precision}: the clean faces and each of {len(PERTURBATIONS) - 1} "
                       "corruptions, in a separate process (onnx precision is about 3x faster on this kind of CPU)"):
-        tag = tta + (".ferplus" if labels == "ferplus" else "") + ("" if precision == "fp32" else f".{precision}") + ".all"
-        out = loaders.report_out(ckpt, s.runs_root, r["split"], tag)
-        try:
-            job = jobs.start_evaluation(str(ckpt), candidates[0], r["split"], out, tta=tta, labels=labels,
-                                        precision=precision, corruption="all")
-        except OSError as e:
-            st.error(f"Cannot start the evaluation: {e}")
-            return
-        st.session_state["eval_job"] = {"pid": job.pid, "out": str(out), "log": str(job.log), "started": time.time()}
-        st.rerun()
+        if _start_evaluation(ckpt, candidates[0], r["split"], s.runs_root, tta, labels, precision, "all"):
+            st.rerun()
+
+
+def _start_evaluation(ckpt: Path, data: Path, split: str, runs_root: Path, tta: str, labels: str, precision: str,
+                      corruption: str) -> bool:
+    """Start `fer-evaluate` as a job writing where the dashboard keeps its reports (its name tells the settings apart)
+    and note it for the form's poll; an error under the caller where it cannot start."""
+    tag = tta + (".ferplus" if labels == "ferplus" else "") + ("" if precision == "fp32" else f".{precision}") + (
+        "" if corruption == "none" else f".{corruption}")
+    out = loaders.report_out(ckpt, runs_root, split, tag)
+    try:
+        job = jobs.start_evaluation(str(ckpt), data, split, out, tta=tta, labels=labels, precision=precision,
+                                    corruption=corruption)
+    except OSError as e:
+        st.error(f"Cannot start the evaluation: {e}")
+        return False
+    st.session_state["eval_job"] = {"pid": job.pid, "out": str(out), "log": str(job.log), "started": time.time()}
+    return True
 
 
 def published(r: dict[str, Any]) -> None:
@@ -256,15 +264,7 @@ def evaluate_form(s: widgets.Settings) -> None:
                                        "and every corruption (12 reports in one file, 12x the time; the Robustness tab "
                                        "plots them). " + "; ".join(f"{k}: {v}" for k, v in PERTURBATIONS.items() if k != "none"))
         if st.form_submit_button("Evaluate", icon=":material/play_arrow:", disabled=s.data_path is None) and s.data_path:
-            tag = tta + (".ferplus" if labels == "ferplus" else "") + ("" if precision == "fp32" else f".{precision}") + (
-                "" if corruption == "none" else f".{corruption}")
-            out = loaders.report_out(Path(ckpt), s.runs_root, split, tag)
-            try:
-                job = jobs.start_evaluation(ckpt, s.data_path, split, out, tta=tta, labels=labels, precision=precision,
-                                            corruption=corruption)
-                st.session_state["eval_job"] = {"pid": job.pid, "out": str(out), "log": str(job.log), "started": time.time()}
-            except OSError as e:
-                st.error(f"Cannot start the evaluation: {e}")
+            _start_evaluation(Path(ckpt), s.data_path, split, s.runs_root, tta, labels, precision, corruption)
     if error := st.session_state.pop("eval_error", None):
         st.error(error)
     if "eval_job" in st.session_state:

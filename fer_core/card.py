@@ -17,6 +17,7 @@ from .evaluate import headline_order
 from .metrics import time_to_accuracy, top_confusions
 from .models import describe_model
 from .runfolder import RunFolder
+from .transforms import DEGRADE_BLUR, DEGRADE_NOISE_GREY, DEGRADE_SIDES
 
 LIMITS = """\
 - **Label noise.** FER2013 labels are single-annotator web labels; the FER+ majority of ten annotators picks
@@ -198,8 +199,9 @@ def degrade_note(cfg: TrainConfig) -> str:
     if cfg.degrade <= 0:
         return ""
     return (f"Photo degradation (`--degrade {cfg.degrade:g}`): with probability {cfg.degrade:g}, each training face, after "
-            "augmentation, got one of a Gaussian blur (sigma 0.5-1.2 px), a lower resolution (16-30 px, scaled back) or "
-            "Gaussian noise (up to 15 grey levels).")
+            f"augmentation, got one of a Gaussian blur (sigma {min(DEGRADE_BLUR):g}-{max(DEGRADE_BLUR):g} px), a lower "
+            f"resolution ({min(DEGRADE_SIDES)}-{max(DEGRADE_SIDES)} px, scaled back) or Gaussian noise (up to "
+            f"{DEGRADE_NOISE_GREY:g} grey levels).")
 
 
 def render(checkpoint: str | Path, reports: list[dict[str, Any]], runs: Sequence[Path], command: str, hardware: str,

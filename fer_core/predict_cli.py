@@ -199,7 +199,8 @@ def _run(args: argparse.Namespace, model: LoadedModel, table: TextIO | None) -> 
             writer.writerows(csv_rows(path, error))
     used: set[str] = set()
     small = 0  # photos with a face too small for the default search to find its like reliably
-    doubtful: Counter[str] = Counter()  # photos' faces by quality issue (fer_core.quality), and how many faces in all
+    faces = flagged = 0  # faces in photos, and those with a quality issue (fer_core.quality)
+    issues: Counter[str] = Counter()
     photos = _Photos(keep=bool(args.annotate))
     for path, result in _results(files, model, args, photos):
         size = photos.size(path)  # (None for a video, or a photo that could not be opened)
@@ -229,15 +230,15 @@ def _run(args: argparse.Namespace, model: LoadedModel, table: TextIO | None) -> 
             print(f"{path}: {NO_FACE_HINT}", file=sys.stderr)
         if result and size and not (args.small_faces or args.no_detect):
             small += has_small_faces([f.box for f in result], size)
-        doubtful.update({"faces": len(result), "flagged": sum(bool(f.issues) for f in result)})
-        doubtful.update(issue for f in result for issue in f.issues)
+        faces, flagged = faces + len(result), flagged + sum(bool(f.issues) for f in result)
+        issues.update(issue for f in result for issue in f.issues)
     if small:
         print(f"{small} photo{'s have' if small > 1 else ' has'} faces under {RELIABLE_FROM:.0%} of the short side, where "
               "the default search misses many: --small-faces also looks for faces from about 3%", file=sys.stderr)
-    if doubtful["flagged"]:
-        kinds = ", ".join(f"{k} {n}" for k, n in doubtful.most_common() if k not in ("faces", "flagged"))
-        print(f"{doubtful['flagged']} of {doubtful['faces']} faces in photos deserve less trust ({kinds}): few training "
-              "faces were like them (fer_core.quality)", file=sys.stderr)
+    if flagged:
+        kinds = ", ".join(f"{k} {n}" for k, n in issues.most_common())
+        print(f"{flagged} of {faces} faces in photos deserve less trust ({kinds}): few training faces were like them "
+              "(fer_core.quality)", file=sys.stderr)
     if failed:
         print(f"{len(failed)} of {len(files) + len(problems)} inputs failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -138,7 +138,8 @@ def augment_batch(
 
 DEGRADE_BLUR = (0.5, 0.8, 1.2)  # Gaussian sigmas in px, one drawn per degraded image
 DEGRADE_SIDES = (16, 22, 30)  # low resolution: shrunk to this side of a 44 px crop (scaled to the crop) and back
-DEGRADE_NOISE = 15.0 / 65.0  # noise up to 15 grey levels, in normalised units (the Training std is about 65)
+DEGRADE_NOISE_GREY = 15.0  # noise up to this many grey levels
+DEGRADE_NOISE = DEGRADE_NOISE_GREY / 65.0  # the same in normalised units (the Training std is about 65)
 
 
 def degrade_batch(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:

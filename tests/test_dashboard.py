@@ -623,6 +623,15 @@ def test_train_page_one_job_at_a_time_cancel_and_resume(runs):
     assert jobs.wait_job(job.run_dir, timeout=60).state == "stopped"
 
 
+def wait_for_evaluation(at: AppTest, seconds: float) -> None:
+    """Rerun the page until the evaluation job it started has finished (AppTest never ticks run_every timers)."""
+    deadline = time.monotonic() + seconds
+    while "eval_job" in at.session_state:
+        assert not at.exception and time.monotonic() < deadline
+        time.sleep(0.5)
+        at.run()
+
+
 def save_report(runs: Path, split: str) -> Path:
     out = runs / "reports" / f"{DEFAULT_CHECKPOINT.stem}.{split}.none.report.json"
     atomic_write_json(out, make_report(split))
@@ -783,11 +792,7 @@ def test_evaluate_form_runs_the_cli_and_shows_the_new_report(runs, shipped_bare,
     by_label(at.button, "Evaluate").click().run()
     tag = "none" + (".int8" if precision == "int8" else "") + ("" if corruption == "none" else f".{corruption}")
     out = runs / "reports" / f"{DEFAULT_CHECKPOINT.stem}.PrivateTest.{tag}.report.json"
-    deadline = time.monotonic() + 120
-    while "eval_job" in at.session_state:
-        assert not at.exception and time.monotonic() < deadline
-        time.sleep(0.5)
-        at.run()  # AppTest never ticks run_every timers: rerun by hand
+    wait_for_evaluation(at, 120)
     assert out.exists() and at.selectbox(key="report_a").value == f"{out}#0"
     assert not at.exception and "accuracy" in {m.label for m in at.metric}
     assert json.loads(out.read_text())["precision"] == precision
@@ -805,11 +810,7 @@ def test_evaluate_every_corruption_and_plot_how_the_model_holds_up(runs, shipped
     by_label(at.selectbox, "Corruption").set_value("all")
     by_label(at.button, "Evaluate").click().run()
     out = runs / "reports" / f"{DEFAULT_CHECKPOINT.stem}.PrivateTest.none.all.report.json"
-    deadline = time.monotonic() + 180
-    while "eval_job" in at.session_state:
-        assert not at.exception and time.monotonic() < deadline
-        time.sleep(0.5)
-        at.run()
+    wait_for_evaluation(at, 180)
     saved = json.loads(out.read_text())
     assert [r.get("corruption", "none") for r in saved] == list(PERTURBATIONS)  # clean first, then every corruption
     assert at.selectbox(key="report_a").value == f"{out}#0" and not at.exception
@@ -832,11 +833,7 @@ def test_robustness_tab_evaluates_a_clean_only_model_under_every_corruption_on_a
     assert not at.exception and "eval_job" in at.session_state
     out = Path(at.session_state["eval_job"]["out"])
     assert out == runs / "reports" / f"{Path(report['checkpoint']).stem}.PublicTest.none.all.report.json"
-    deadline = time.monotonic() + 240
-    while "eval_job" in at.session_state:
-        assert not at.exception and time.monotonic() < deadline
-        time.sleep(0.5)
-        at.run()
+    wait_for_evaluation(at, 240)
     saved = json.loads(out.read_text())
     assert len(saved) == 12 and [r["predictions"]["y_true"] for r in saved[:1]] == [report["predictions"]["y_true"]]
     assert not at.exception and "No corrupted evaluations" not in texts(at.info)
