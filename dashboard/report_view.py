@@ -15,7 +15,7 @@ import loaders
 import plots
 import widgets
 from fer_core import jobs
-from fer_core.compare import ReportError, compare_reports, robustness, same_model_reports, verdict
+from fer_core.compare import ReportError, compare_reports, robustness, robustness_set, verdict
 from fer_core.config import SPLITS
 from fer_core.evaluate import REFERENCE
 from fer_core.metrics import label_noise, top_confusions
@@ -34,8 +34,8 @@ def label(report: dict[str, Any], path: str) -> str:
     where = p.parent.name if p.parent.name != "reports" else "reports"
     name = p.name.removesuffix(".report.json")
     inference = f" · {report['precision']}" if report.get("precision", "fp32") != "fp32" else ""
-    inference += f" · {report['corruption']}" if "corruption" in report else ""
-    return f"{name} [{where}] · {report['split']} · TTA {report['tta']}{inference} · acc {report['accuracy']:.1%}"
+    corrupted = f" · {report['corruption']}" if "corruption" in report else ""  # early: a set's 12 differ only there
+    return f"{name} [{where}]{corrupted} · {report['split']} · TTA {report['tta']}{inference} · acc {report['accuracy']:.1%}"
 
 
 def overview(r: dict[str, Any], fallback: Path | None = None) -> None:
@@ -158,18 +158,22 @@ def robust(chosen: list[dict[str, Any]], everything: list[dict[str, Any]], s: wi
     series: dict[str, list[dict[str, Any]]] = {}
     missing = []
     for r in chosen:
+        family = robustness_set(r, everything)  # another precision's set where this one has none
         name = f"{Path(str(r.get('checkpoint', '?'))).name} ({r['split']}, TTA {r.get('tta', 'none')}, " \
-               f"{r.get('precision', 'fp32')})"
+               f"{family[0].get('precision', 'fp32') if len(family) > 1 else r.get('precision', 'fp32')})"
         if name in series:  # A and B: two reports of one model's set
             continue
         try:
-            series[name] = robustness(same_model_reports(r, everything))
+            series[name] = robustness(family)
         except ReportError:  # no clean report among them
             pass
         if len(series.get(name, [])) < 2:  # the clean faces alone, or not even those
             series.pop(name, None)
             missing.append(name)
             _evaluate_every_corruption(r, s, key=f"robust-{len(missing)}")
+        elif family[0].get("precision", "fp32") != r.get("precision", "fp32"):
+            st.caption(f"{Path(str(r.get('checkpoint', '?'))).name} was scored under corruptions with "
+                       f"{family[0].get('precision', 'fp32')} inference only: those figures are shown.")
     if series and missing:
         st.caption(f"No corrupted evaluations yet of {' or '.join(missing)}.")
     if not series:
@@ -183,7 +187,7 @@ def robust(chosen: list[dict[str, Any]], everything: list[dict[str, Any]], s: wi
     frame = pd.DataFrame(rows).drop(columns=["model"] if len(series) == 1 else [])
     if len(series) == 1:
         st.caption(f"**{next(iter(series))}**")
-    st.dataframe(frame, hide_index=True, column_config={
+    st.dataframe(frame, hide_index=True, height="content" if len(frame) <= 24 else "auto", column_config={
         "accuracy": st.column_config.NumberColumn(format="percent"),
         "drop (points)": st.column_config.NumberColumn(format="%+.1f", help="From the same model on the clean faces"),
         "McNemar p": st.column_config.NumberColumn(format="%.2g", help="Is the drop more than chance? Under 0.05: yes")})

@@ -139,9 +139,10 @@ def robustness_reports(checkpoint: str | Path | None = None, data: str | Path | 
 
 def headline_order(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Reports, the headline one first: the largest evaluation, the withheld split on a tie, then validation;
-    the plain centre crop before TTA, PyTorch fp32 before other inference (the card and the dashboard's Home agree)."""
+    the clean faces before corrupted ones, the plain centre crop before TTA, PyTorch fp32 before other inference (the
+    card and the dashboard's Home agree)."""
     return sorted(reports, key=lambda r: (-r["n"], r["split"] != "PrivateTest", r["split"] != "PublicTest",
-                                          r["tta"] != "none", r.get("precision", "fp32") != "fp32"))
+                                          "corruption" in r, r["tta"] != "none", r.get("precision", "fp32") != "fp32"))
 
 
 def format_report(r: dict[str, Any]) -> str:

@@ -113,3 +113,23 @@ def test_robustness_rows_follow_the_clean_report_of_the_same_model_and_images(fa
     redone = blur | {"created": "9999-01-01T00:00:00Z", "accuracy": 0.0}
     family = same_model_reports(noise, [clean, blur, noise, other_split, redone, clean | {"tta": "flip"}])
     assert [r.get("corruption", "none") for r in family] == ["none", "blur-2", "noise-25"] and family[1] is redone
+
+
+def test_robustness_sets_gather_each_models_corruptions_and_borrow_another_precisions_set(fast_checkpoint):
+    """Home sums up each set in a line; the Robustness tab of a float32 report shows the onnx set of the same model and
+    faces when float32 has none, never a set of other faces."""
+    from fer_core.compare import robustness_set, robustness_sets
+    from fer_core.evaluate import evaluate_checkpoint, robustness_reports
+
+    clean, blur = robustness_reports(fast_checkpoint, SAMPLE_DATA, "PublicTest", precision="onnx",
+                                     corruptions=["none", "blur-2"])
+    fp32 = evaluate_checkpoint(fast_checkpoint, SAMPLE_DATA, "PublicTest")
+    private = evaluate_checkpoint(fast_checkpoint, SAMPLE_DATA, "PrivateTest")
+    everything = [fp32, private, clean, blur]
+    assert robustness_sets(everything) == [[clean, blur]] and robustness_sets([fp32, blur]) == []  # no clean onnx report
+    assert robustness_set(fp32, everything) == [clean, blur]  # fp32 was never corrupted: onnx's set stands in
+    assert robustness_set(blur, everything) == [clean, blur]
+    assert robustness_set(private, everything) == [private]  # other faces: nothing to borrow
+    fp32_blur = fp32 | {"corruption": "blur-2", "created": "9999-01-01T00:00:00Z"}
+    assert robustness_set(fp32, [*everything, fp32_blur]) == [fp32, fp32_blur]  # its own precision's set first
+    assert [s[0]["precision"] for s in robustness_sets([*everything, fp32_blur])] == ["fp32", "onnx"]  # newest first

@@ -825,6 +825,22 @@ def test_evaluate_every_corruption_and_plot_how_the_model_holds_up(runs, shipped
     assert not at.exception and "No corrupted evaluations" not in texts(at.info)
 
 
+def test_robustness_tab_shows_another_precisions_set_of_the_same_faces(runs, shipped):
+    """The float32 report has no corrupted evaluations, the onnx ones (what the CLI advises: 3x faster) stand in."""
+    from fer_core.compare import robustness
+    from fer_core.evaluate import robustness_reports
+
+    onnx_set = robustness_reports(DEFAULT_CHECKPOINT, SAMPLE_DATA, "PublicTest", precision="onnx",
+                                  corruptions=["none", "blur-2", "noise-25"])
+    atomic_write_json(runs / "reports" / f"{DEFAULT_CHECKPOINT.stem}.PublicTest.none.onnx.all.report.json", onnx_set)
+    at = open_page("views/evaluate.py")
+    assert at.selectbox(key="report_a").value == f"{shipped.with_suffix('.report.json')}#0"  # float32, PublicTest
+    assert not at.exception and "No corrupted evaluations" not in texts(at.info)
+    assert f"{DEFAULT_CHECKPOINT.name} was scored under corruptions with onnx inference only" in texts(at.caption)
+    table = next(d.value for d in at.dataframe if "McNemar p" in d.value.columns)
+    assert np.allclose(table["accuracy"], [r["accuracy"] for r in robustness(onnx_set)])
+
+
 def test_robustness_tab_evaluates_a_clean_only_model_under_every_corruption_on_a_click(runs, shipped):
     at = open_page("views/evaluate.py")
     assert not at.exception and "No corrupted evaluations of this model yet" in texts(at.info)

@@ -6,6 +6,7 @@ import streamlit as st
 
 import loaders
 import widgets
+from fer_core.compare import robustness, robustness_sets
 from fer_core.data import find_ferplus
 from fer_core.evaluate import headline_order
 
@@ -27,15 +28,24 @@ with model_col:
         cols[0].metric("architecture", model.config.model, help=f"width {model.config.width} (channels of the first stage)")
         cols[1].metric("parameters", f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} k", help=f"{n:,}")
         if soup := model.meta.get("soup"):
-            cols[2].metric("weights", f"mean of {len(soup)}", help="a model soup: fine-tunes of one start, averaged")
+            cols[2].metric("weights", "soup", help=f"a model soup: the weights of {len(soup)} checkpoints averaged "
+                           f"({len({i.get('path') for i in soup})} distinct files; the model card says which)")
         else:
             cols[2].metric("epochs trained", (model.meta.get("epoch") or 0) + 1)
         cols[3].metric("accuracy", f"{reports[0]['accuracy']:.1%}" if reports else "-",
                        help=f"{reports[0]['split']}, TTA {reports[0]['tta']}" if reports else "no evaluation report yet")
         for r in reports:
-            inference = f", {r['precision']} inference" if r.get("precision", "fp32") != "fp32" else ""
-            st.markdown(f"- **{r['accuracy']:.1%}** accuracy on {r['split']} ({r['n']:,} images, TTA {r['tta']}{inference}), "
-                        f"macro F1 {r['macro_f1']:.3f}")
+            if "corruption" not in r:  # the corrupted ones, a dozen to a set, in one line each below
+                inference = f", {r['precision']} inference" if r.get("precision", "fp32") != "fp32" else ""
+                st.markdown(f"- **{r['accuracy']:.1%}** accuracy on {r['split']} ({r['n']:,} images, TTA {r['tta']}"
+                            f"{inference}), macro F1 {r['macro_f1']:.3f}")
+        for family in robustness_sets(reports):
+            rows = robustness(family)[1:]
+            low, high = min(rows, key=lambda x: x["accuracy"]), max(rows, key=lambda x: x["accuracy"])
+            st.markdown(f"- under {len(rows)} corruptions of the same {family[0]['split']} faces (TTA "
+                        f"{family[0]['tta']}, {family[0].get('precision', 'fp32')} inference): from **{low['accuracy']:.1%}** "
+                        f"({low['corruption']}) to **{high['accuracy']:.1%}** ({high['corruption']}); every drop in "
+                        "Evaluate's Robustness tab")
         if not reports:
             best = model.meta.get("best_acc")
             st.info("No evaluation report for this checkpoint yet" + (f"; validation accuracy while training: {best:.1%}."
