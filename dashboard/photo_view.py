@@ -115,8 +115,8 @@ def many_faces(faces: Sequence[Any], numbers: list[str] | None, key: str) -> int
         "confidence": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1),
         "tilt": st.column_config.NumberColumn(format="%+.0f°", help="Turned in the picture's plane (counter-clockwise)"),
         "side view": st.column_config.CheckboxColumn(help="Seen from the side: the model saw few such faces, trust it less"),
-        "trust less": st.column_config.TextColumn(help="Blurry, noisy, dark, low contrast or small: few training faces "
-                                                       "were like it (fer_core.quality)")})
+        "trust less": st.column_config.TextColumn(help="Blurry, noisy, dark, low contrast, small or compressed: few "
+                                                       "training faces were like it (fer_core.quality)")})
     return st.selectbox("Face up close", range(len(faces)), key=f"{key}-face",
                         format_func=lambda j: f"{labels[j]}: {faces[j].label} {faces[j].confidence:.0%}",
                         help="Its saliency map and probabilities below; the numbers are those drawn on the picture")

@@ -16,6 +16,7 @@ from .distill import teacher_paths
 from .evaluate import headline_order
 from .metrics import time_to_accuracy, top_confusions
 from .models import describe_model
+from .quality import ISSUES
 from .runfolder import RunFolder
 from .transforms import DEGRADE_BLUR, DEGRADE_NOISE_GREY, DEGRADE_SIDES
 
@@ -83,7 +84,7 @@ def image_quality_note(cfg: TrainConfig) -> str:
                "Not trained with photo degradation: a 1 px blur, noise of 10 grey levels or a face of 24 px cost "
                "models like it 11-26 points (README, Robustness)")
     return (f"- **Image quality.** {trained}; `fer-evaluate --corruption all` measures it on any split, and predictions "
-            "flag faces few training faces resemble (`fer_core.quality`: blurry, noisy, dark, low contrast, small).")
+            f"flag faces few training faces resemble (`fer_core.quality`: {', '.join(ISSUES)}).")
 
 
 def reference_table(r: dict[str, Any], ours: list[dict[str, Any]]) -> str:

@@ -23,7 +23,7 @@ from .crops import MARGIN, crop_face, face_square
 from .evaluate import predict_probs
 from .faces import Box, Face, FaceDetector, find_faces, get_detector
 from .images import ImageError, ImageSource, load_image
-from .quality import assess
+from .quality import assess, source_blockiness
 from .transforms import TTA_MODES
 
 if TYPE_CHECKING:
@@ -76,9 +76,15 @@ def crop_margin(detect: bool) -> float:
     return MARGIN if detect else 0.0
 
 
-def _to_predictions(faces: list[Face], crops: np.ndarray, probs: np.ndarray, margin: float) -> list[FacePrediction]:
+def face_blockiness(image: Image.Image, faces: list[Face], margin: float) -> list[float]:
+    """JPEG blockiness of each face's square in the photo itself, on its block grid (quality.source_blockiness)."""
+    return source_blockiness(image, [face_square(f.box, margin) for f in faces])
+
+
+def _to_predictions(faces: list[Face], crops: np.ndarray, probs: np.ndarray, margin: float,
+                    blockiness: list[float] | None = None) -> list[FacePrediction]:
     out = []
-    quality = assess(crops, [face_square(f.box, margin)[2] for f in faces]) if faces else []
+    quality = assess(crops, [face_square(f.box, margin)[2] for f in faces], blockiness) if faces else []
     for (box, angle, side), crop, p, q in zip(faces, crops, probs, quality, strict=True):
         k = int(p.argmax())
         out.append(FacePrediction(box=(int(box[0]), int(box[1]), int(box[2]), int(box[3])), label=EMOTIONS[k],
@@ -106,7 +112,8 @@ def predict_image(source: ImageSource, model: LoadedModel | None = None, detect:
     boxes, crops = face_crops(image, detect, detector, small_faces)
     if not boxes:
         return []
-    return _to_predictions(boxes, crops, predict_crops(crops, model, tta), crop_margin(detect))
+    margin = crop_margin(detect)
+    return _to_predictions(boxes, crops, predict_crops(crops, model, tta), margin, face_blockiness(image, boxes, margin))
 
 
 def iter_predictions(paths: Iterable[str | os.PathLike], model: LoadedModel, detect: bool = True, tta: str = "none",
@@ -118,23 +125,25 @@ def iter_predictions(paths: Iterable[str | os.PathLike], model: LoadedModel, det
         raise ValueError(f"tta must be one of {TTA_MODES}, not {tta!r}")
     names = [str(p) for p in paths]
     for start in range(0, len(names), chunk_size):
-        found: list[tuple[str, list[Face], np.ndarray] | tuple[str, str]] = []
+        found: list[tuple[str, list[Face], np.ndarray, list[float]] | tuple[str, str]] = []
         for path in names[start : start + chunk_size]:
             try:
-                found.append((path, *face_crops(load(path), detect, small_faces=small_faces)))
+                image = load(path)
+                faces, cut = face_crops(image, detect, small_faces=small_faces)
+                found.append((path, faces, cut, face_blockiness(image, faces, crop_margin(detect))))
             except ImageError as e:
                 found.append((path, str(e).removeprefix(f"{path}: ")))  # the caller already has the path
             except Exception as e:  # noqa: BLE001 - one unexpected failure must not stop the other files
                 found.append((path, f"{type(e).__name__}: {e}"))
-        crops = [item[2] for item in found if len(item) == 3]
+        crops = [item[2] for item in found if len(item) == 4]
         probs = predict_crops(np.concatenate(crops), model, tta) if crops else np.zeros((0, len(EMOTIONS)), np.float32)
         offset = 0
         for item in found:
             if len(item) == 2:
                 yield item
                 continue
-            path, faces, face_crops_ = item
-            yield path, _to_predictions(faces, face_crops_, probs[offset : offset + len(faces)], crop_margin(detect))
+            path, faces, face_crops_, blocks = item
+            yield path, _to_predictions(faces, face_crops_, probs[offset : offset + len(faces)], crop_margin(detect), blocks)
             offset += len(faces)
 
 

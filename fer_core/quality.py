@@ -1,4 +1,4 @@
-"""Face-crop quality: blur, noise, light and size checks that say when a prediction deserves less trust."""
+"""Face-crop quality: blur, noise, light, size and JPEG checks that say when a prediction deserves less trust."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .config import IMAGE_SIZE
 
@@ -19,6 +20,12 @@ NOISE_MAX = 8.5  # 98th percentile of the noise level in grey levels (Immerkaer 
 BRIGHTNESS_MIN = 52.0  # 1st percentile of the mean grey level
 CONTRAST_MIN = 25.0  # 1st percentile of the grey levels' standard deviation
 SMALL_PX = 32  # a crop cut from a square under this many pixels of the photo was enlarged 1.5x or more to 48
+# 99th percentile of the jumps across JPEG's 8 x 8 block edges over those mid-block (about 1.0: no blocks). A face cut
+# from more than 48 px of the photo is shrunk to 48, which smooths most blocks away: its limit grows as (side / 48)^0.8,
+# fitted to the harm JPEG does to PublicTest faces enlarged, compressed and shrunk back (benchmarks/quality.py).
+BLOCKINESS_MAX = 1.3
+BLOCKINESS_GROWTH = 0.8
+BLOCK = 8
 
 ISSUES: dict[str, str] = {  # what each flag means, for people
     "blurry": "blurred, out of focus or enlarged: the fine detail is gone",
@@ -26,6 +33,7 @@ ISSUES: dict[str, str] = {  # what each flag means, for people
     "dark": "underexposed",
     "low contrast": "flat light or a washed-out photo",
     "small": f"under {SMALL_PX} px across in the photo, enlarged to {IMAGE_SIZE}",
+    "compressed": "heavy JPEG compression: the detail is smeared into 8 x 8 blocks",
 }
 
 _LAPLACE = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]).view(1, 1, 3, 3)
@@ -42,10 +50,12 @@ class Quality:
     contrast: float  # standard deviation of the grey levels
     source_px: int | None  # side of the photo's square the crop was cut from (None: not known)
     issues: tuple[str, ...]
+    blockiness: float = 1.0  # jumps across JPEG block edges over those inside blocks, in the photo (1.0: no blocks)
 
     def to_dict(self) -> dict[str, object]:
         return {"issues": list(self.issues), "sharpness": round(self.sharpness, 3), "noise": round(self.noise, 2),
-                "brightness": round(self.brightness, 1), "contrast": round(self.contrast, 1), "source_px": self.source_px}
+                "brightness": round(self.brightness, 1), "contrast": round(self.contrast, 1), "source_px": self.source_px,
+                "blockiness": round(self.blockiness, 2)}
 
 
 def measure(crops: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
@@ -60,22 +70,61 @@ def measure(crops: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
     contrast = flat.std(1) if flat.shape[1] > 1 else torch.zeros(len(f))
     sharpness = F.conv2d(f, _LAPLACE).flatten(1).var(1) / contrast.clamp(min=1.0) ** 2
     noise = F.conv2d(f, _IMMERKAER).abs().flatten(1).mean(1) * math.sqrt(math.pi / 2) / 6
-    return {"sharpness": sharpness, "noise": noise, "brightness": flat.mean(1), "contrast": contrast}
+    return {"sharpness": sharpness, "noise": noise, "brightness": flat.mean(1), "contrast": contrast,
+            "blockiness": _blockiness(f.squeeze(1))}
 
 
-def assess(crops: np.ndarray | torch.Tensor, source_px: list[int] | None = None) -> list[Quality]:
-    """The quality of each face crop (N, 48, 48) uint8; `source_px`, where known, the side in the photo each was cut from."""
+def _blockiness(f: torch.Tensor, x0: int = 0, y0: int = 0) -> torch.Tensor:
+    """(N,) for float images (N, H, W) whose top left pixel is (x0, y0) of the picture JPEG divided into 8 x 8 blocks
+    from its own top left corner: the median, over the block edges (lines between columns 7|8, 15|16, ... and such
+    rows), of the mean grey-level jump across the edge over that across the two lines mid-block beside it (4 away).
+    About 1.0 without blocks. The median lets one straight edge of the scene on a block edge count for little; the lines
+    4 away make a face enlarged 2x or 4x (a jump every 2 or 4 lines) no blockier than a sharp one."""
+    ratios = []
+    for d, start in (((f[:, :, 1:] - f[:, :, :-1]).abs().mean(1), x0), ((f[:, 1:, :] - f[:, :-1, :]).abs().mean(2), y0)):
+        lines = torch.arange(BLOCK // 2, d.shape[1] - BLOCK // 2)
+        lines = lines[(lines + start) % BLOCK == BLOCK - 1]
+        mid = (d[:, lines - BLOCK // 2] + d[:, lines + BLOCK // 2]) / 2
+        ratios.append(d[:, lines] / mid.clamp(min=1.0))
+    if min(r.shape[1] for r in ratios) < 2:
+        return torch.ones(len(f))  # under about 24 px: too few block edges to tell
+    return torch.cat(ratios, 1).median(1).values
+
+
+def source_blockiness(image: Image.Image, squares: list[tuple[int, int, int]]) -> list[float]:
+    """Blockiness of each face square (x, y, side) of a photo, measured at the photo's own pixels on its block grid
+    (a photo cropped after it was compressed has its blocks elsewhere: those may go unseen)."""
+    out = []
+    for x, y, side in squares:
+        box = (max(0, x), max(0, y), min(image.width, x + side), min(image.height, y + side))
+        grey = torch.from_numpy(np.array(image.crop(box).convert("L"), dtype=np.float32))
+        out.append(float(_blockiness(grey.unsqueeze(0), box[0], box[1])[0]))
+    return out
+
+
+def blockiness_limit(source_px: int | None) -> float:
+    """BLOCKINESS_MAX for a face cut from `source_px` pixels of its photo (None: the crop is the photo)."""
+    return BLOCKINESS_MAX * max(1.0, (source_px or IMAGE_SIZE) / IMAGE_SIZE) ** BLOCKINESS_GROWTH
+
+
+def assess(crops: np.ndarray | torch.Tensor, source_px: list[int] | None = None,
+           blockiness: list[float] | None = None) -> list[Quality]:
+    """The quality of each face crop (N, 48, 48) uint8; `source_px`, where known, the side in the photo each was cut
+    from; `blockiness`, where known, each one's in the photo (source_blockiness), else the crop's own."""
     m = measure(crops)
     n = len(m["sharpness"])
-    if source_px is not None and len(source_px) != n:
-        raise ValueError(f"{len(source_px)} source sizes for {n} crops")
+    for name, given in (("source sizes", source_px), ("blockiness values", blockiness)):
+        if given is not None and len(given) != n:
+            raise ValueError(f"{len(given)} {name} for {n} crops")
     out = []
     for i in range(n):
         sharp, noise, light, spread = (float(m[k][i]) for k in ("sharpness", "noise", "brightness", "contrast"))
         px = None if source_px is None else int(source_px[i])
+        blocks = float(m["blockiness"][i] if blockiness is None else blockiness[i])
         flags = {"blurry": sharp < SHARPNESS_MIN, "noisy": noise > NOISE_MAX, "dark": light < BRIGHTNESS_MIN,
-                 "low contrast": spread < CONTRAST_MIN, "small": px is not None and px < SMALL_PX}
-        out.append(Quality(sharp, noise, light, spread, px, tuple(k for k, bad in flags.items() if bad)))
+                 "low contrast": spread < CONTRAST_MIN, "small": px is not None and px < SMALL_PX,
+                 "compressed": blocks > blockiness_limit(px if blockiness is not None else None)}
+        out.append(Quality(sharp, noise, light, spread, px, tuple(k for k, bad in flags.items() if bad), blocks))
     return out
 
 

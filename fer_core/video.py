@@ -16,7 +16,16 @@ from .checkpoint import LoadedModel
 from .config import EMOTIONS, IMAGE_SIZE
 from .faces import FollowingDetector, get_detector
 from .images import MAX_PIXELS
-from .predict import FacePrediction, _to_predictions, counted, crop_margin, default_model, face_crops, predict_crops
+from .predict import (
+    FacePrediction,
+    _to_predictions,
+    counted,
+    crop_margin,
+    default_model,
+    face_blockiness,
+    face_crops,
+    predict_crops,
+)
 from .tracking import assign_tracks
 from .transforms import TTA_MODES
 
@@ -235,14 +244,15 @@ def predict_video(path: str | os.PathLike, model: LoadedModel | None = None, eve
     step = sampling_interval(info, every_s, max_samples)
     detector = FollowingDetector(get_detector(small_faces), round(WHOLE_FRAME_EVERY_S / step)) if detect else None
     found: list[tuple[int, float, list[FacePrediction]]] = []  # (frame index, time, faces) per sampled frame
-    batch: list[tuple[int, float, list[Any], np.ndarray]] = []
+    batch: list[tuple[int, float, list[Any], np.ndarray, list[float]]] = []
 
     def flush() -> None:
-        crops = [c for *_, c in batch if len(c)]
+        crops = [c for *_, c, _ in batch if len(c)]
         probs = predict_crops(np.concatenate(crops), model, tta) if crops else np.zeros((0, len(EMOTIONS)))
         offset = 0
-        for index, t, faces, c in batch:
-            found.append((index, t, _to_predictions(faces, c, probs[offset : offset + len(faces)], crop_margin(detect))))
+        for index, t, faces, c, blocks in batch:
+            found.append((index, t, _to_predictions(faces, c, probs[offset : offset + len(faces)], crop_margin(detect),
+                                                    blocks)))
             offset += len(faces)
         batch.clear()
         if progress is not None and info.duration_s:
@@ -250,7 +260,8 @@ def predict_video(path: str | os.PathLike, model: LoadedModel | None = None, eve
 
     for index, t, image in sample_frames(path, step, max_samples):
         faces, crops = face_crops(image, detect, detector)
-        batch.append((index, t, faces, crops.reshape(-1, IMAGE_SIZE, IMAGE_SIZE)))
+        blocks = face_blockiness(image, faces, crop_margin(detect))  # on the frame's own pixels, as for a photo
+        batch.append((index, t, faces, crops.reshape(-1, IMAGE_SIZE, IMAGE_SIZE), blocks))
         if len(batch) == CHUNK:
             flush()
     if batch:

@@ -32,6 +32,11 @@ def test_real_faces_pass_and_corrupted_ones_are_flagged_for_what_was_done(sample
     assert dark["dark"] >= 0.4 * n and dark["low contrast"] >= 0.7 * n and flat["low contrast"] >= 0.7 * n
     assert dark["blurry"] <= 0.02 * n and flat["blurry"] <= 0.02 * n and flat["dark"] <= 0.02 * n
     # The measurements move the way their names say
+    # Blocks: JPEG at quality 10 is flagged; blur, noise, enlargement and an occluding band are not (the blocks' edges
+    # are compared with the lines mid-block, 4 away, which a 2x or 4x enlargement also jumps across)
+    assert flagged(perturb(faces, "jpeg-10"))["compressed"] >= 0.9 * n
+    for name in ("none", "blur-1", "noise-10", "lowres-24", "lowres-12", "occlude-eyes"):
+        assert flagged(perturb(faces, name))["compressed"] <= 0.03 * n, name
     m, b = measure(faces), measure(perturb(faces, "blur-2"))
     assert (b["sharpness"] < m["sharpness"]).float().mean() > 0.99 and m["noise"].median() < 6
     assert measure(perturb(faces, "noise-25"))["noise"].median() == pytest.approx(25, rel=0.15)  # noise sigma 25 grey levels
@@ -45,6 +50,39 @@ def test_the_limits_are_the_stated_percentiles_of_the_training_faces(full_data_p
     assert np.percentile(m["noise"], 98) == pytest.approx(quality.NOISE_MAX, rel=0.05)
     assert np.percentile(m["brightness"], 1) == pytest.approx(quality.BRIGHTNESS_MIN, rel=0.05)
     assert np.percentile(m["contrast"], 1) == pytest.approx(quality.CONTRAST_MIN, rel=0.05)
+    assert np.percentile(m["blockiness"], 99) == pytest.approx(quality.BLOCKINESS_MAX, rel=0.05)
+
+
+def test_jpeg_blocks_are_found_on_the_photos_own_grid_and_matter_less_on_a_large_face(sample_data, fast_checkpoint,
+                                                                                     tmp_path):
+    import io
+
+    from PIL import Image
+
+    from fer_core.checkpoint import load_model
+
+    def jpeg(image: Image.Image, q: int) -> Image.Image:
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=q)
+        return Image.open(io.BytesIO(buf.getvalue())).convert("L")
+
+    face = Image.fromarray(sample_data.split("PublicTest")[0][1].numpy())
+    model = load_model(fast_checkpoint)
+    jpeg(face, 10).save(tmp_path / "blocky.png")  # a FER-style face saved at quality 10, then losslessly
+    face.save(tmp_path / "clean.png")
+    (blocky,), (clean,) = (predict_image(tmp_path / f"{n}.png", model, detect=False) for n in ("blocky", "clean"))
+    assert "compressed" in blocky.issues and "compressed" not in clean.issues
+    assert "8 x 8 blocks" in quality.describe(blocky.issues)
+    # In a photo the blocks start at its top left corner, wherever the face is
+    photo = jpeg(face.resize((96, 96), Image.BICUBIC), 5)
+    (inside,) = quality.source_blockiness(photo, [(13, 21, 64)])
+    assert inside > quality.blockiness_limit(64) > quality.blockiness_limit(None) == quality.BLOCKINESS_MAX
+    (unspoilt,) = quality.source_blockiness(face.resize((96, 96), Image.BICUBIC), [(13, 21, 64)])
+    assert unspoilt < quality.BLOCKINESS_MAX
+    (large,) = quality.assess(np.asarray(photo.resize((48, 48), Image.BILINEAR))[None], [96], [inside])
+    (small,) = quality.assess(np.asarray(face)[None], [48], [inside])  # as blocky, but from a 48 px face
+    assert "compressed" in small.issues and ("compressed" in large.issues) == (inside > quality.blockiness_limit(96))
+    assert quality.source_blockiness(photo, [(-20, -20, 40)]) == [1.0]  # 20 x 20 px inside the photo: too few blocks
 
 
 def test_a_face_cut_from_few_pixels_is_small_and_the_outputs_say_so(sample_data, fast_checkpoint):
@@ -68,6 +106,8 @@ def test_bad_crops_are_refused_with_a_message():
         measure(np.zeros((4, 2, 2), np.uint8))
     with pytest.raises(ValueError, match="2 source sizes for 1 crops"):
         assess(np.zeros((1, 48, 48), np.uint8), [40, 40])
+    with pytest.raises(ValueError, match="2 blockiness values for 1 crops"):
+        assess(np.zeros((1, 48, 48), np.uint8), None, [1.0, 1.0])
     (q,) = assess(np.full((48, 48), 128, np.uint8))  # a flat grey square: no detail, no contrast, no noise
     assert q.issues == ("blurry", "low contrast") and q.noise == 0 and q.to_dict()["issues"] == ["blurry", "low contrast"]
 
