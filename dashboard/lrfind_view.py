@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 import plots
+import widgets
 from fer_core import jobs
 from fer_core.config import TrainConfig
 from fer_core.lrfind import caveat
@@ -43,17 +44,17 @@ def _wait() -> None:
     job = st.session_state.get(JOB)
     if job is None:
         return
-    out, log = Path(job["out"]), Path(job["log"])
-    if out.exists():
+    state, text = widgets.job_outcome(job)
+    if state == "done":
         st.session_state[ROOT] = job["root"]
         st.session_state[RESULT] = st.session_state.pop(JOB)["out"]
         st.rerun()
-    elif not jobs.pid_alive(job["pid"]):
+    elif state == "failed":
         del st.session_state[JOB]
-        st.session_state[ERROR] = "The learning-rate finder failed:\n\n" + "\n".join(jobs.log_tail(log, 5))
+        st.session_state[ERROR] = "The learning-rate finder failed:\n\n" + text
         st.rerun()
     else:
-        step = next((line for line in reversed(jobs.log_tail(log, 2)) if line.startswith("step")), "loading the data")
+        step = text if text.startswith("step") else "loading the data"
         st.info(f"Finding a learning rate... {time.time() - job['started']:.0f} s: {step}", icon=":material/hourglass_top:")
 
 

@@ -288,15 +288,15 @@ def _wait_for_report() -> None:
     job = st.session_state.get("eval_job")
     if job is None:
         return
-    out = Path(job["out"])
-    if out.exists() and loaders.mtime(out) >= job["started"] - 1:
+    state, text = widgets.job_outcome(job)
+    if state == "done":
         del st.session_state["eval_job"]
-        st.session_state["report_a"] = f"{out}#0"  # show the new report
+        st.session_state["report_a"] = f"{job['out']}#0"  # show the new report
         st.rerun()
-    elif not jobs.pid_alive(job["pid"]):
+    elif state == "failed":
         del st.session_state["eval_job"]
-        log = Path(job["log"]).read_text(errors="replace") if Path(job["log"]).exists() else ""
-        st.session_state["eval_error"] = "Evaluation failed:\n\n" + "\n".join(log.splitlines()[-5:])
+        st.session_state["eval_error"] = "Evaluation failed:\n\n" + text
         st.rerun()  # outside the fragment, so the message stays after polling ends
     else:
-        st.info(f"Evaluating... {time.time() - job['started']:.0f} s (the report goes to {out})", icon=":material/hourglass_top:")
+        st.info(f"Evaluating... {time.time() - job['started']:.0f} s (the report goes to {job['out']})",
+                icon=":material/hourglass_top:")

@@ -296,3 +296,14 @@ def method_select(container: st.delta_generator.DeltaGenerator, key: str) -> str
     details = "  \n".join(f"**{short[m]}** {label.removeprefix(short[m]).strip()}" for m, label in METHODS.items())
     choice = container.selectbox("Explanation", list(METHODS), format_func=lambda m: short[m], key=key, help=details)
     return choice if choice is not None else next(iter(METHODS))  # (never None: the box has no empty choice)
+
+
+def job_outcome(job: dict) -> tuple[str, str]:
+    """("done", ""), ("failed", the log's last lines) or ("running", its last line) for a job the page started and keeps
+    in session state as {"out", "log", "pid", "started"}: done once `out` was written after the start."""
+    out, log = Path(job["out"]), Path(job["log"])
+    if out.exists() and loaders.mtime(out) >= job["started"] - 1:
+        return "done", ""
+    if not jobs.pid_alive(job["pid"]):
+        return "failed", "\n".join(jobs.log_tail(log, 5))
+    return "running", next(iter(jobs.log_tail(log, 1)), "")
