@@ -58,14 +58,15 @@ def new_run(s: widgets.Settings, expanded: bool) -> None:
             label_smoothing = c[3].number_input("Label smoothing", 0.0, 0.5, d.label_smoothing, step=0.05,
                                                 help=TrainConfig.help("label_smoothing"))
             degrade = c[4].number_input("Photo degradation", 0.0, 1.0, d.degrade, step=0.1, help=TrainConfig.help("degrade"))
-            c = st.columns(4, vertical_alignment="bottom")  # the checkboxes line up with the inputs' boxes
+            c = st.columns(5, vertical_alignment="bottom")  # the checkboxes line up with the inputs' boxes
             labels = c[0].selectbox("Labels", ["fer2013", "ferplus"],
                                     help="ferplus trains on FER+ majority votes (fer2013new.csv)")
             soft_labels = c[1].number_input("FER+ soft labels", 0.0, 1.0, d.soft_labels, step=0.1,
                                             help="Move each training target towards the image's FER+ vote shares by this weight "
                                                  "(needs fer2013new.csv beside the CSV; 0.3 gained 0.9 points in a GPU sweep)")
-            limit = c[2].number_input("Limit training images (0 = all)", 0, 100_000, 0, help=TrainConfig.help("limit"))
-            class_weights = c[3].checkbox("Class weights", help="Weight the loss by inverse class frequency (helps disgust)")
+            jpeg = c[2].number_input("JPEG compression", 0.0, 1.0, d.jpeg, step=0.1, help=TrainConfig.help("jpeg"))
+            limit = c[3].number_input("Limit training images (0 = all)", 0, 100_000, 0, help=TrainConfig.help("limit"))
+            class_weights = c[4].checkbox("Class weights", help="Weight the loss by inverse class frequency (helps disgust)")
             st.markdown("**Distillation**")
             c = st.columns([2, 1, 1])
             teachers = c[0].multiselect("Teachers", checkpoints, format_func=widgets.checkpoint_label, placeholder="no teacher",
@@ -98,7 +99,7 @@ def new_run(s: widgets.Settings, expanded: bool) -> None:
                                batch_size=int(batch_size), ema=float(ema), augment=augment,
                                label_smoothing=float(label_smoothing),
                                patience=int(patience), erasing=float(erasing), mixup=float(mixup), degrade=float(degrade),
-                               soft_labels=float(soft_labels),
+                               jpeg=float(jpeg), soft_labels=float(soft_labels),
                                labels=labels, limit=int(limit), threads=int(threads), crop_size=int(crop_size),
                                class_weights=class_weights, precision="bf16" if bf16 else "fp32", device=device,
                                warmup_epochs=min(base.warmup_epochs, int(epochs) - 1))

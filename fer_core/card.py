@@ -18,7 +18,7 @@ from .metrics import time_to_accuracy, top_confusions
 from .models import describe_model
 from .quality import ISSUES
 from .runfolder import RunFolder
-from .transforms import DEGRADE_BLUR, DEGRADE_NOISE_GREY, DEGRADE_SIDES
+from .transforms import DEGRADE_BLUR, DEGRADE_NOISE_GREY, DEGRADE_SIDES, JPEG_QUALITIES
 
 LIMITS = """\
 - **Label noise.** FER2013 labels are single-annotator web labels; the FER+ majority of ten annotators picks
@@ -77,8 +77,13 @@ def imbalance_note(r: dict[str, Any]) -> str:
 
 
 def image_quality_note(cfg: TrainConfig) -> str:
-    """The limit on blurred, noisy, small and compressed faces, which depends on whether the model saw them (`--degrade`)."""
-    trained = ("Trained with photo degradation, so a mild blur, noise or a low resolution costs it a few points, but a "
+    """The limit on blurred, noisy, small and compressed faces, which depends on whether the model saw them (`--degrade`,
+    `--jpeg`)."""
+    trained = ("Trained with photo degradation and JPEG compression, so a mild blur, noise or a low resolution costs it "
+               "a few points, but a 2 px blur, noise of 25 grey levels, a face of 12 px or JPEG at quality 10 still cost "
+               "10-30 (the robustness table above, where there is one)"
+               if cfg.degrade > 0 and cfg.jpeg > 0 else
+               "Trained with photo degradation, so a mild blur, noise or a low resolution costs it a few points, but a "
                "2 px blur, noise of 25 grey levels, a face of 12 px or heavy JPEG still cost 17-31"
                if cfg.degrade > 0 else
                "Not trained with photo degradation: a 1 px blur, noise of 10 grey levels or a face of 24 px cost "
@@ -190,19 +195,24 @@ def targets_note(cfg: TrainConfig) -> str:
         parts.append(f"knowledge distillation from {source} (`--teacher`): the loss is "
                      f"{1 - cfg.distill:g} x the label loss + {cfg.distill:g} x T^2 KL(teacher || student) at temperature "
                      f"T = {cfg.distill_t:g}, the teacher scoring each augmented batch"
-                     f"{' before it is degraded' if cfg.degrade > 0 else ''} (the teacher, too, was selected on "
+                     f"{' before it is degraded' if cfg.degrade > 0 or cfg.jpeg > 0 else ''} (the teacher, too, was selected on "
                      "PublicTest only)")
     return ("Targets: " + "; ".join(parts) + ".") if parts else ""
 
 
 def degrade_note(cfg: TrainConfig) -> str:
-    """The photo degradations the model was trained with (`--degrade`; empty without)."""
-    if cfg.degrade <= 0:
-        return ""
-    return (f"Photo degradation (`--degrade {cfg.degrade:g}`): with probability {cfg.degrade:g}, each training face, after "
-            f"augmentation, got one of a Gaussian blur (sigma {min(DEGRADE_BLUR):g}-{max(DEGRADE_BLUR):g} px), a lower "
-            f"resolution ({min(DEGRADE_SIDES)}-{max(DEGRADE_SIDES)} px, scaled back) or Gaussian noise (up to "
-            f"{DEGRADE_NOISE_GREY:g} grey levels).")
+    """The photo degradations the model was trained with (`--degrade`, `--jpeg`; empty without)."""
+    parts = []
+    if cfg.degrade > 0:
+        parts.append(f"Photo degradation (`--degrade {cfg.degrade:g}`): with probability {cfg.degrade:g}, each training face, "
+                     f"after augmentation, got one of a Gaussian blur (sigma {min(DEGRADE_BLUR):g}-{max(DEGRADE_BLUR):g} "
+                     f"px), a lower resolution ({min(DEGRADE_SIDES)}-{max(DEGRADE_SIDES)} px, scaled back) or Gaussian "
+                     f"noise (up to {DEGRADE_NOISE_GREY:g} grey levels).")
+    if cfg.jpeg > 0:
+        parts.append(f"JPEG compression (`--jpeg {cfg.jpeg:g}`): with probability {cfg.jpeg:g}, each training face"
+                     f"{', after that,' if cfg.degrade > 0 else ''} went through JPEG at quality {min(JPEG_QUALITIES)}-"
+                     f"{max(JPEG_QUALITIES)} (libjpeg's quantisation of 8 x 8 DCT blocks, done on the batch).")
+    return " ".join(parts)
 
 
 def render(checkpoint: str | Path, reports: list[dict[str, Any]], runs: Sequence[Path], command: str, hardware: str,

@@ -87,6 +87,7 @@ def config_problems(cfg: TrainConfig) -> list[str]:
         _range("erasing", cfg.erasing, 0, 1, meaning=" (a probability)"),
         _range("mixup", cfg.mixup, 0, meaning=" (alpha; 0 = off)"),
         _range("degrade", cfg.degrade, 0, 1, meaning=" (a probability)"),
+        _range("jpeg", cfg.jpeg, 0, 1, meaning=" (a probability)"),
         _range("limit", cfg.limit, 0, meaning=" (0 = all)"),
         _range("threads", cfg.threads, 0, MAX_THREADS, meaning=" (0 = all cores)"),
         _refusal(lambda: check_soft_labels(cfg.soft_labels)),

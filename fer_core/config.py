@@ -106,6 +106,8 @@ class TrainConfig:
     mixup: float = _field(0.0, "mixup alpha (0 = off)")
     degrade: float = _field(0.0, "probability per image of a photo degradation: blur (sigma 0.5-1.2 px), low resolution "
                                  "(16-30 px) or noise (up to 15 grey levels), 0 to 1")
+    jpeg: float = _field(0.0, "probability per image of JPEG compression (quality 10-40, as an 8 x 8 DCT quantisation of "
+                             "the batch), after --degrade, 0 to 1")
     soft_labels: float = _field(0.0, "weight of each image's FER+ vote shares in its training target, 0 to 1 "
                                      "(needs fer2013new.csv)")
     teacher: str = _field("", "distil from this checkpoint's outputs on each augmented batch; a.pt,b.pt = their mean")

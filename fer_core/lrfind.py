@@ -28,7 +28,7 @@ from .config import (
 from .data import DataError, FERData, load_dataset
 from .targets import select_splits
 from .train import add_config_args, build_for_training, check_device, config_from_args, forward, read_init
-from .transforms import Normalization, augment_batch, degrade_batch
+from .transforms import Normalization, augment_batch, photo_batch
 
 SMOOTHING = 0.9  # exponential smoothing of the per-step loss (bias-corrected), as in fastai's finder
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum
@@ -62,7 +62,7 @@ def lr_range_test(cfg: TrainConfig, data: FERData | None = None, start: float = 
         idx = torch.randint(len(x), (cfg.batch_size,), generator=gen)
         xb = augment_batch(((x[idx].float() - norm.mean) / norm.std).unsqueeze(1), cfg.crop_size, gen, cfg.augment,
                            cfg.erasing)
-        xb = (degrade_batch(xb, cfg.degrade, gen) if cfg.degrade > 0 else xb).to(device)
+        xb = photo_batch(xb, cfg.degrade, cfg.jpeg, gen).to(device)
         if cfg.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         for g in opt.param_groups:

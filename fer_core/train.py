@@ -38,7 +38,7 @@ from .metrics import eta_seconds
 from .models import build_model, count_params, list_models
 from .runfolder import RunFolder, Stopper
 from .targets import class_weights, select_splits, soft_targets
-from .transforms import Normalization, augment_batch, degrade_batch, mixup, preprocess
+from .transforms import Normalization, augment_batch, mixup, photo_batch, preprocess
 
 EpochCallback = Callable[[dict[str, Any]], None]
 StepCallback = Callable[[int, int, float], None]
@@ -165,8 +165,8 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
         if cfg.mixup > 0:
             xb, ta, tb2, lam = mixup(xb, tb, cfg.mixup, aug_gen)
         shown = xb  # the teacher scores the face undegraded: its answer is what the face shows, not what survives
-        if cfg.degrade > 0:
-            xb = degrade_batch(xb, cfg.degrade, aug_gen)
+        if cfg.degrade > 0 or cfg.jpeg > 0:
+            xb = photo_batch(xb, cfg.degrade, cfg.jpeg, aug_gen)
             xb = xb.contiguous(memory_format=torch.channels_last) if cfg.channels_last else xb
         out = forward(model, xb, cfg.precision)
         if cfg.mixup > 0:

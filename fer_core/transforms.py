@@ -168,6 +168,56 @@ def degrade_batch(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tens
     return out
 
 
+JPEG_QUALITIES = (10, 15, 25, 40)  # --jpeg: one drawn per compressed face
+_LUMA = torch.tensor([  # JPEG's luminance quantisation table (ITU T.81, Annex K), scaled by quality as libjpeg does
+    [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55], [14, 13, 16, 24, 40, 57, 69, 56],
+    [14, 17, 22, 29, 51, 87, 80, 62], [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99]], dtype=torch.float32)
+_k = torch.arange(8, dtype=torch.float64)
+_DCT = (torch.cos((2 * _k[None, :] + 1) * _k[:, None] * math.pi / 16) * torch.where(_k[:, None] == 0, math.sqrt(1 / 8),
+                                                                                    math.sqrt(2 / 8))).float()
+
+
+def jpeg_table(quality: int) -> torch.Tensor:
+    """The 8 x 8 quantisation steps libjpeg (and so PIL) uses for greyscale at this quality (1-100)."""
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    return ((_LUMA * scale + 50) // 100).clamp(1, 255)
+
+
+def jpeg_like(x: torch.Tensor, quality: int, norm: Normalization | None = None) -> torch.Tensor:
+    """(B, 1, H, W) normalised faces as after a JPEG round trip at `quality`: 8 x 8 blocks from the top left corner
+    (edge-padded), their DCT quantised with jpeg_table(quality), grey levels rounded and clipped; batched tensor ops."""
+    norm = norm or Normalization()
+    b, _, h, w = x.shape
+    ph, pw = -h % 8, -w % 8
+    g = F.pad(x * norm.std + norm.mean - 128, (0, pw, 0, ph), mode="replicate")
+    blocks = g.reshape(b, (h + ph) // 8, 8, (w + pw) // 8, 8).transpose(2, 3)  # (B, rows, cols, 8, 8)
+    d, q = _DCT.to(x), jpeg_table(quality).to(x)
+    coef = torch.round(d @ blocks @ d.T / q) * q
+    g = (d.T @ coef @ d).transpose(2, 3).reshape(b, 1, h + ph, w + pw)[..., :h, :w]
+    return (torch.round(g + 128).clamp(0, 255) - norm.mean) / norm.std
+
+
+def jpeg_batch(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
+    """With probability p per image, JPEG compression at one of JPEG_QUALITIES (`--jpeg`), batched by quality."""
+    b = len(x)
+    on = (torch.rand(b, generator=gen, device=gen.device) < p).to(x.device)
+    level = torch.randint(0, len(JPEG_QUALITIES), (b,), generator=gen, device=gen.device).to(x.device)
+    out = x.clone()
+    for i, quality in enumerate(JPEG_QUALITIES):
+        chosen = on & (level == i)
+        if chosen.any():
+            out[chosen] = jpeg_like(x[chosen], quality)
+    return out
+
+
+def photo_batch(x: torch.Tensor, degrade: float, jpeg: float, gen: torch.Generator) -> torch.Tensor:
+    """degrade_batch then jpeg_batch, each only where its probability is above 0 (so that runs without one draw the
+    same random numbers as before it existed)."""
+    x = degrade_batch(x, degrade, gen) if degrade > 0 else x
+    return jpeg_batch(x, jpeg, gen) if jpeg > 0 else x
+
+
 def low_resolution(x: torch.Tensor, side: int) -> torch.Tensor:
     """(B, 1, H, W) shrunk to side x side (area averaging) and enlarged back (bilinear): the detail a small face lacks."""
     small = F.interpolate(x, size=(side, side), mode="area")

@@ -12,7 +12,10 @@ from fer_core.transforms import (
     centre_crop,
     degrade_batch,
     eval_views,
+    jpeg_batch,
+    jpeg_like,
     mixup,
+    photo_batch,
     preprocess,
     random_erasing,
     to_float,
@@ -127,3 +130,41 @@ def test_degrade_blurs_shrinks_or_adds_noise_to_the_chosen_share_of_images(sampl
     assert (every != x).flatten(1).any(1).all()
     crops = augment_batch(x, 44, torch.Generator().manual_seed(0), "standard", 0.0)  # as training: augment, then degrade
     assert degrade_batch(crops, 1.0, torch.Generator().manual_seed(0)).shape == (len(x), 1, 44, 44)
+
+
+def test_jpeg_like_is_a_jpeg_round_trip_done_on_the_whole_batch(sample_data):
+    """The tensor version agrees with PIL's libjpeg to a fraction of a grey level, so training sees the real artefacts."""
+    import io
+
+    from PIL import Image
+
+    from fer_core.quality import assess
+
+    faces = sample_data.split("PublicTest")[0][:48]
+    norm = Normalization()
+    x = to_float(faces, norm)
+    for quality in (10, 25, 40):
+        pil = []
+        for face in faces.numpy():
+            buf = io.BytesIO()
+            Image.fromarray(face).save(buf, format="JPEG", quality=quality)
+            pil.append(np.asarray(Image.open(io.BytesIO(buf.getvalue()))))
+        ours = (jpeg_like(x, quality, norm) * norm.std + norm.mean).round().squeeze(1).numpy()
+        assert np.abs(ours - np.stack(pil)).mean() < 0.5, quality  # measured 0.14-0.17 grey levels
+        assert np.abs(ours - faces.numpy().astype(np.float32)).mean() > 2  # and far from the original
+    blocky = (jpeg_like(x, 10, norm) * norm.std + norm.mean).round().clamp(0, 255).to(torch.uint8).squeeze(1)
+    assert sum("compressed" in q.issues for q in assess(blocky)) >= 0.9 * len(faces)  # what fer_core.quality flags
+    crops = jpeg_like(augment_batch(x, 44, torch.Generator().manual_seed(0), "standard", 0.0), 10, norm)
+    assert crops.shape == (len(x), 1, 44, 44)  # padded to whole blocks and cut back
+
+
+def test_jpeg_batch_compresses_the_chosen_share_and_leaves_other_runs_unchanged(batch):
+    out = jpeg_batch(batch, 0.5, torch.Generator().manual_seed(0))
+    changed = (out != batch).flatten(1).any(1)
+    assert 0.3 * len(batch) < int(changed.sum()) < 0.7 * len(batch)
+    assert torch.equal(out, jpeg_batch(batch, 0.5, torch.Generator().manual_seed(0)))  # seeded
+    assert (jpeg_batch(batch, 1.0, torch.Generator().manual_seed(1)) != batch).flatten(1).any(1).all()
+    # Without --jpeg, training draws the same random numbers as before it existed: a resumed run goes on as it began
+    assert torch.equal(photo_batch(batch, 0.5, 0.0, torch.Generator().manual_seed(3)),
+                       degrade_batch(batch, 0.5, torch.Generator().manual_seed(3)))
+    assert torch.equal(photo_batch(batch, 0.0, 0.0, torch.Generator().manual_seed(3)), batch)
