@@ -267,7 +267,8 @@ def test_every_model_takes_the_smallest_crop_the_checks_allow(name):
 
 
 def test_cli_bad_settings_are_all_named_before_anything_is_made(sample_path, tmp_path, run_main):
-    bad = {"--model": "nope", "--degrade": 1.5, "--jpeg": 2, "--batch-size": 0, "--crop-size": 60, "--width": 0, "--epochs": 0, "--erasing": 2,
+    bad = {"--model": "nope", "--degrade": 1.5, "--jpeg": 2, "--batch-size": 0, "--crop-size": 60, "--width": 0, "--epochs": 0,
+           "--erasing": 2,
            "--drop-rate": 1.5, "--label-smoothing": 1.5, "--momentum": 2, "--mixup": -1, "--warmup-epochs": -1,
            "--threads": -3, "--val-split": "publictest", "--schedule": "linear", "--lr": -0.1}
     r = run_main(main, "--run", tmp_path / "r", "--data", sample_path, *(str(x) for kv in bad.items() for x in kv))
