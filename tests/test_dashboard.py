@@ -471,11 +471,13 @@ def test_train_form_starts_a_tiny_job_and_shows_it_finished(runs):
     by_label(at.number_input, "FER+ soft labels").set_value(0.3)  # the sample's fer2013new.csv lies beside it
     by_label(at.number_input, "Weight average").set_value(0.99)
     by_label(at.number_input, "Photo degradation").set_value(0.3)
+    by_label(at.number_input, "JPEG compression").set_value(0.2)
     submit_train_form(at, "ui-tiny")
     assert not at.exception and not at.error, texts(at.error)
     info = jobs.wait_job(runs / "ui-tiny", timeout=120)
     assert info.state == "finished" and info.epoch == 2 and info.config["width"] == 8
     assert info.config["soft_labels"] == 0.3 and info.config["ema"] == 0.99 and info.config["degrade"] == 0.3
+    assert info.config["jpeg"] == 0.2
     assert read_checkpoint(runs / "ui-tiny" / "last.pt")["ema"]["updates"] > 0
     assert info.config["precision"] == ("bf16" if bf16_supported() else "fp32")  # the form's default follows the CPU
     at.run()
