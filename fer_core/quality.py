@@ -82,7 +82,7 @@ def _blockiness(f: torch.Tensor, x0: int = 0, y0: int = 0) -> torch.Tensor:
     4 away make a face enlarged 2x or 4x (a jump every 2 or 4 lines) no blockier than a sharp one."""
     ratios = []
     for d, start in (((f[:, :, 1:] - f[:, :, :-1]).abs().mean(1), x0), ((f[:, 1:, :] - f[:, :-1, :]).abs().mean(2), y0)):
-        lines = torch.arange(BLOCK // 2, d.shape[1] - BLOCK // 2)
+        lines = torch.arange(BLOCK // 2, max(BLOCK // 2, d.shape[1] - BLOCK // 2))  # none in a sliver of a picture
         lines = lines[(lines + start) % BLOCK == BLOCK - 1]
         mid = (d[:, lines - BLOCK // 2] + d[:, lines + BLOCK // 2]) / 2
         ratios.append(d[:, lines] / mid.clamp(min=1.0))
