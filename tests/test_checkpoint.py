@@ -89,16 +89,25 @@ def test_shipped_checkpoint_loads_by_default():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_reports_and_card_match_the_shipped_checkpoint(name):
     """Every report beside a shipped model was made with it as it is now (a re-calibration would leave them stale),
-    each calibrated TTA mode has a report, and the card quotes every report's accuracy."""
+    each calibrated TTA mode has a report, and the card quotes every report's accuracy; the robustness set (a list:
+    the clean faces and every corruption) was made with it too, its clean answers those of the centre-crop report."""
+    from fer_core.perturb import PERTURBATIONS
+
     path = DEFAULT_CHECKPOINT.parent / f"{name}.pt"
     loaded, card = load_model(path), path.with_suffix(".md").read_text()
-    reports = [json.loads(p.read_text()) for p in sorted(path.parent.glob(f"{name}.*report.json"))]
+    robust_path = path.with_suffix(".robustness.report.json")
+    reports = [json.loads(p.read_text()) for p in sorted(path.parent.glob(f"{name}.*report.json")) if p != robust_path]
+    robust = json.loads(robust_path.read_text())
     assert {r["tta"] for r in reports} >= set(CALIBRATED_TTA)
-    for r in reports:
+    for r in reports + robust:
         assert r["checkpoint"] == f"checkpoints/{name}.pt" and r["split"] == "PublicTest" and r["n"] == 3589
         assert r["temperature"] == loaded.temperature_for(r["tta"])
         assert r["model"]["params"] == loaded.num_params
+    for r in reports:
         assert f"| PublicTest | {r['tta']} | {r['precision']} | 3589 | {100 * r['accuracy']:.2f}% |" in card
+    assert [r.get("corruption", "none") for r in robust] == list(PERTURBATIONS)
+    centre = json.loads(path.with_suffix(".report.json").read_text())
+    assert robust[0]["precision"] == "onnx" and robust[0]["predictions"]["y_pred"] == centre["predictions"]["y_pred"]
 
 
 @pytest.mark.slow
