@@ -159,8 +159,9 @@ def robust(chosen: list[dict[str, Any]], everything: list[dict[str, Any]], s: wi
     missing = []
     for r in chosen:
         family = robustness_set(r, everything)  # another precision's set where this one has none
-        name = f"{Path(str(r.get('checkpoint', '?'))).name} ({r['split']}, TTA {r.get('tta', 'none')}, " \
-               f"{family[0].get('precision', 'fp32') if len(family) > 1 else r.get('precision', 'fp32')})"
+        asked = r.get("precision", "fp32")
+        shown = family[0].get("precision", "fp32") if len(family) > 1 else asked
+        name = f"{Path(str(r.get('checkpoint', '?'))).name} ({r['split']}, TTA {r.get('tta', 'none')}, {shown})"
         if name in series:  # A and B: two reports of one model's set
             continue
         try:
@@ -171,9 +172,9 @@ def robust(chosen: list[dict[str, Any]], everything: list[dict[str, Any]], s: wi
             series.pop(name, None)
             missing.append(name)
             _evaluate_every_corruption(r, s, key=f"robust-{len(missing)}")
-        elif family[0].get("precision", "fp32") != r.get("precision", "fp32"):
-            st.caption(f"{Path(str(r.get('checkpoint', '?'))).name} was scored under corruptions with "
-                       f"{family[0].get('precision', 'fp32')} inference only: those figures are shown.")
+        elif shown != asked:
+            st.caption(f"{Path(str(r.get('checkpoint', '?'))).name} was scored under corruptions with {shown} inference "
+                       "only: those figures are shown.")
     if series and missing:
         st.caption(f"No corrupted evaluations yet of {' or '.join(missing)}.")
     if not series:

@@ -79,15 +79,16 @@ def imbalance_note(r: dict[str, Any]) -> str:
 def image_quality_note(cfg: TrainConfig) -> str:
     """The limit on blurred, noisy, small and compressed faces, which depends on whether the model saw them (`--degrade`,
     `--jpeg`)."""
-    trained = ("Trained with photo degradation and JPEG compression, so a mild blur, noise or a low resolution costs it "
-               "a few points, but a 2 px blur, noise of 25 grey levels, a face of 12 px or JPEG at quality 10 still cost "
-               "10-30 (the robustness table above, where there is one)"
-               if cfg.degrade > 0 and cfg.jpeg > 0 else
-               "Trained with photo degradation, so a mild blur, noise or a low resolution costs it a few points, but a "
-               "2 px blur, noise of 25 grey levels, a face of 12 px or heavy JPEG still cost 17-31"
-               if cfg.degrade > 0 else
-               "Not trained with photo degradation: a 1 px blur, noise of 10 grey levels or a face of 24 px cost "
-               "models like it 11-26 points (README, Robustness)")
+    if cfg.degrade > 0 and cfg.jpeg > 0:
+        trained = ("Trained with photo degradation and JPEG compression, so a mild blur, noise or a low resolution costs "
+                   "it a few points, but a 2 px blur, noise of 25 grey levels, a face of 12 px or JPEG at quality 10 still "
+                   "cost 10-30 (the robustness table above, where there is one)")
+    elif cfg.degrade > 0:
+        trained = ("Trained with photo degradation, so a mild blur, noise or a low resolution costs it a few points, but "
+                   "a 2 px blur, noise of 25 grey levels, a face of 12 px or heavy JPEG still cost 17-31")
+    else:
+        trained = ("Not trained with photo degradation: a 1 px blur, noise of 10 grey levels or a face of 24 px cost "
+                   "models like it 11-26 points (README, Robustness)")
     return (f"- **Image quality.** {trained}; `fer-evaluate --corruption all` measures it on any split, and predictions "
             f"flag faces few training faces resemble (`fer_core.quality`: {', '.join(ISSUES)}).")
 

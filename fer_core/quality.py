@@ -50,7 +50,7 @@ class Quality:
     contrast: float  # standard deviation of the grey levels
     source_px: int | None  # side of the photo's square the crop was cut from (None: not known)
     issues: tuple[str, ...]
-    blockiness: float = 1.0  # jumps across JPEG block edges over those inside blocks, in the photo (1.0: no blocks)
+    blockiness: float = 1.0  # jumps across JPEG block edges over those mid-block, in the photo (about 1.0: no blocks)
 
     def to_dict(self) -> dict[str, object]:
         return {"issues": list(self.issues), "sharpness": round(self.sharpness, 3), "noise": round(self.noise, 2),
