@@ -14,7 +14,7 @@ import streamlit as st
 
 import loaders
 import plots
-from fer_core import jobs
+from fer_core import jobs, procs
 from fer_core.checkpoint import CheckpointError, LoadedModel
 from fer_core.config import DEFAULT_CHECKPOINT, SAMPLE_DATA, DataNotFoundError, data_help, resolve_data_path
 from fer_core.data import DataError, FERData
@@ -302,8 +302,9 @@ def job_outcome(job: dict) -> tuple[str, str]:
     """("done", ""), ("failed", the log's last lines) or ("running", its last line) for a job the page started and keeps
     in session state as {"out", "log", "pid", "started"}: done once `out` was written after the start."""
     out, log = Path(job["out"]), Path(job["log"])
+    alive = procs.pid_alive(job["pid"])  # asked first: a job that writes `out` and ends after the look at `out` is done
     if out.exists() and loaders.mtime(out) >= job["started"] - 1:
         return "done", ""
-    if not jobs.pid_alive(job["pid"]):
-        return "failed", "\n".join(jobs.log_tail(log, 5))
-    return "running", next(iter(jobs.log_tail(log, 1)), "")
+    if not alive:
+        return "failed", "\n".join(procs.log_tail(log, 5))
+    return "running", next(iter(procs.log_tail(log, 1)), "")

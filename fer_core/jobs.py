@@ -5,18 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from .checks import check_config
 from .config import TrainConfig, atomic_write_json, read_json
 from .distill import teacher_paths
+from .procs import exit_note, is_trainer, launch, log_tail, python_command, wait_for
 from .train import init_recipe
 
 RUNS_ENV = "FER_RUNS"  # where runs live when no folder is given
@@ -25,7 +23,6 @@ JOB_FILE = "job.json"  # in a run folder: how the job was started (pid, command,
 LOG_FILE = "train.log"
 START_GRACE_S = 30.0  # a lock written by a starter that has no child pid yet counts as held this long
 ACTIVE = ("starting", "running")  # states with a live process behind them
-_CHILDREN: dict[int, subprocess.Popen] = {}  # processes this interpreter started: polling them reaps zombies
 _START_LOCK = threading.Lock()  # dashboard sessions are threads of one process: serialise their starts
 
 
@@ -89,34 +86,6 @@ def resolve_runs_root(path: str | os.PathLike[str] | None = None) -> Path:
     """The runs folder: the argument, $FER_RUNS, or ~/fer_runs."""
     p = path if path not in (None, "") else os.environ.get(RUNS_ENV) or Path.home() / "fer_runs"
     return Path(p).expanduser().resolve()
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True while the process runs (zombies count as dead)."""
-    if not pid or pid <= 0:
-        return False
-    if pid in _CHILDREN:
-        return _CHILDREN[pid].poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # an exited child of another Popen owner lingers as a zombie until reaped
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
-
-
-def is_trainer(pid: int | None) -> bool:
-    """Alive and running fer_core (guards against a recorded pid reused by an unrelated process)."""
-    if not pid_alive(pid):
-        return False
-    try:
-        return b"fer_core." in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True  # no /proc (macOS): trust the pid
 
 
 def absolute(path: str) -> str:
@@ -189,24 +158,6 @@ def current_job(root: str | os.PathLike[str] | None = None) -> RunInfo | None:
 # ---------------------------------------------------------------------------------------------- start / stop
 
 
-def _command(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", *args]
-
-
-def launch(run_dir: Path, args: list[str], log_name: str = LOG_FILE) -> subprocess.Popen[bytes]:
-    """`python -m ARGS` in its own session (it outlives the dashboard), output appended to run_dir/log_name."""
-    command = _command(args)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # epoch lines reach the log as they happen
-    with open(run_dir / log_name, "ab") as log:  # the child keeps its own descriptor; ours closes here
-        log.write(f"\n$ {' '.join(command)}\n".encode())
-        log.flush()
-        # A new session: the job survives the dashboard, and a Ctrl-C in its terminal does not reach it.
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
-                                env=env, start_new_session=True)
-    _CHILDREN[proc.pid] = proc
-    return proc
-
-
 def _start(root: Path, run_dir: Path, flags: list[str], resume: bool) -> Job:
     with _START_LOCK:
         _acquire(root, run_dir)
@@ -216,14 +167,14 @@ def _start(root: Path, run_dir: Path, flags: list[str], resume: bool) -> Job:
             if other is not None:
                 raise JobRunningError(str(other.path), other.pid or 0)
             args = ["fer_core.train", "--run", str(run_dir), *flags, *(["--resume"] if resume else []), "--quiet"]
-            proc = launch(run_dir, args)
+            proc = launch(run_dir, args, LOG_FILE)
         except BaseException:
             (root / LOCK_NAME).unlink(missing_ok=True)
             raise
-        job = {"pid": proc.pid, "command": _command(args), "flags": flags, "started": time.time()}
+        job = {"pid": proc.pid, "command": python_command(args), "flags": flags, "started": time.time()}
         atomic_write_json(run_dir / JOB_FILE, job)
         atomic_write_json(root / LOCK_NAME, {"run": str(run_dir), "pid": proc.pid, "started": job["started"]})
-    return Job(run_dir=run_dir, pid=proc.pid, command=_command(args), log=run_dir / LOG_FILE)
+    return Job(run_dir=run_dir, pid=proc.pid, command=python_command(args), log=run_dir / LOG_FILE)
 
 
 def start_job(cfg: TrainConfig, runs_root: str | os.PathLike[str] | None = None, name: str | None = None) -> Job:
@@ -282,7 +233,7 @@ def start_lrfind(cfg: TrainConfig, runs_root: str | os.PathLike[str] | None = No
     args = ["fer_core.lrfind", *train_args(cfg), "--steps", str(steps), "--out", str(out)]
     log = out.with_suffix(".log").name
     proc = launch(folder, args, log_name=log)
-    return Job(run_dir=folder, pid=proc.pid, command=_command(args), log=folder / log), out
+    return Job(run_dir=folder, pid=proc.pid, command=python_command(args), log=folder / log), out
 
 
 def delete_run(run_dir: str | os.PathLike[str], runs_root: str | os.PathLike[str] | None = None) -> None:
@@ -309,7 +260,7 @@ def start_evaluation(checkpoint: str | os.PathLike[str], data: str | os.PathLike
             "--out", str(out)]
     log = evaluation_log(out)
     proc = launch(out.parent, args, log_name=log.name)
-    return Job(run_dir=out.parent, pid=proc.pid, command=_command(args), log=log)
+    return Job(run_dir=out.parent, pid=proc.pid, command=python_command(args), log=log)
 
 
 def evaluation_log(out: Path) -> Path:
@@ -320,23 +271,15 @@ def evaluation_log(out: Path) -> Path:
 # ---------------------------------------------------------------------------------------------- registry
 
 
-def log_tail(log: Path, lines: int = 3) -> list[str]:
-    """The last non-blank lines of a job's log (none where it cannot be read)."""
-    try:
-        text = log.read_text(errors="replace")
-    except OSError:
-        return []
-    return [ln for ln in text.splitlines() if ln.strip()][-lines:]
-
-
 def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
     """RunInfo from status.json, job.json and config.json, with the process checked for liveness."""
     run_dir = Path(run_dir)
-    status = read_json(run_dir / "status.json") or {}
-    damaged = not status and (run_dir / "status.json").exists()  # unreadable: show the run as failed, never hide it
     job = read_json(run_dir / JOB_FILE) or {}
+    status = read_json(run_dir / "status.json") or {}
     pid = job.get("pid") or status.get("pid")
-    alive = is_trainer(pid)
+    if not (alive := is_trainer(pid)):  # read again: a run that wrote its last status and ended meanwhile is not interrupted
+        status = read_json(run_dir / "status.json") or {}
+    damaged = not status and (run_dir / "status.json").exists()  # unreadable: show the run as failed, never hide it
     saved = status.get("state")
     if alive:  # a resumed job runs before it rewrites status.json (loading data takes seconds)
         state = "running" if saved == "running" and status.get("pid") == pid else "starting"
@@ -348,7 +291,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunInfo:
     if damaged:
         message = "status.json is not readable (damaged or edited by hand); resuming from last.pt rewrites it"
     if state in ("failed", "interrupted") and not message:
-        message = "\n".join(log_tail(run_dir / LOG_FILE))
+        message = "\n".join([*log_tail(run_dir / LOG_FILE), *([note] if (note := exit_note(pid)) else [])])
     whole = lambda key: v if isinstance(v := status.get(key), int) and v >= 0 else 0  # a hand edit may leave anything
     return RunInfo(name=run_dir.name, path=run_dir, state=str(state), epoch=whole("epoch"), epochs=whole("epochs"),
                    best_acc=status.get("best_acc"), best_epoch=status.get("best_epoch"), pid=pid,
@@ -365,26 +308,6 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
     runs = [read_run(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
     runs = [r for r in runs if r.state != "empty"]
     return sorted(runs, key=lambda r: r.started or r.updated or 0.0, reverse=True)
-
-
-class _Status(Protocol):
-    @property
-    def state(self) -> str: ...
-    @property
-    def active(self) -> bool: ...
-
-
-S = TypeVar("S", bound=_Status)
-
-
-def wait_for(read: Callable[[Path], S], folder: str | os.PathLike[str], timeout: float = 120.0, poll: float = 0.2) -> S:
-    """Block until `read(folder)` is no longer active (starting, running), or raise TimeoutError; its last status."""
-    deadline = time.monotonic() + timeout
-    while (status := read(Path(folder))).active:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{folder}: still {status.state} after {timeout:.0f} s")
-        time.sleep(poll)
-    return status
 
 
 def wait_job(run_dir: str | os.PathLike[str], timeout: float = 120.0, poll: float = 0.2) -> RunInfo:

@@ -25,8 +25,8 @@ from .config import (
     set_threads,
     thread_count,
 )
-from .jobs import is_trainer, launch, log_tail, wait_for
 from .predict import FacePrediction
+from .procs import exit_note, is_trainer, launch, log_tail, wait_for
 from .transforms import TTA_MODES
 from .video import DEFAULT_EVERY_S, FrameFaces, VideoError, VideoInfo, VideoPrediction
 
@@ -60,7 +60,11 @@ def read_video_job(folder: str | os.PathLike[str]) -> VideoJobStatus:
     pid, saved = job.get("pid") or status.get("pid"), status.get("state")  # status alone: `python -m` by hand
     if not job and not status:
         return VideoJobStatus("none")
-    if is_trainer(pid):
+    alive = is_trainer(pid)
+    if not alive:  # read again: a job that wrote its last status and ended after the first read is not interrupted
+        status = read_json(folder / STATUS) or status
+        saved = status.get("state")
+    if alive:
         state = "running" if saved else "starting"  # (still running while it writes its last status)
     elif saved in ("finished", "failed", "stopped"):
         state = saved
@@ -74,7 +78,8 @@ def read_video_job(folder: str | os.PathLike[str]) -> VideoJobStatus:
     if state == "finished" and not ((folder / RESULT).is_file() or (folder / ANNOTATED).is_file()):
         state, message = "failed", f"the result files are missing from {folder}"
     if state == "interrupted" and not message:
-        message = "the analysis ended without a result (killed, or out of memory)"
+        note = exit_note(pid)  # known where this process started the job
+        message = f"the analysis ended without a result ({note or 'killed, or out of memory'})"
         tail = log_tail(folder / LOG, 2)
         message += f": {' / '.join(tail)}" if tail and not tail[-1].startswith("$ ") else ""
     done = status.get("done")

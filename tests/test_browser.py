@@ -327,7 +327,13 @@ def test_predict_a_video_timeline_and_its_csv(page, server: str, tmp_path: Path)
     screenshot(page, "predict-video")
 
 
-def test_predict_a_long_video_in_the_background(page, server: str, tmp_path: Path) -> None:
+def job_logs(reports: dict) -> str:
+    """Every video job's log of the server (its TMPDIR), for a failure message: how each one ended."""
+    logs = sorted((reports["runs"].parent / "tmp").glob("fer_dashboard_videos/jobs/**/job.log"))
+    return "\n".join(f"--- {p}\n{p.read_text(errors='replace')}" for p in logs)
+
+
+def test_predict_a_long_video_in_the_background(page, server: str, reports: dict, tmp_path: Path) -> None:
     from photos import astronaut, write_video
 
     write_video(tmp_path / "long.mp4", [astronaut().resize((256, 256))] * 80, fps=2)  # 40 s: 80 samples, a job
@@ -343,8 +349,11 @@ def test_predict_a_long_video_in_the_background(page, server: str, tmp_path: Pat
     expect(page.get_by_text("Finding faces in 80 frames (", exact=False)).to_have_count(0)
     idle(page)
     page.get_by_text("Annotated video", exact=True).click()  # its own job, with its own progress bar
-    expect(page.get_by_text("Drawing the faces on every frame (", exact=False)).to_be_visible(timeout=30_000)
-    expect(page.get_by_role("button", name="Annotated video (WebM)")).to_be_visible(timeout=90_000)
+    try:
+        expect(page.get_by_text("Drawing the faces on every frame (", exact=False)).to_be_visible(timeout=30_000)
+        expect(page.get_by_role("button", name="Annotated video (WebM)")).to_be_visible(timeout=90_000)
+    except AssertionError as e:
+        raise AssertionError(f"the video jobs' logs:\n{job_logs(reports)}\n{e}") from None
     expect(page.locator("video")).to_have_count(1)
     idle(page)
     screenshot(page, "predict-video-job-done")

@@ -30,7 +30,7 @@ from photos import (
 )
 from PIL import Image
 
-from fer_core import jobs
+from fer_core import jobs, procs
 from fer_core.checkpoint import read_checkpoint
 from fer_core.config import DEFAULT_CHECKPOINT, EMOTIONS, REPO_ROOT, SAMPLE_DATA, TrainConfig, atomic_write_json
 from fer_core.data import load_dataset, load_ferplus
@@ -505,7 +505,7 @@ def test_train_form_finds_a_learning_rate_in_a_separate_process(runs):
     out = Path(job["out"])
     assert out.parent == runs / jobs.LRFIND_DIR and "Finding a learning rate" in texts(at.info)
     deadline = time.monotonic() + 120
-    while jobs.pid_alive(job["pid"]):
+    while procs.pid_alive(job["pid"]):
         assert time.monotonic() < deadline
         time.sleep(0.2)
     at.run()
@@ -1138,3 +1138,19 @@ def test_predict_example_video_needs_no_upload(runs, dash):
     assert video_info(path).frame_count == 40 and at.select_slider(key="every").value == 0.5
     at.toggle(key="use-example-video").set_value(False).run()
     assert "**example.mp4**" not in texts(at.markdown)
+
+
+def test_a_page_job_that_writes_its_result_and_ends_between_two_looks_is_done(tmp_path, dash, monkeypatch):
+    _, widgets = dash
+    job = {"out": str(tmp_path / "out.json"), "log": str(tmp_path / "job.log"), "pid": os.getpid(), "started": time.time()}
+
+    def ends_now(pid):  # the job writes its result and ends after the page looked for the result, before the pid
+        Path(job["out"]).write_text("{}")
+        return False
+
+    monkeypatch.setattr(procs, "pid_alive", ends_now)
+    assert widgets.job_outcome(job) == ("done", "")
+    Path(job["out"]).unlink()
+    (tmp_path / "job.log").write_text("$ python -m fer_core.lrfind\nerror: no data\n")
+    monkeypatch.setattr(procs, "pid_alive", lambda pid: False)
+    assert widgets.job_outcome(job) == ("failed", "$ python -m fer_core.lrfind\nerror: no data")
