@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from fer_core import quality
 from fer_core.perturb import perturb
@@ -83,6 +85,26 @@ def test_jpeg_blocks_are_found_on_the_photos_own_grid_and_matter_less_on_a_large
     (small,) = quality.assess(np.asarray(face)[None], [48], [inside])  # as blocky, but from a 48 px face
     assert "compressed" in small.issues and ("compressed" in large.issues) == (inside > quality.blockiness_limit(96))
     assert quality.source_blockiness(photo, [(-20, -20, 40)]) == [1.0]  # 20 x 20 px inside the photo: too few blocks
+
+
+@pytest.mark.parametrize("q", [10, 25, 50])
+def test_a_photo_cropped_after_compression_has_its_blocks_found_where_they_are(q):
+    from photos import astronaut, coffee
+
+    for picture in (astronaut(), coffee()):
+        buf = io.BytesIO()
+        picture.save(buf, format="JPEG", quality=q)
+        photo = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        cropped = photo.crop((3, 5, 403, 385))  # a screenshot or a crop saved losslessly: the grid starts 3 and 5 px in
+        assert quality.grid_phase(photo) == (7, 7) and quality.grid_phase(cropped) == (4, 2)
+        squares = [(120, 80, 96), (33, 200, 64)]
+        where = [(x + 3, y + 5, side) for x, y, side in squares]
+        assert quality.source_blockiness(cropped, squares) == quality.source_blockiness(photo, where)
+        assert quality.grid_phase(picture) == quality.grid_phase(picture.crop((3, 5, 403, 385))) == (7, 7)  # no blocks
+    if q == 10:  # and a face there is flagged as in the photo itself; a face from the uncompressed crop is not
+        (face,) = quality.source_blockiness(cropped, [(120, 80, 64)])
+        (clean,) = quality.source_blockiness(picture.crop((3, 5, 403, 385)), [(120, 80, 64)])
+        assert face > quality.blockiness_limit(64) > clean
 
 
 def test_a_face_cut_from_few_pixels_is_small_and_the_outputs_say_so(sample_data, fast_checkpoint):
