@@ -31,12 +31,13 @@ FLAGS = ("blurry", "noisy", "dark", "low contrast", "compressed")
 
 def jpeg_by_size(x: torch.Tensor, y: torch.Tensor, sides: tuple[int, ...] = (48, 64, 96, 192),
                  qualities: tuple[int, ...] = (5, 10, 20, 30, 50)) -> None:
-    """Each face enlarged to `side` px (bicubic), saved as JPEG, flagged or not there (and in the photo cropped 3 px from
-    the left and 5 from the top after it was saved: its blocks off the corner), shrunk back to 48 (bilinear)."""
+    """Each face enlarged to `side` px (bicubic), saved as JPEG, flagged or not there, shrunk back to 48 (bilinear).
+    Also flagged or not in a larger photo (the enlarged face tiled over at least 256 px) saved as JPEG and then cropped
+    3 px from the left and 5 from the top: its blocks off the corner."""
     model = load_model()
     base = float((predict_crops(x.numpy(), model).argmax(1) == y.numpy()).mean())
     print(f"\nJPEG by face size ({len(x)} PublicTest faces, {DEFAULT_CHECKPOINT.name}, clean {base:.1%}): accuracy drop in "
-          "points / share flagged compressed / flagged once cropped 3, 5 px after saving"
+          "points / share flagged compressed / flagged in a larger photo cropped 3, 5 px after saving"
           "\n| side (limit) | " + " | ".join(f"q{q}" for q in qualities) + " |\n|---|"
           + "---|" * len(qualities))
     for side in sides:
@@ -49,8 +50,12 @@ def jpeg_by_size(x: torch.Tensor, y: torch.Tensor, sides: tuple[int, ...] = (48,
                 big.save(buf, format="JPEG", quality=q)
                 photo = Image.open(io.BytesIO(buf.getvalue())).convert("L")
                 flagged += quality.source_blockiness(photo, [(0, 0, side)])[0] > quality.blockiness_limit(side)
-                cut = photo.crop((3, 5, side, side))
-                shifted += quality.source_blockiness(cut, [(0, 0, side - 3)])[0] > quality.blockiness_limit(side - 3)
+                n = max(2, -(-256 // side))
+                tiled = Image.fromarray(np.tile(np.asarray(big), (n, n)))
+                buf = io.BytesIO()
+                tiled.save(buf, format="JPEG", quality=q)
+                cut = Image.open(io.BytesIO(buf.getvalue())).convert("L").crop((3, 5, n * side, n * side))
+                shifted += quality.source_blockiness(cut, [(side - 3, side - 5, side)])[0] > quality.blockiness_limit(side)
                 crops.append(np.asarray(photo.resize((48, 48), Image.BILINEAR)))
             acc = float((predict_crops(np.stack(crops), model).argmax(1) == y.numpy()).mean())
             cells.append(f"{100 * (acc - base):+.1f} / {flagged / len(x):.0%} / {shifted / len(x):.0%}")

@@ -26,8 +26,10 @@ SMALL_PX = 32  # a crop cut from a square under this many pixels of the photo wa
 BLOCKINESS_MAX = 1.3
 BLOCKINESS_GROWTH = 0.8
 BLOCK = 8
-GRID_STANDOUT = 1.15  # a JPEG grid is found off the corner where its lines' jumps are 15% over the median line's: in
-# 400 x 380 px photos they stood out 1.18-1.49x at quality 50 and 1.4-2.6x at 25 and 10, at most 1.08x uncompressed
+GRID_STANDOUT = 1.15  # a JPEG grid is found off the corner where its line's jumps are 15% over the next line's (one line
+# of 8, not the 2 or 4 of an enlarged picture): in 400 x 380 px photos 1.16-1.46x at quality 50, 1.4-2.4x at 25 and 10,
+# at most 1.02x uncompressed
+GRID_MIN_SIDE = 128  # smaller pictures keep the corner: over fewer lines the search found grids in 4-23% of unshifted ones
 
 ISSUES: dict[str, str] = {  # what each flag means, for people
     "blurry": "blurred, out of focus or enlarged: the fine detail is gone",
@@ -97,18 +99,18 @@ def grid_phase(image: Image.Image, most: int = 1024) -> tuple[int, int]:
     """Where the photo's JPEG block edges are: (px, py) with edges between columns px|px+1 (mod 8), and rows likewise;
     (7, 7), blocks from the top left corner, unless the jumps on another line of every 8 stand out from those on the
     others (GRID_STANDOUT): a photo cropped or padded after it was compressed. Read from at most `most` px square of
-    its middle, cut at multiples of 8 so that the grid stays where it is."""
+    its middle, cut at multiples of 8 so that the grid stays where it is; a picture under GRID_MIN_SIDE keeps the corner."""
+    if min(image.size) < GRID_MIN_SIDE:
+        return BLOCK - 1, BLOCK - 1
     x0, y0 = (max(0, (n - most) // 2) // BLOCK * BLOCK for n in image.size)
     middle = image.crop((x0, y0, min(image.width, x0 + most), min(image.height, y0 + most)))
     grey = torch.from_numpy(np.array(middle.convert("L"), dtype=np.float32))
     phase = []
     for d in ((grey[:, 1:] - grey[:, :-1]).abs().mean(0), (grey[1:, :] - grey[:-1, :]).abs().mean(1)):
-        if len(d) < 2 * BLOCK:
-            phase.append(BLOCK - 1)
-            continue
         per = torch.stack([d[r::BLOCK].mean() for r in range(BLOCK)])  # the mean jump on each line of every 8
         best = int(per.argmax())
-        phase.append(best if per[best] >= GRID_STANDOUT * per.median().clamp(min=1e-6) else BLOCK - 1)
+        second = per[torch.arange(BLOCK) != best].max().clamp(min=1e-6)  # one line of 8: not an enlargement's 2 or 4
+        phase.append(best if per[best] >= GRID_STANDOUT * second else BLOCK - 1)
     return phase[0], phase[1]
 
 

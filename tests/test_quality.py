@@ -87,6 +87,16 @@ def test_jpeg_blocks_are_found_on_the_photos_own_grid_and_matter_less_on_a_large
     assert quality.source_blockiness(photo, [(-20, -20, 40)]) == [1.0]  # 20 x 20 px inside the photo: too few blocks
 
 
+def test_small_or_enlarged_pictures_keep_the_corner_grid(sample_data):
+    # An enlarged picture jumps every 2 or 4 lines, and a small one has too few lines to tell: neither is a shifted grid
+    faces = sample_data.split("PublicTest")[0].numpy()
+    for side in (48, 96, 120, 192, 256):
+        found = [quality.grid_phase(Image.fromarray(f).resize((side, side), Image.BICUBIC)) for f in faces]
+        assert sum(p != (7, 7) for p in found) <= len(faces) // 50, side
+    as_photos = [quality.source_blockiness(Image.fromarray(f), [(0, 0, 48)])[0] for f in faces]
+    assert as_photos == [float(b) for b in quality.measure(faces)["blockiness"]]  # the 48 px face is the photo
+
+
 @pytest.mark.parametrize("q", [10, 25, 50])
 def test_a_photo_cropped_after_compression_has_its_blocks_found_where_they_are(q):
     from photos import astronaut, coffee
