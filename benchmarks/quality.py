@@ -29,6 +29,13 @@ from fer_core.predict import predict_crops
 FLAGS = ("blurry", "noisy", "dark", "low contrast", "compressed")
 
 
+def jpeg_copy(image: Image.Image, quality: int) -> Image.Image:
+    """The image as after saving it as JPEG at `quality` and opening it again, in greyscale."""
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("L")
+
+
 def jpeg_by_size(x: torch.Tensor, y: torch.Tensor, sides: tuple[int, ...] = (48, 64, 96, 192),
                  qualities: tuple[int, ...] = (5, 10, 20, 30, 50)) -> None:
     """Each face enlarged to `side` px (bicubic), saved as JPEG, flagged or not there, shrunk back to 48 (bilinear).
@@ -46,15 +53,10 @@ def jpeg_by_size(x: torch.Tensor, y: torch.Tensor, sides: tuple[int, ...] = (48,
             crops, flagged, shifted = [], 0, 0
             for face in x.numpy():
                 big = Image.fromarray(face).resize((side, side), Image.BICUBIC)
-                buf = io.BytesIO()
-                big.save(buf, format="JPEG", quality=q)
-                photo = Image.open(io.BytesIO(buf.getvalue())).convert("L")
+                photo = jpeg_copy(big, q)
                 flagged += quality.source_blockiness(photo, [(0, 0, side)])[0] > quality.blockiness_limit(side)
                 n = max(2, -(-256 // side))
-                tiled = Image.fromarray(np.tile(np.asarray(big), (n, n)))
-                buf = io.BytesIO()
-                tiled.save(buf, format="JPEG", quality=q)
-                cut = Image.open(io.BytesIO(buf.getvalue())).convert("L").crop((3, 5, n * side, n * side))
+                cut = jpeg_copy(Image.fromarray(np.tile(np.asarray(big), (n, n))), q).crop((3, 5, n * side, n * side))
                 shifted += quality.source_blockiness(cut, [(side - 3, side - 5, side)])[0] > quality.blockiness_limit(side)
                 crops.append(np.asarray(photo.resize((48, 48), Image.BILINEAR)))
             acc = float((predict_crops(np.stack(crops), model).argmax(1) == y.numpy()).mean())

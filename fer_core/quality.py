@@ -78,6 +78,12 @@ def measure(crops: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
             "blockiness": _blockiness(f.squeeze(1))}
 
 
+def _line_jumps(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For float images (N, H, W): the mean grey-level jump between each column and the next (N, W - 1), and between
+    each row and the next (N, H - 1)."""
+    return (f[:, :, 1:] - f[:, :, :-1]).abs().mean(1), (f[:, 1:, :] - f[:, :-1, :]).abs().mean(2)
+
+
 def _blockiness(f: torch.Tensor, x0: int = 0, y0: int = 0) -> torch.Tensor:
     """(N,) for float images (N, H, W) whose top left pixel is (x0, y0) of the picture JPEG divided into 8 x 8 blocks
     from its own top left corner: the median, over the block edges (lines between columns 7|8, 15|16, ... and such
@@ -85,7 +91,7 @@ def _blockiness(f: torch.Tensor, x0: int = 0, y0: int = 0) -> torch.Tensor:
     About 1.0 without blocks. The median lets one straight edge of the scene on a block edge count for little; the lines
     4 away make a face enlarged 2x or 4x (a jump every 2 or 4 lines) no blockier than a sharp one."""
     ratios = []
-    for d, start in (((f[:, :, 1:] - f[:, :, :-1]).abs().mean(1), x0), ((f[:, 1:, :] - f[:, :-1, :]).abs().mean(2), y0)):
+    for d, start in zip(_line_jumps(f), (x0, y0), strict=True):
         lines = torch.arange(BLOCK // 2, max(BLOCK // 2, d.shape[1] - BLOCK // 2))  # none in a sliver of a picture
         lines = lines[(lines + start) % BLOCK == BLOCK - 1]
         mid = (d[:, lines - BLOCK // 2] + d[:, lines + BLOCK // 2]) / 2
@@ -106,8 +112,8 @@ def grid_phase(image: Image.Image, most: int = 1024) -> tuple[int, int]:
     middle = image.crop((x0, y0, min(image.width, x0 + most), min(image.height, y0 + most)))
     grey = torch.from_numpy(np.array(middle.convert("L"), dtype=np.float32))
     phase = []
-    for d in ((grey[:, 1:] - grey[:, :-1]).abs().mean(0), (grey[1:, :] - grey[:-1, :]).abs().mean(1)):
-        per = torch.stack([d[r::BLOCK].mean() for r in range(BLOCK)])  # the mean jump on each line of every 8
+    for d in _line_jumps(grey.unsqueeze(0)):
+        per = torch.stack([d[0, r::BLOCK].mean() for r in range(BLOCK)])  # the mean jump on each line of every 8
         best = int(per.argmax())
         second = per[torch.arange(BLOCK) != best].max().clamp(min=1e-6)  # one line of 8: not an enlargement's 2 or 4
         phase.append(best if per[best] >= GRID_STANDOUT * second else BLOCK - 1)

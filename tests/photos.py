@@ -61,6 +61,11 @@ def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
     return buf.getvalue()
 
 
+def jpeg_copy(image: Image.Image, quality: int, mode: str = "L") -> Image.Image:
+    """The image as after saving it as JPEG at `quality` and opening it again (in `mode`)."""
+    return Image.open(io.BytesIO(encode(image, "JPEG", quality=quality))).convert(mode)
+
+
 def png_header(width: int, height: int) -> bytes:
     """A 100-byte PNG whose header declares width x height RGB pixels (what a decompression bomb looks like up front)."""
 

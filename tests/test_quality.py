@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 
 import numpy as np
@@ -57,26 +56,19 @@ def test_the_limits_are_the_stated_percentiles_of_the_training_faces(full_data_p
 
 def test_jpeg_blocks_are_found_on_the_photos_own_grid_and_matter_less_on_a_large_face(sample_data, fast_checkpoint,
                                                                                      tmp_path):
-    import io
-
-    from PIL import Image
+    from photos import jpeg_copy
 
     from fer_core.checkpoint import load_model
 
-    def jpeg(image: Image.Image, q: int) -> Image.Image:
-        buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=q)
-        return Image.open(io.BytesIO(buf.getvalue())).convert("L")
-
     face = Image.fromarray(sample_data.split("PublicTest")[0][1].numpy())
     model = load_model(fast_checkpoint)
-    jpeg(face, 10).save(tmp_path / "blocky.png")  # a FER-style face saved at quality 10, then losslessly
+    jpeg_copy(face, 10).save(tmp_path / "blocky.png")  # a FER-style face saved at quality 10, then losslessly
     face.save(tmp_path / "clean.png")
     (blocky,), (clean,) = (predict_image(tmp_path / f"{n}.png", model, detect=False) for n in ("blocky", "clean"))
     assert "compressed" in blocky.issues and "compressed" not in clean.issues
     assert "8 x 8 blocks" in quality.describe(blocky.issues)
     # In a photo the blocks start at its top left corner, wherever the face is
-    photo = jpeg(face.resize((96, 96), Image.BICUBIC), 5)
+    photo = jpeg_copy(face.resize((96, 96), Image.BICUBIC), 5)
     (inside,) = quality.source_blockiness(photo, [(13, 21, 64)])
     assert inside > quality.blockiness_limit(64) > quality.blockiness_limit(None) == quality.BLOCKINESS_MAX
     (unspoilt,) = quality.source_blockiness(face.resize((96, 96), Image.BICUBIC), [(13, 21, 64)])
@@ -99,12 +91,10 @@ def test_small_or_enlarged_pictures_keep_the_corner_grid(sample_data):
 
 @pytest.mark.parametrize("q", [10, 25, 50])
 def test_a_photo_cropped_after_compression_has_its_blocks_found_where_they_are(q):
-    from photos import astronaut, coffee
+    from photos import astronaut, coffee, jpeg_copy
 
     for picture in (astronaut(), coffee()):
-        buf = io.BytesIO()
-        picture.save(buf, format="JPEG", quality=q)
-        photo = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        photo = jpeg_copy(picture, q, "RGB")
         cropped = photo.crop((3, 5, 403, 385))  # a screenshot or a crop saved losslessly: the grid starts 3 and 5 px in
         assert quality.grid_phase(photo) == (7, 7) and quality.grid_phase(cropped) == (4, 2)
         squares = [(120, 80, 96), (33, 200, 64)]
