@@ -11,7 +11,7 @@ import streamlit as st
 
 import plots
 import widgets
-from fer_core import jobs
+from fer_core import jobs, procs
 from fer_core.config import TrainConfig
 from fer_core.lrfind import caveat
 
@@ -54,7 +54,9 @@ def _wait() -> None:
         st.session_state[ERROR] = "The learning-rate finder failed:\n\n" + text
         st.rerun()
     else:
-        step = text if text.startswith("step") else "loading the data"
+        # the last step line, not the log's last line: a warning printed mid-run is not progress
+        step = next((ln for ln in reversed(procs.log_tail(Path(job["log"]), 20)) if ln.startswith("step")),
+                    "loading the data")
         st.info(f"Finding a learning rate... {time.time() - job['started']:.0f} s: {step}", icon=":material/hourglass_top:")
 
 

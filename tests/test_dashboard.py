@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -544,6 +546,25 @@ def test_a_flat_learning_rate_curve_is_flagged_with_the_command_for_more_steps(r
         assert argv[argv.index(b"--steps") + 1] == b"1000" and b"resnet" in argv
     finally:
         os.kill(job["pid"], signal.SIGTERM)
+
+
+def test_a_running_finder_shows_its_last_step_past_a_warning(runs, tmp_path):
+    log = tmp_path / "lrfind.log"
+    log.write_text("step  120  lr 3.10e-02  smoothed loss 1.874\nUserWarning: something printed mid-run\n")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # stands for a live finder
+    try:
+        at = AppTest.from_file(ENTRY, default_timeout=60)
+        at.session_state["lrfind_job"] = {"pid": sleeper.pid, "out": str(tmp_path / "never.json"), "log": str(log),
+                                          "started": time.time(), "root": str(runs)}
+        at.run()
+        at.switch_page("views/train.py").run()
+        assert not at.exception
+        shown = texts(at.info)
+        assert "Finding a learning rate" in shown and ": step  120  lr 3.10e-02" in shown, shown
+        assert "loading the data" not in shown
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_train_form_follows_the_chosen_recipe(runs):
