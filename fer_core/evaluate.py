@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .audit import add_unseen, seen_in_training
 from .checkpoint import CheckpointError, LoadedModel, load_model
 from .config import (
     EMOTIONS,
@@ -84,8 +85,9 @@ def predict_probs(loaded: LoadedModel, images: torch.Tensor, tta: str = "none", 
 
 
 def build_report(probs: np.ndarray, y_true: np.ndarray, *, split: str, tta: str, loaded: LoadedModel | None = None,
-                 data_source: str = "", seconds: float | None = None) -> dict[str, Any]:
-    """The JSON report: metrics, model facts, per-image predictions (for galleries) and the reference table."""
+                 data_source: str = "", seconds: float | None = None, seen: np.ndarray | None = None) -> dict[str, Any]:
+    """The JSON report: metrics, model facts, per-image predictions (for galleries) and the reference table. `seen`
+    marks the faces with a copy in Training (audit.seen_in_training): the `unseen` block scores the others."""
     y_pred = probs.argmax(1)
     report: dict[str, Any] = {"split": split, "n": int(len(y_true)), "labels": list(EMOTIONS), "tta": tta,
                               **summarize(probs, y_true)}
@@ -101,7 +103,7 @@ def build_report(probs: np.ndarray, y_true: np.ndarray, *, split: str, tta: str,
                "predictions": {"y_true": [int(v) for v in y_true], "y_pred": [int(v) for v in y_pred],
                                "confidence": [round(float(c), 4) for c in probs.max(1)]},
                "reference": REFERENCE}
-    return report
+    return add_unseen(report, seen) if seen is not None else report
 
 
 def evaluate_checkpoint(checkpoint: str | Path | None = None, data: str | Path | None = None, split: str = "PublicTest",
@@ -125,12 +127,13 @@ def robustness_reports(checkpoint: str | Path | None = None, data: str | Path | 
     loaded = load_model(checkpoint, precision)
     ds = load_dataset(data, labels=labels)
     x, y = ds.split(split)
+    seen = seen_in_training(ds, split)
     reports = []
     for name in names:
         t0 = time.perf_counter()
         probs = predict_probs(loaded, perturb(x, name), tta)
         report = build_report(probs, y.numpy(), split=split, tta=tta, loaded=loaded, data_source=ds.source,
-                              seconds=time.perf_counter() - t0)
+                              seconds=time.perf_counter() - t0, seen=seen)
         reports.append(report | ({"corruption": name} if name != "none" else {}))
         if on_report is not None:
             on_report(reports[-1])
@@ -153,6 +156,9 @@ def format_report(r: dict[str, Any]) -> str:
              f"macro_f1={r['macro_f1']:.4f} ece={r['ece']:.4f}", f"{'class':<10}{'prec':>7}{'recall':>8}{'f1':>7}{'support':>9}"]
     for name, m in r["per_class"].items():
         lines.append(f"{name:<10}{m['precision']:>7.3f}{m['recall']:>8.3f}{m['f1']:>7.3f}{m['support']:>9d}")
+    if (u := r.get("unseen")) and "accuracy" in u:
+        lines.append(f"without the {u['seen_n']} faces that Training holds too (fer-audit): n={u['n']} "
+                     f"accuracy={u['accuracy']:.4f} macro_f1={u['macro_f1']:.4f}")
     return "\n".join(lines)
 
 
@@ -191,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     summary = "\n".join(json.dumps({k: r[k] for k in ("split", "n", "accuracy", "macro_f1", "ece", "tta", "precision",
-                                                       "corruption") if k in r}) for r in reports)
+                                                       "corruption") if k in r}
+                                   | ({"unseen_accuracy": r["unseen"]["accuracy"]} if "accuracy" in r.get("unseen", {}) else {}))
+                        for r in reports)
     if args.out:
         try:
             atomic_write_json(args.out, reports if every else reports[0])

@@ -51,7 +51,7 @@ def test_mypy_passes_on_the_package_and_the_dashboard():
 def test_console_scripts_are_the_module_clis(tmp_path):
     scripts = {ep.name: ep for ep in entry_points(group="console_scripts") if ep.value.startswith("fer_core.")}
     assert set(scripts) == {"fer-train", "fer-evaluate", "fer-predict", "fer-calibrate", "fer-soup", "fer-prune", "fer-card",
-                            "fer-export", "fer-compare", "fer-lrfind"}, \
+                            "fer-export", "fer-compare", "fer-lrfind", "fer-audit"}, \
         "console scripts missing: reinstall with `pip install -r requirements.txt -e .`"
     for ep in scripts.values():
         assert ep.load() is importlib.import_module(ep.module).main
