@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import DataNotFoundError, atomic_write_json, cli_main, cli_prog
-from .data import DataError, FERData, cache_dir, load_dataset
+from .data import DataError, FERData, load_dataset
 from .metrics import accuracy, f1_scores
 
 # Faces are compared by their centre 36 px, moved up to 3 px each way, as 12 x 12 thumbnails (3 px blocks, mean removed,
@@ -43,48 +42,49 @@ def thumbnails(images: torch.Tensor, dy: int = 0, dx: int = 0) -> torch.Tensor:
     return torch.where(norm > 1e-3, t / norm.clamp_min(1e-3), torch.zeros_like(t))
 
 
-def nearest(query: torch.Tensor, reference: torch.Tensor, chunk: int = 1024,
-            cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """For each query face the most similar reference face, over every shift of the query: (cosine similarity, its
-    index); -1 where there is no reference face. 3,589 faces against 28,709 take about 16 s on two cores, so the
-    answer is kept in data.cache_dir(), keyed by both sets' pixels."""
-    key = hashlib.blake2b(f"{CROP}|{SHIFT}|{THUMB}|{tuple(query.shape)}|{tuple(reference.shape)}".encode(), digest_size=16)
-    key.update(query.contiguous().numpy().tobytes())
-    key.update(reference.contiguous().numpy().tobytes())
-    path = cache_dir() / f"copies.{key.hexdigest()}.npz"
-    if cache and path.exists():
-        try:
-            with np.load(path) as z:
-                if len(z["sim"]) == len(query):
-                    return z["sim"], z["idx"]
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache is made again
-    sim, idx = _nearest(query, reference, chunk)
-    if cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-            np.savez(tmp, sim=sim, idx=idx)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # an optimisation: a read-only home must not stop the audit
-    return sim, idx
+def spectra(images: torch.Tensor, k: int = 8) -> torch.Tensor:
+    """(N, 48, 48) uint8 -> (N, 120) float32: log magnitudes of the lowest 2-D frequencies of the centre 40 px (Hann
+    windowed), mean removed, unit length. A small shift leaves them nearly unchanged, so they pick the candidates that
+    `nearest` then scores with thumbnails."""
+    f = images.float()[:, 4:44, 4:44]
+    w = torch.hann_window(40, periodic=False)
+    f = (f - f.mean((1, 2), keepdim=True)) * w[:, None] * w[None, :]
+    mag = torch.fft.rfft2(f).abs()[:, :, :k]
+    t = torch.log1p(torch.cat([mag[:, :k], mag[:, 1 - k :]], 1).flatten(1))
+    t = t - t.mean(1, keepdim=True)
+    return t / t.norm(dim=1, keepdim=True).clamp_min(1e-6)
 
 
-def _nearest(query: torch.Tensor, reference: torch.Tensor, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+def nearest(query: torch.Tensor, reference: torch.Tensor, candidates: int = 50, chunk: int = 512,
+            exhaustive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """For each query face the most similar reference face, over every shift of the query: (cosine similarity of
+    thumbnails, its index); -1 where there is no reference face.
+
+    Only `candidates` reference faces per query are scored at every shift: the most similar by `spectra` (which a shift
+    hardly changes) and by the unshifted thumbnail. On FER2013's PublicTest against Training that takes 1.6 s on two
+    cores and finds the same 723 faces at NEAR as scoring all 28,709 at every shift (`exhaustive`, 16 s)."""
+    n = len(query)
     if len(reference) == 0:
-        return np.full(len(query), -1.0, np.float32), np.full(len(query), -1, np.int64)
+        return np.full(n, -1.0, np.float32), np.full(n, -1, np.int64)
     ref = thumbnails(reference)
-    best = torch.full((len(query),), -2.0)
-    at = torch.zeros(len(query), dtype=torch.int64)
-    shifts = range(-SHIFT, SHIFT + 1)
-    for i in range(0, len(query), chunk):
-        q = query[i : i + chunk]
-        for dy in shifts:
-            for dx in shifts:
-                sim, idx = (thumbnails(q, dy, dx) @ ref.T).max(1)
+    shifts = [(dy, dx) for dy in range(-SHIFT, SHIFT + 1) for dx in range(-SHIFT, SHIFT + 1)]
+    best, at = torch.full((n,), -2.0), torch.zeros(n, dtype=torch.int64)
+    if exhaustive or len(reference) <= 2 * candidates:
+        for i in range(0, n, chunk):
+            for dy, dx in shifts:
+                sim, idx = (thumbnails(query[i : i + chunk], dy, dx) @ ref.T).max(1)
                 better = sim > best[i : i + chunk]
                 best[i : i + chunk][better], at[i : i + chunk][better] = sim[better], idx[better]
+        return best.numpy(), at.numpy()
+    ref_spectra = spectra(reference)
+    for i in range(0, n, chunk):
+        q = query[i : i + chunk]
+        cand = torch.cat([(spectra(q) @ ref_spectra.T).topk(candidates, 1).indices,
+                          (thumbnails(q) @ ref.T).topk(candidates, 1).indices], 1)  # (b, 2 candidates)
+        moved = torch.stack([thumbnails(q, dy, dx) for dy, dx in shifts], 1)  # (b, shifts, 144)
+        sims = torch.einsum("bsd,bkd->bsk", moved, ref[cand]).amax(1)  # (b, 2 candidates): the best shift of each
+        top, k = sims.max(1)
+        best[i : i + chunk], at[i : i + chunk] = top, cand.gather(1, k[:, None]).squeeze(1)
     return best.numpy(), at.numpy()
 
 
