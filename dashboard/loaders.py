@@ -115,6 +115,24 @@ def class_table(path: str, stamp: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@st.cache_data(show_spinner="Looking for faces that Training holds too...", max_entries=2)
+def copies(path: str, stamp: float) -> dict[str, dict[str, np.ndarray]]:
+    """Per split other than Training, each face against its most similar Training face (fer_core.audit.copies_in):
+    similarity, index, exact, same_label, seen; empty without a Training split (about 2 s for FER2013)."""
+    from fer_core.audit import copies_in
+
+    data = get_data(path)
+    if "Training" not in data.splits:
+        return {}
+    out = {}
+    for split in data.splits:
+        if split != "Training":
+            c = copies_in(data, split)
+            out[split] = {"similarity": c.similarity, "index": c.index, "exact": c.exact, "same_label": c.same_label,
+                          "seen": c.seen}
+    return out
+
+
 @st.cache_data(show_spinner=False, max_entries=2)
 def ferplus_votes(path: str, stamp: float) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """Per split, the FER+ majority label of each image (-1: FER+ dropped it) and its (N, 7) vote shares, aligned with

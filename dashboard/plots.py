@@ -36,6 +36,19 @@ def class_balance(table: pd.DataFrame, value: str = "share") -> go.Figure:
     return _tidy(fig)
 
 
+def copies_by_class(table: pd.DataFrame) -> go.Figure:
+    """Per emotion, the share of a split's faces that Training holds too (columns split, emotion, faces, copies)."""
+    fig = go.Figure()
+    for split, rows in table.groupby("split", sort=False):
+        share = rows["copies"] / rows["faces"].clip(lower=1)
+        fig.add_bar(x=rows["emotion"], y=share, name=split, marker_color=SPLIT_COLOURS.get(split),
+                    customdata=np.stack([rows["copies"], rows["faces"]], axis=1),
+                    hovertemplate="%{x}: %{customdata[0]:,} of %{customdata[1]:,} faces (%{y:.1%})<extra>" + split
+                                  + "</extra>")
+    fig.update_layout(barmode="group", yaxis={"tickformat": ".0%", "title": "in Training too"})
+    return _tidy(fig, height=300)
+
+
 def confusion(cm: Sequence[Sequence[int]], labels: Sequence[str], by: str = "true", x_title: str = "predicted",
               y_title: str = "true", columns: Sequence[str] | None = None) -> go.Figure:
     """Heat map normalised by row ('true' = recall), column ('pred') or 'all', or raw 'counts'; numbers in the cells."""

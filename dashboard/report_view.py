@@ -15,7 +15,7 @@ import loaders
 import plots
 import widgets
 from fer_core import jobs
-from fer_core.compare import ReportError, compare_reports, robustness, robustness_set, verdict
+from fer_core.compare import ReportError, compare_reports, compare_unseen, robustness, robustness_set, verdict
 from fer_core.config import SPLITS
 from fer_core.evaluate import REFERENCE
 from fer_core.metrics import label_noise, top_confusions
@@ -27,6 +27,7 @@ NORMALISE = {"true": "by true class (recall)", "pred": "by predicted class (prec
              "counts": "counts"}
 SUMMARY = {"accuracy": "accuracy", "macro_f1": "macro F1", "weighted_f1": "weighted F1", "ece": "ECE", "log_loss": "log loss"}
 PER_PAGE = 32
+FACES = ("all", "not in Training", "in Training too")
 
 
 def label(report: dict[str, Any], path: str) -> str:
@@ -48,6 +49,11 @@ def overview(r: dict[str, Any], fallback: Path | None = None) -> None:
     st.caption(f"{r.get('checkpoint', '?')}: {m.get('name', '?')} width {m.get('width', '?')}, "
                f"{m.get('params', 0):,} parameters{epoch}; {r['split']} of {r.get('data', '?')}, "
                f"created {r.get('created', '?')}")
+    if "accuracy" in (u := r.get("unseen") or {}):
+        seen = f": on them {u['seen_accuracy']:.1%}" if "seen_accuracy" in u else ""
+        st.markdown(f"**Faces Training lacks:** {u['accuracy']:.1%} accuracy, macro F1 {u['macro_f1']:.1%} on the "
+                    f"{u['n']:,} faces with no copy in Training, the fairer guess for new faces. Training holds the other "
+                    f"{u['seen_n']:,} too (exact or near copies: Dataset page, `fer-audit`){seen}.")
     if "predictions" in r and (votes := loaders.report_votes(r, fallback)) is not None:
         f = label_noise(r["predictions"]["y_true"], r["predictions"]["y_pred"], *votes)
         st.caption(f"Label noise: on the {f['kept']:,} images FER+ keeps, this model scores {f['acc_ferplus_kept']:.1%} "
@@ -85,12 +91,19 @@ def gallery(r: dict[str, Any], fallback: Path | None) -> None:
     conf, names = np.asarray(r["predictions"]["confidence"]), r["labels"]
     pairs = top_confusions(r["confusion_matrix"], 5)
     st.caption("Most confused (true → predicted): " + ", ".join(f"{names[i]} → {names[j]} ({n})" for n, i, j in pairs if n))
-    cols = st.columns(3)
+    seen_index = (r.get("unseen") or {}).get("seen_index")
+    cols = st.columns(4 if seen_index is not None else 3)
     true = cols[0].selectbox("True class", ["any", *names], key="gal-true")
     pred = cols[1].selectbox("Predicted as", ["any", *names], key="gal-pred")
     keep = y != yhat
     keep &= (y == names.index(true)) if true != "any" else True
     keep &= (yhat == names.index(pred)) if pred != "any" else True
+    if seen_index is not None:
+        seen = np.zeros(len(y), bool)
+        seen[seen_index] = True
+        faces = cols[3].selectbox("Faces", FACES, key="gal-faces", help="Whether Training holds the face too (an exact or "
+                                  "near copy: the Dataset page's Copies in Training)")
+        keep &= {"all": True, "not in Training": ~seen, "in Training too": seen}[faces]
     idx = np.flatnonzero(keep)
     idx = idx[np.argsort(-conf[idx], kind="stable")]
     wrong = int((y != yhat).sum())
@@ -143,6 +156,8 @@ def compare(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> Non
         st.caption(f"No image-by-image test: {e}.")
     else:
         st.markdown(f"**Image by image:** {verdict(pair)}")
+        if (unseen := compare_unseen(a, b)) is not None:
+            st.markdown(f"**Without the faces Training holds too:** {verdict(unseen)}")
         table = {"B right": [pair["both_right"], pair["only_b"]], "B wrong": [pair["only_a"], pair["both_wrong"]]}
         st.dataframe(pd.DataFrame(table, index=["A right", "A wrong"]), width="content")
     st.plotly_chart(plots.per_class({names[0]: a, names[1]: b}), key="cmp-f1")

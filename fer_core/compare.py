@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import cli_main, cli_prog, load_json_file
 from .metrics import paired
 
@@ -55,6 +57,23 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     except ValueError as e:  # a hand-edited report: answers and labels of different lengths
         raise ReportError(str(e)) from None
     return {**result, "split": a["split"], "a": describe(a), "b": describe(b)}
+
+
+def compare_unseen(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
+    """compare_reports on the faces Training lacks (the reports' `unseen` blocks, fer_core.audit), or None where either
+    report has no such block; ReportError as compare_reports."""
+    pair = compare_reports(a, b)  # the same images, or ReportError
+    seen = [(r.get("unseen") or {}).get("seen_index") for r in (a, b)]
+    if seen[0] is None or seen[0] != seen[1]:
+        return None
+    rest = np.setdiff1d(np.arange(len(a["predictions"]["y_true"])), seen[0])
+    if not len(rest):
+        return None
+    def pick(r: dict[str, Any], key: str) -> list[int]:
+        return np.asarray(r["predictions"][key])[rest].tolist()
+
+    result = paired(pick(a, "y_true"), pick(a, "y_pred"), pick(b, "y_pred"))
+    return {**result, "split": f"{a['split']}'s {len(rest):,} faces that Training lacks", "a": pair["a"], "b": pair["b"]}
 
 
 def _model_key(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -147,17 +166,20 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     try:
-        result = compare_reports(read_report(args.a), read_report(args.b))
+        a, b = read_report(args.a), read_report(args.b)
+        result, unseen = compare_reports(a, b), compare_unseen(a, b)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result | ({"unseen": unseen} if unseen else {})))
         return 0
     print(f"A: {result['a']}\nB: {result['b']}")
     print(f"accuracy A {result['accuracy_a']:.2%}, B {result['accuracy_b']:.2%}; both right {result['both_right']}, "
           f"both wrong {result['both_wrong']}")
     print(verdict(result))
+    if unseen:
+        print(verdict(unseen))
     return 0
 
 

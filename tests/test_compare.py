@@ -133,3 +133,28 @@ def test_robustness_sets_gather_each_models_corruptions_and_borrow_another_preci
     fp32_blur = fp32 | {"corruption": "blur-2", "created": "9999-01-01T00:00:00Z"}
     assert robustness_set(fp32, [*everything, fp32_blur]) == [fp32, fp32_blur]  # its own precision's set first
     assert [s[0]["precision"] for s in robustness_sets([*everything, fp32_blur])] == ["fp32", "onnx"]  # newest first
+
+
+def test_the_faces_training_lacks_are_compared_apart_where_both_reports_mark_them(tmp_path, run_main):
+    from fer_core.compare import compare_unseen
+
+    a, b = (read_report(SHIPPED / f"{m}.report.json") for m in ("fer_vgg", "fer_resnet"))
+    seen = set(a["unseen"]["seen_index"])
+    assert seen == set(b["unseen"]["seen_index"]) and len(seen) == 724  # FER2013's PublicTest faces in Training too
+    rest = [i for i in range(a["n"]) if i not in seen]
+    y, pa, pb = (np.asarray(r["predictions"][k]) for r, k in ((a, "y_true"), (a, "y_pred"), (b, "y_pred")))
+    result = compare_unseen(a, b)
+    assert result is not None and result == {**paired(y[rest], pa[rest], pb[rest]), "split": result["split"],
+                                             "a": result["a"], "b": result["b"]}
+    assert result["n"] == 2865 and result["split"] == "PublicTest's 2,865 faces that Training lacks"
+    assert result["accuracy_b"] == pytest.approx(b["unseen"]["accuracy"])
+    # Without the block on either side, or with other faces marked, there is nothing to compare apart
+    bare = {k: v for k, v in b.items() if k != "unseen"}
+    other = {**b, "unseen": {**b["unseen"], "seen_index": b["unseen"]["seen_index"][1:]}}
+    assert compare_unseen(a, bare) is None and compare_unseen(a, other) is None
+    for name, r in (("a", a), ("b", b)):
+        atomic_write_json(tmp_path / f"{name}.json", r)
+    out = run_main(main, tmp_path / "a.json", tmp_path / "b.json")
+    assert out.returncode == 0 and out.stdout.rstrip().endswith(verdict(result))
+    out = run_main(main, tmp_path / "a.json", tmp_path / "b.json", "--json")
+    assert json.loads(out.stdout)["unseen"]["only_b"] == result["only_b"]

@@ -273,21 +273,46 @@ def test_every_page_renders_without_exception(runs, page):
     assert [w.label for w in at.sidebar.text_input] == ["Data (FER2013 CSV or image folder)", "Runs folder"]
 
 
+def test_dataset_page_shows_the_test_faces_training_holds_too(runs):
+    from fer_core.audit import copies_in
+
+    at = open_page("views/dataset.py")
+    assert ("**PublicTest**: 4 of 140 faces (2.9%): 2 pixel for pixel, 2 as near copies; 0 of them carry another label"
+            in texts(at.markdown))
+    assert "**PrivateTest**: 0 of 70 faces (0.0%)" in texts(at.markdown)
+    c = copies_in(load_dataset(SAMPLE_DATA), "PublicTest")
+    pairs = [cap for cap in captions(at) if "Training #" in cap]
+    order = sorted(np.flatnonzero(c.seen), key=lambda i: c.similarity[i])  # the least similar first
+    assert [cap.split(" ")[0] for cap in pairs] == [f"#{i}" for i in order]
+    assert [cap.split(" · ")[1] for cap in pairs] == [f"Training #{c.index[i]}" for i in order]
+    assert sum(" · exact · " in cap for cap in pairs) == 2 and f"{c.similarity[order[0]]:.3f}" in pairs[0]
+    # the sidebar model's report says how much easier the copies are
+    assert "the sidebar's model: 89.6% on PublicTest's copies" in texts(at.caption)
+    at.toggle(key="copies-other").set_value(True).run()
+    assert not [cap for cap in captions(at) if "Training #" in cap] and "0 pairs" in texts(at.caption)
+    at.toggle(key="copies-other").set_value(False).run()
+    at.selectbox(key="copies-emotion").set_value(EMOTIONS[int(load_dataset(SAMPLE_DATA).labels["PublicTest"][order[0]])]).run()
+    assert [cap for cap in captions(at) if "Training #" in cap][0].startswith(f"#{order[0]} ")
+    assert not at.exception
+
+
 def test_dataset_page_charts_and_sample_grid(runs):
     at = open_page("views/dataset.py")
-    assert len(at.get("plotly_chart")) == 2  # class balance and FER+ agreement (votes sit beside the sample)
+    assert len(at.get("plotly_chart")) == 3  # class balance, FER+ agreement (votes sit beside the sample), copies
     assert "Disgust is 14.3% of Training here" in texts(at.info)
     table = at.dataframe[0].value  # shares per split (what the chart shows), emotions in dataset order
     assert list(table.index) == list(EMOTIONS)
     assert list(table.columns) == [f"{s} share" for s in ("Training", "PublicTest", "PrivateTest")]
     assert table.loc["disgust", "Training share"] == pytest.approx(50 / 350)
     assert table["PublicTest share"].sum() == pytest.approx(1)
-    ids = lambda: [c.split(" ")[0] for c in captions(at)]
+    ids = lambda: [c.split(" ")[0] for c in captions(at) if "Training #" not in c]  # not the copies' pairs
     assert len(ids()) == 32 and ids()[0] == "#150"  # happy is class 3: rows 150.. of the 350 training images
     votes = load_ferplus(SAMPLE_DATA.with_name("fer2013new.csv"))  # the sample's FER+ votes, aligned row by row
     train = [i for i, u in enumerate(votes.usage) if u == "Training"]
     plus, shares = votes.labels[train].numpy(), votes.dist[train].numpy()
     for c in captions(at):  # each face's FER+ majority and its vote share
+        if "Training #" in c:
+            continue
         i = int(c.split(" ")[0][1:])
         assert c.endswith(f"FER+ {EMOTIONS[plus[i]]} {shares[i, plus[i]]:.0%}" if plus[i] >= 0 else "FER+ dropped")
     at.toggle(key="grid-disagree").set_value(True).run()  # only the faces FER+ relabels or drops
@@ -704,6 +729,37 @@ def test_evaluate_compare_tests_two_models_on_the_same_images(runs, shipped_bare
     assert int(table.to_numpy().sum()) == expected["n"] == 140
 
 
+def test_evaluate_scores_the_faces_training_lacks_apart(runs, shipped_bare):
+    from fer_core.compare import compare_unseen, verdict
+    from fer_core.evaluate import evaluate_checkpoint
+
+    first = save_report(runs, "PublicTest")
+    r = make_report("PublicTest")
+    u = r["unseen"]
+    assert u["seen_n"] == 4 and u["n"] == 136  # the sample's PublicTest faces with a copy in its Training faces
+    at = open_page("views/evaluate.py")
+    at.selectbox(key="report_a").set_value(f"{first}#0").run()
+    assert (f"**Faces Training lacks:** {u['accuracy']:.1%} accuracy, macro F1 {u['macro_f1']:.1%} on the 136 faces"
+            in texts(at.markdown))
+    y, yhat = np.asarray(r["predictions"]["y_true"]), np.asarray(r["predictions"]["y_pred"])
+    seen = np.isin(np.arange(len(y)), u["seen_index"])
+    for choice, faces in (("not in Training", ~seen), ("in Training too", seen), ("all", True)):
+        at.selectbox(key="gal-faces").set_value(choice).run()
+        wrong = int(((y != yhat) & faces).sum())
+        assert f"{wrong:,} of {int((y != yhat).sum()):,} misclassified images" in texts(at.caption), choice
+        assert len([c for c in captions(at) if not c.startswith("evidence for")]) == min(wrong, 32)
+    # Two models compared on all the faces, and on those Training lacks
+    fast = evaluate_checkpoint(DEFAULT_CHECKPOINT.parent / "fer_fast.pt", SAMPLE_DATA, "PublicTest")
+    second = runs / "reports" / "fer_fast.PublicTest.none.report.json"
+    atomic_write_json(second, fast)
+    at.run()
+    at.selectbox(key="report_b").set_value(f"{second}#0").run()
+    unseen = compare_unseen(r, fast)
+    assert unseen is not None and unseen["n"] == 136
+    assert f"**Without the faces Training holds too:** {verdict(unseen)}" in texts(at.markdown)
+    assert not at.exception
+
+
 def test_evaluate_overview_scores_the_report_against_the_ferplus_votes(runs, shipped_bare, tmp_path):
     from fer_core.evaluate import evaluate_checkpoint
 
@@ -892,7 +948,8 @@ def test_home_and_dataset_pages_on_the_full_data(full_data_path, tmp_path, monke
     assert not at.exception
     assert "Training 28,709" in texts(at.caption)
     assert "Disgust is 1.5% of Training here (436 images)" in texts(at.info)
-    assert len(at.get("plotly_chart")) == (2 if find_ferplus(full_data_path) else 1)
+    assert len(at.get("plotly_chart")) == (3 if find_ferplus(full_data_path) else 2)  # with the copies' chart
+    assert "**PublicTest**: 724 of 3,589 faces (20.2%): 280 pixel for pixel, 444 as near copies" in texts(at.markdown)
 
 
 def test_train_page_compares_runs_by_epoch_and_by_minutes(runs):

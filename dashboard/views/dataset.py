@@ -1,10 +1,11 @@
-"""Dataset: class balance per split, FER2013 against FER+ labels, and a paged grid of faces per emotion."""
+"""Dataset: class balance per split, FER2013 against FER+ labels, test faces Training holds too, faces per emotion."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+import copies_view
 import loaders
 import plots
 import widgets
@@ -44,6 +45,9 @@ else:
                 "contempt).")
     st.plotly_chart(plots.confusion(agreement.to_numpy(), EMOTIONS, x_title="FER+ majority", y_title="FER2013 label",
                                     columns=list(agreement.columns)), key="ferplus")
+
+st.subheader("Copies in Training")
+copies_view.show(data, s)
 
 st.subheader("Samples")
 votes = loaders.ferplus_votes(str(s.data_path), stamp)
