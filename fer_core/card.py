@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .checkpoint import load_model
 from .config import EMOTIONS, TrainConfig, atomic_write_bytes, cli_main, cli_prog, output_file, read_json
 from .distill import teacher_paths
@@ -42,11 +44,41 @@ def _pct(x: float) -> str:
 
 
 def results_table(reports: list[dict[str, Any]]) -> str:
-    rows = ["| split | TTA | inference | n | accuracy | macro-F1 | weighted-F1 | ECE |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| split | TTA | inference | n | accuracy | macro-F1 | weighted-F1 | ECE | faces Training lacks: accuracy / "
+            "macro-F1 |", "|---|---|---|---|---|---|---|---|---|"]
     for r in reports:
+        u = r.get("unseen") or {}
+        unseen = f"{_pct(u['accuracy'])} / {u['macro_f1']:.4f}" if "accuracy" in u else "-"
         rows.append(f"| {r['split']} | {r['tta']} | {r.get('precision', 'fp32')} | {r['n']} | {_pct(r['accuracy'])} | "
-                    f"{r['macro_f1']:.4f} | {r['weighted_f1']:.4f} | {r['ece']:.4f} |")
+                    f"{r['macro_f1']:.4f} | {r['weighted_f1']:.4f} | {r['ece']:.4f} | {unseen} |")
     return "\n".join(rows)
+
+
+def copies_note(r: dict[str, Any]) -> str:
+    """What the faces a test split shares with Training do to its accuracy (the report's `unseen` block), or ""."""
+    u = r.get("unseen") or {}
+    if "accuracy" not in u or not u.get("seen_n"):
+        return ""
+    return (f"Training holds {u['seen_n']:,} of these {r['n']:,} {r['split']} faces too, pixel for pixel or as near copies "
+            f"(the same photo cropped a few pixels off or re-encoded; `fer-audit` counts them). The model scores "
+            f"{_pct(u['seen_accuracy'])} on them and **{_pct(u['accuracy'])}** (macro-F1 {u['macro_f1']:.4f}) on the other "
+            f"{u['n']:,}: the better guess of its accuracy on faces it has never seen. FER2013's published figures include "
+            f"such copies too (PrivateTest's report counts its own).{_copies_by_class(r)}")
+
+
+def _copies_by_class(r: dict[str, Any]) -> str:
+    pred = r.get("predictions") or {}
+    if not {"y_true", "y_pred"} <= set(pred):
+        return ""
+    y, yhat = np.asarray(pred["y_true"]), np.asarray(pred["y_pred"])
+    seen = np.isin(np.arange(len(y)), r["unseen"]["seen_index"])
+    parts = []
+    for k, name in enumerate(r["labels"]):
+        rest, copies = (y == k) & ~seen, (y == k) & seen
+        if rest.any() and copies.any():
+            parts.append(f"{name} {copies.sum() / (y == k).sum():.0%} copies, recall {(yhat[rest] == k).mean():.1%} "
+                         f"without them ({(yhat[copies] == k).mean():.1%} on them)")
+    return " Per class: " + "; ".join(parts) + "." if parts else ""
 
 
 def per_class_table(r: dict[str, Any]) -> str:
@@ -264,6 +296,8 @@ Per class (PublicTest, {main['tta']} TTA):
 Confusion matrix (PublicTest, counts, rows = true class):
 
 {confusion_table(main)}
+
+{copies_note(main)}
 
 Calibration: expected calibration error {main['ece']:.4f} (15 bins, top-1 confidence); log loss {main['log_loss']:.4f}.
 {temperature_note(loaded.meta)}

@@ -22,6 +22,9 @@ def test_card_contains_the_reports_numbers(sample_path, fast_checkpoint):
     for name, m in plain["per_class"].items():
         assert f"| {name} | {m['precision']:.3f} | {m['recall']:.3f}" in text
     assert "VGG variant (Khaireddin & Chen 2021)" in text
+    u = plain["unseen"]  # the sample's PublicTest holds 4 faces of its Training split
+    assert f"| {100 * u['accuracy']:.2f}% / {u['macro_f1']:.4f} |" in text
+    assert "Training holds 4 of these 140 PublicTest faces too" in text and f"**{100 * u['accuracy']:.2f}%**" in text
 
 
 def test_card_summarises_a_chain_of_runs(sample_data, tmp_path):

@@ -192,6 +192,10 @@ def test_home_shows_the_shipped_report_and_model_card(runs, shipped):
     assert by_label(at.metric, "accuracy").value == f"{public['accuracy']:.1%}"  # the larger evaluation (140 against 70)
     for r in (public, private):
         assert f"**{r['accuracy']:.1%}** accuracy on {r['split']} ({r['n']:,} images, TTA none)" in texts(at.markdown)
+    # PublicTest holds 4 faces of the sample's Training split, PrivateTest none: only the first line says so
+    assert f"macro F1 {public['macro_f1']:.3f}; {public['unseen']['accuracy']:.1%} on the 136 faces Training lacks" in texts(
+        at.markdown)
+    assert f"macro F1 {private['macro_f1']:.3f}\n" in texts(at.markdown) + "\n"
     assert [e.label for e in at.expander] == ["Model card"] and "Known limits: a test fixture." in texts(at.markdown)
 
 

@@ -37,8 +37,11 @@ with model_col:
         for r in reports:
             if "corruption" not in r:  # the corrupted ones, a dozen to a set, in one line each below
                 inference = f", {r['precision']} inference" if r.get("precision", "fp32") != "fp32" else ""
+                unseen = r.get("unseen") or {}
+                lacks = (f"; {unseen['accuracy']:.1%} on the {unseen['n']:,} faces Training lacks"
+                         if "accuracy" in unseen and unseen.get("seen_n") else "")
                 st.markdown(f"- **{r['accuracy']:.1%}** accuracy on {r['split']} ({r['n']:,} images, TTA {r['tta']}"
-                            f"{inference}), macro F1 {r['macro_f1']:.3f}")
+                            f"{inference}), macro F1 {r['macro_f1']:.3f}{lacks}")
         for family in robustness_sets(reports):
             rows = robustness(family)[1:]
             low, high = min(rows, key=lambda x: x["accuracy"]), max(rows, key=lambda x: x["accuracy"])
