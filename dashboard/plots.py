@@ -79,13 +79,16 @@ def reliability(bins: Sequence[dict[str, float]], ece: float) -> go.Figure:
 
 
 def curves(rows: Sequence[dict[str, Any]]) -> go.Figure:
-    """Loss and accuracy per epoch, train against validation, side by side."""
+    """Loss and accuracy per epoch, train against validation (and its faces Training lacks, where logged), side by side."""
     epochs = [r["epoch"] + 1 for r in rows]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
     for col, key in ((1, "loss"), (2, "acc")):
         for part, colour in (("train", "#1d3557"), ("val", "#e63946")):
             fig.add_scatter(x=epochs, y=[r.get(f"{part}_{key}") for r in rows], mode="lines+markers", name=part,
                             line={"color": colour}, showlegend=col == 1, row=1, col=col)
+    if any("val_acc_unseen" in r for r in rows):  # the validation faces with no copy in Training (fer_core.audit)
+        fig.add_scatter(x=epochs, y=[r.get("val_acc_unseen") for r in rows], mode="lines+markers", row=1, col=2,
+                        name="val, faces Training lacks", line={"color": "#e63946", "dash": "dot"})
     fig.update_xaxes(title="epoch", dtick=1 if len(rows) <= 12 else None)  # no "epoch 1.5" on a short run
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
     return _tidy(fig, height=320).update_layout(margin_t=30)  # room for the subplot titles

@@ -12,9 +12,10 @@ import lrfind_view
 import widgets
 from fer_core import jobs
 from fer_core.checkpoint import CheckpointError
+from fer_core.checks import available_devices
 from fer_core.config import RECIPES, TrainConfig
 from fer_core.models import list_models
-from fer_core.train import available_devices, bf16_supported, init_recipe
+from fer_core.train import bf16_supported, init_recipe
 from fer_core.transforms import AUGMENT_LEVELS
 
 RANDOM = "random weights"

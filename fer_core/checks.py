@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+import torch
+
 from .config import IMAGE_SIZE, MAX_THREADS, TrainConfig, load_json_file
 from .distill import check_distill
 from .ema import check_ema
@@ -116,3 +118,23 @@ def check_config(cfg: TrainConfig) -> None:
     problems = config_problems(cfg)
     if problems:
         raise ValueError("; ".join(problems))
+
+
+def check_precision(precision: str) -> None:
+    """ValueError unless precision is one of PRECISIONS."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+
+
+def check_device(device: str) -> torch.device:
+    """The torch device for a config's `device`; ValueError for an unknown name or a GPU this machine lacks."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but PyTorch sees no CUDA GPU here; train with --device cpu")
+    return torch.device(device)
+
+
+def available_devices() -> list[str]:
+    """The DEVICES this machine can train on: always "cpu", then "cuda" where PyTorch sees a GPU."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

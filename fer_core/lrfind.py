@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import CheckpointError, float_weights
-from .checks import check_config
+from .checks import check_config, check_device
 from .config import (
     DataNotFoundError,
     TrainConfig,
@@ -27,7 +27,7 @@ from .config import (
 )
 from .data import DataError, FERData, load_dataset
 from .targets import select_splits
-from .train import add_config_args, build_for_training, check_device, config_from_args, forward, read_init
+from .train import add_config_args, build_for_training, config_from_args, forward, read_init
 from .transforms import Normalization, augment_batch, photo_batch
 
 SMOOTHING = 0.9  # exponential smoothing of the per-step loss (bias-corrected), as in fastai's finder

@@ -34,6 +34,15 @@ def select_splits(data: FERData, cfg: TrainConfig) -> tuple[torch.Tensor, torch.
     return x[train], y[train], vx, vy
 
 
+def val_unseen(data: FERData, cfg: TrainConfig) -> torch.Tensor | None:
+    """(N,) bool over select_splits' validation faces: those with no copy in Training (fer_core.audit), scored apart
+    as val_acc_unseen; None where the validation faces come from Training or none of them has a copy there."""
+    from .audit import seen_in_training
+
+    seen = seen_in_training(data, cfg.val_split) if cfg.val_split in data.images else None
+    return torch.from_numpy(~seen) if seen is not None and seen.any() else None
+
+
 def check_soft_labels(weight: float) -> None:
     """ValueError unless 0 <= weight <= 1."""
     if not 0.0 <= weight <= 1.0:

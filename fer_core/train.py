@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import CheckpointError, float_weights, read_checkpoint, save_checkpoint
-from .checks import DEVICES, PRECISIONS, SCHEDULES, check_config, config_problems, read_config_file
+from .checks import SCHEDULES, check_config, check_device, check_precision, config_problems, read_config_file
 from .config import (
     RECIPES,
     DataNotFoundError,
@@ -37,7 +37,7 @@ from .ema import WeightEMA
 from .metrics import eta_seconds
 from .models import build_model, count_params, list_models
 from .runfolder import RunFolder, Stopper
-from .targets import class_weights, select_splits, soft_targets
+from .targets import class_weights, select_splits, soft_targets, val_unseen
 from .transforms import Normalization, augment_batch, mixup, photo_batch, preprocess
 
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -95,26 +95,6 @@ def bf16_supported() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
-
-
-def check_precision(precision: str) -> None:
-    """ValueError unless precision is one of PRECISIONS."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-
-
-def check_device(device: str) -> torch.device:
-    """The torch device for a config's `device`; ValueError for an unknown name or a GPU this machine lacks."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for, but PyTorch sees no CUDA GPU here; train with --device cpu")
-    return torch.device(device)
-
-
-def available_devices() -> list[str]:
-    """The DEVICES this machine can train on: always "cpu", then "cuda" where PyTorch sees a GPU."""
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def forward(model: nn.Module, xb: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
@@ -193,18 +173,20 @@ def train_one_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tenso
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: Normalization, crop_size: int,
-             batch_size: int = 512, channels_last: bool = True) -> dict[str, float]:
-    """Loss and accuracy on uint8 images with the eval preprocessing (centre crop), on the model's device."""
+             batch_size: int = 512, channels_last: bool = True, unseen: torch.Tensor | None = None) -> dict[str, float]:
+    """Loss and accuracy on uint8 images with the eval preprocessing (centre crop), on the model's device; with the
+    `unseen` mask (targets.val_unseen) also the accuracy on those faces alone."""
     model.eval()
-    loss = correct = 0.0
+    loss, right = 0.0, torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for i in range(0, len(x), batch_size):
         xb = preprocess(x[i : i + batch_size], norm, crop_size)
-        if channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        out = model(xb)
+        out = model(xb.contiguous(memory_format=torch.channels_last) if channels_last else xb)
         loss += F.cross_entropy(out, y[i : i + batch_size], reduction="sum").item()
-        correct += (out.argmax(1) == y[i : i + batch_size]).sum().item()
-    return {"val_loss": loss / max(len(x), 1), "val_acc": correct / max(len(x), 1)}
+        right[i : i + batch_size] = out.argmax(1) == y[i : i + batch_size]
+    row = {"val_loss": loss / max(len(x), 1), "val_acc": int(right.sum()) / max(len(x), 1)}
+    if unseen is not None:
+        row["val_acc_unseen"] = int(right[unseen.to(x.device)].sum()) / max(int(unseen.sum()), 1)
+    return row
 
 
 def read_init(cfg: TrainConfig) -> dict[str, Any]:
@@ -234,7 +216,7 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
         cfg = TrainConfig.from_dict({**ckpt["config"], "epochs": cfg.epochs, "patience": cfg.patience, "device": cfg.device})
     data = data if data is not None else load_dataset(cfg.data or None, labels=cfg.labels)
     x, y, vx, vy = (t.to(device) for t in select_splits(data, cfg))  # uint8 images: 74 MB for all of FER2013
-    targets = soft_targets(data, cfg)
+    targets, unseen = soft_targets(data, cfg), val_unseen(data, cfg)
     targets = targets.to(device) if targets is not None else None
     init = read_init(cfg) if ckpt is None and cfg.init else None
     source = ckpt or init
@@ -261,8 +243,8 @@ def fit(cfg: TrainConfig, run_dir: str | os.PathLike[str], resume: bool = False,
         if tr.get("stopped"):
             status["state"] = "stopped"
             break
-        row = {"epoch": epoch, **tr, **evaluate(judged, vx, vy, norm, cfg.crop_size, channels_last=cfg.channels_last),
-               "lr": opt.param_groups[0]["lr"], "time": time.time()}
+        row = {"epoch": epoch, **tr, **evaluate(judged, vx, vy, norm, cfg.crop_size, channels_last=cfg.channels_last,
+                                                unseen=unseen), "lr": opt.param_groups[0]["lr"], "time": time.time()}
         improved = row["val_acc"] > best_acc
         if improved:
             best_acc, best_epoch = row["val_acc"], epoch
@@ -377,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\r  step {i}/{n} loss {loss:.3f}", end="", file=sys.stderr, flush=True)
 
     def on_epoch(row: dict[str, Any]) -> None:
+        unseen = f" (faces Training lacks {row['val_acc_unseen']:.4f})" if "val_acc_unseen" in row else ""
         print(f"\repoch {row['epoch'] + 1}/{cfg.epochs} train_loss {row['train_loss']:.3f} train_acc {row['train_acc']:.3f} "
-              f"val_acc {row['val_acc']:.4f} lr {row['lr']:.4f} {row['images_per_s']:.0f} img/s", flush=True)
+              f"val_acc {row['val_acc']:.4f}{unseen} lr {row['lr']:.4f} {row['images_per_s']:.0f} img/s", flush=True)
 
     model = build_model(cfg.model, width=cfg.width, drop_rate=cfg.drop_rate)
     print(f"model {cfg.model} width {cfg.width}: {count_params(model):,} parameters; run folder {args.run}", flush=True)

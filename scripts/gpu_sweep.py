@@ -37,12 +37,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fer_core.checkpoint import export_checkpoint, load_model, read_checkpoint  # noqa: E402
+from fer_core.checks import check_device  # noqa: E402
 from fer_core.config import TrainConfig, set_threads  # noqa: E402
 from fer_core.data import FERData, find_ferplus, load_dataset, with_vote_shares  # noqa: E402
 from fer_core.distill import Teacher, best_teacher, centre_probs, load_teachers  # noqa: E402
 from fer_core.runfolder import RunFolder, Stopper  # noqa: E402
 from fer_core.targets import select_splits  # noqa: E402
-from fer_core.train import build_for_training, check_device, fit, train_one_epoch  # noqa: E402
+from fer_core.train import build_for_training, fit, train_one_epoch  # noqa: E402
 from fer_core.transforms import Normalization  # noqa: E402
 
 _XZ_MED = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "lc": 4}]

@@ -407,3 +407,33 @@ def test_recipes_fill_the_config_and_config_files_and_flags_win(tmp_path, run_ma
     assert r.returncode == 0, r.stderr
     saved = json.loads((tmp_path / "try" / "config.json").read_text())
     assert (saved["model"], saved["width"], saved["epochs"]) == ("small", 16, 1)
+
+
+def test_validation_also_scores_the_faces_training_lacks(sample_data, tmp_path, run_main):
+    from fer_core.audit import seen_in_training
+    from fer_core.targets import val_unseen
+    from fer_core.train import evaluate
+    from fer_core.transforms import Normalization, preprocess
+
+    cfg = TINY.replace(epochs=1)
+    unseen = val_unseen(sample_data, cfg)
+    seen = seen_in_training(sample_data, "PublicTest")
+    assert unseen is not None and (unseen.numpy() == ~seen).all() and int(unseen.sum()) == 136
+    model = build_model("small", width=8).eval()
+    norm = Normalization.fit(sample_data.images["Training"])
+    vx, vy = sample_data.split("PublicTest")
+    row = evaluate(model, vx, vy, norm, 44, batch_size=50, unseen=unseen)  # batches that do not divide 140
+    with torch.no_grad():
+        right = (model(preprocess(vx, norm, 44)).argmax(1) == vy).numpy()
+    assert row["val_acc"] == right.mean() and row["val_acc_unseen"] == right[~seen].mean()
+    # A run logs it every epoch, and prints it
+    out = run_main(main, "--run", tmp_path / "run", "--data", SAMPLE_DATA, "--model", "small", "--width", 8, "--epochs", 1,
+                   "--batch-size", 32, "--threads", 1, "--quiet")
+    rows = RunFolder(tmp_path / "run").read_metrics()
+    assert out.returncode == 0 and len(rows) == 1 and 0 <= rows[0]["val_acc_unseen"] <= 1
+    assert f"val_acc {rows[0]['val_acc']:.4f} (faces Training lacks {rows[0]['val_acc_unseen']:.4f})" in out.stdout
+    # Validating on held-out Training faces (no PublicTest), or on a split Training shares nothing with: not logged
+    only_train = FERData({"Training": sample_data.images["Training"]}, {"Training": sample_data.labels["Training"]})
+    assert val_unseen(only_train, cfg) is None and val_unseen(sample_data, cfg.replace(val_split="PrivateTest")) is None
+    fit(cfg.replace(val_split="PrivateTest"), tmp_path / "private", data=sample_data)
+    assert "val_acc_unseen" not in RunFolder(tmp_path / "private").read_metrics()[0]
