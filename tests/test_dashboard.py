@@ -1001,7 +1001,7 @@ def test_training_curves_plot_each_epochs_numbers_on_whole_epoch_ticks(monkeypat
     assert len(fig.data) == 4  # no line for the faces Training lacks where a run did not log them
     logged = plots.curves([{**r, "val_acc_unseen": 0.2 + r["epoch"] / 20} for r in rows])
     unseen = next(t for t in logged.data if t.name == "val, faces Training lacks")
-    assert unseen.xaxis == "x2" and list(unseen.y) == [0.2, 0.25, 0.3] and unseen.line.dash == "dot"
+    assert unseen.xaxis == "x2" and list(unseen.y) == pytest.approx([0.2, 0.25, 0.3]) and unseen.line.dash == "dot"
 
 
 def timeline_of(at: AppTest) -> list[dict]:
