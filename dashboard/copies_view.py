@@ -60,4 +60,4 @@ def show(data: FERData, s: widgets.Settings) -> None:
         how = "exact" if c["exact"][i] else f"{c['similarity'][i]:.3f}"
         return f"#{i} · Training #{j} · {how} · {a}" + (f" / {b}" if a != b else "")
 
-    widgets.image_grid(pairs, [caption(int(i)) for i in shown], columns=6, width=200)
+    widgets.image_grid(pairs, [caption(int(i)) for i in shown], columns=4, width="stretch")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -143,8 +144,9 @@ def data_or_stop(s: Settings, labels: str = "fer2013") -> FERData:
         st.stop()
 
 
-def image_grid(images: np.ndarray | Sequence[np.ndarray], captions: Sequence[str], columns: int = 8, width: int = 96) -> None:
-    """Small greyscale faces in rows of `columns`, each with a caption."""
+def image_grid(images: np.ndarray | Sequence[np.ndarray], captions: Sequence[str], columns: int = 8,
+               width: int | Literal["stretch"] = 96) -> None:
+    """Small greyscale faces in rows of `columns`, each with a caption ("stretch": as wide as its column)."""
     for start in range(0, len(images), columns):
         cols = st.columns(columns)
         for col, img, cap in zip(cols, images[start : start + columns], captions[start : start + columns], strict=False):

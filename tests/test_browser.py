@@ -177,7 +177,8 @@ def test_home_and_dataset_pages(page, server: str) -> None:
     expect(page.get_by_role("heading", name="Class balance")).to_be_visible(timeout=60_000)
     idle(page)
     expect(page.get_by_text("Disgust is 14.3% of Training here")).to_be_visible()
-    expect(page.get_by_test_id("stImage")).to_have_count(32, timeout=30_000)  # one page of the sample grid
+    expect(page.get_by_text("4 pairs, each PublicTest face beside its Training copy")).to_be_visible()
+    expect(page.get_by_test_id("stImage")).to_have_count(4 + 32, timeout=30_000)  # the copies, a page of the grid
     idle(page)
     screenshot(page, "dataset")
 
