@@ -124,6 +124,16 @@ def test_audit_cli_counts_and_annotates_saved_reports(sample_path, fast_checkpoi
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "PublicTest     140 faces" in out.stdout and "in Training: 2 exact + 2 near = 4 (2.9%)" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "fer_core.audit", "--data", str(sample_path), "--json"], capture_output=True,
+                         text=True, timeout=120)
+    counts = json.loads(out.stdout)["splits"]
+    assert counts["PublicTest"] == {"n": 140, "repeated": 1, "repeated_other_label": 0, "blank": 0, "exact_in_training": 2,
+                                    "near_in_training": 2, "in_training_other_label": 0}
+    data = load_dataset(sample_path)
+    for split in data.splits:  # repeats: faces beyond the first of each distinct image, counted by their bytes
+        faces = data.images[split].numpy().reshape(len(data.images[split]), -1)
+        assert counts[split]["repeated"] == len(faces) - len({f.tobytes() for f in faces})
+    assert counts["Training"]["repeated"] == 2 and "exact_in_training" not in counts["Training"]
     # An old report (no unseen block), alone and in a list, gains the same block as a new one
     r = evaluate_checkpoint(fast_checkpoint, sample_path, "PublicTest")
     fresh = r.pop("unseen")
