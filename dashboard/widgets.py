@@ -224,17 +224,21 @@ def _run_panel(run_dir: Path) -> None:
         st.progress(min(info.epoch / info.epochs, 1.0), text=f"epoch {info.epoch} of {info.epochs}")
     # status.json gives the ETA at the last epoch's end; count down from there between epochs.
     eta = info.eta_s - (time.time() - (info.updated or time.time())) if info.active and info.eta_s is not None else None
+    try:
+        rows, problem = RunFolder(run_dir).read_metrics(), ""
+    except ValueError as e:
+        rows, problem = [], str(e)
+    best = info.best_epoch if info.best_epoch is not None and info.best_epoch >= 0 else None
+    unseen = next((r["val_acc_unseen"] for r in rows if r.get("epoch") == best and "val_acc_unseen" in r), None)
     cols = st.columns(4)
     cols[0].metric("best val accuracy", f"{info.best_acc:.1%}" if (info.best_acc or -1) >= 0 else "-",
-                   help=f"epoch {info.best_epoch + 1}" if info.best_epoch is not None and info.best_epoch >= 0 else None)
+                   help=None if best is None else f"epoch {best + 1}" + (
+                       f"; {unseen:.1%} on the validation faces Training lacks" if unseen is not None else ""))
     cols[1].metric("ETA", _duration(max(eta, 0.0)) if eta is not None else "-")
     cols[2].metric("images/s", f"{info.last['images_per_s']:.0f}" if "images_per_s" in info.last else "-")
     cols[3].metric("last val loss", f"{info.last['val_loss']:.3f}" if "val_loss" in info.last else "-")
-    try:
-        rows = RunFolder(run_dir).read_metrics()
-    except ValueError as e:
-        rows = []
-        st.warning(f"No curves: {e}")
+    if problem:
+        st.warning(f"No curves: {problem}")
     if rows:
         st.caption(_time_to_accuracy_line(rows))
         st.plotly_chart(plots.curves(rows), key=f"curves-{info.name}")

@@ -514,7 +514,12 @@ def test_train_form_starts_a_tiny_job_and_shows_it_finished(runs):
     at.run()
     assert at.selectbox(key="train-run").value == "ui-tiny"
     assert "finished" in texts(at.markdown) and len(at.get("plotly_chart")) == 1
-    assert by_label(at.metric, "best val accuracy").value != "-"
+    best = by_label(at.metric, "best val accuracy")
+    rows = RunFolder(runs / "ui-tiny").read_metrics()
+    at_best = next(r for r in rows if r["epoch"] == info.best_epoch)
+    assert best.value == f"{info.best_acc:.1%}"
+    assert best.proto.help == (f"epoch {info.best_epoch + 1}; {at_best['val_acc_unseen']:.1%} on the validation faces "
+                               "Training lacks")
     line = next(c.value for c in at.caption if c.value.startswith("Time to PublicTest accuracy"))
     for target in (0.60, 0.65):
         hit = time_to_accuracy(RunFolder(runs / "ui-tiny").read_metrics(), target)
