@@ -246,6 +246,10 @@ def published(r: dict[str, Any]) -> None:
     st.plotly_chart(plots.reference(ref, {f"this model ({r['split']}, TTA {r['tta']})": r["accuracy"]}), key="ref")
     if r["split"] != "PrivateTest":
         st.warning(f"Published figures are PrivateTest accuracies; this report is on {r['split']}, so compare with care.")
+    if "accuracy" in (u := r.get("unseen") or {}) and u.get("seen_n"):
+        st.caption(f"The published figures count the test faces that Training holds too, as this report's "
+                   f"{r['accuracy']:.1%} does ({u['seen_n']:,} of its {r['n']:,} faces); on the other {u['n']:,} this model "
+                   f"scores {u['accuracy']:.1%}.")
     st.dataframe(pd.DataFrame(ref)[["name", "accuracy", "split", "protocol", "source"]], hide_index=True,
                  column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
 

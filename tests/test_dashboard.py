@@ -763,6 +763,8 @@ def test_evaluate_scores_the_faces_training_lacks_apart(runs, shipped_bare):
     atomic_write_json(second, fast)
     at.run()
     at.selectbox(key="report_b").set_value(f"{second}#0").run()
+    assert (f"The published figures count the test faces that Training holds too, as this report's {r['accuracy']:.1%} "
+            f"does (4 of its 140 faces); on the other 136 this model scores {u['accuracy']:.1%}.") in texts(at.caption)
     unseen = compare_unseen(r, fast)
     assert unseen is not None and unseen["n"] == 136
     assert f"**Without the faces Training holds too:** {verdict(unseen)}" in texts(at.markdown)
