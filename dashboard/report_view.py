@@ -99,8 +99,7 @@ def gallery(r: dict[str, Any], fallback: Path | None) -> None:
     keep &= (y == names.index(true)) if true != "any" else True
     keep &= (yhat == names.index(pred)) if pred != "any" else True
     if seen_index is not None:
-        seen = np.zeros(len(y), bool)
-        seen[seen_index] = True
+        seen = np.isin(np.arange(len(y)), seen_index)  # (indices past the end, from a hand-edited report, ignored)
         faces = cols[3].selectbox("Faces", FACES, key="gal-faces", help="Whether Training holds the face too (an exact or "
                                   "near copy: the Dataset page's Copies in Training)")
         keep &= {"all": True, "not in Training": ~seen, "in Training too": seen}[faces]
