@@ -232,7 +232,8 @@ def annotate_reports(data: FERData, paths: list[str], threshold: float = NEAR) -
                 lines.append(f"{path}: {split}: no Training split to compare with; left as it was")
                 continue
             if r["predictions"]["y_true"] != data.split(split)[1].tolist():
-                raise ValueError(f"{path}: its {split} labels are not those of {data.source}: scored on other data")
+                raise ValueError(f"{path}: its {split} labels are not those of {data.source}: scored on other data (or with "
+                                 "--labels ferplus)")
             u = add_unseen(r, mask, threshold)["unseen"]
             lines.append(f"{path}: {split} {r.get('corruption', 'clean')} tta={r['tta']}: {r['accuracy']:.4f}, without "
                          f"the {u['seen_n']} faces Training holds {u.get('accuracy', float('nan')):.4f}")
