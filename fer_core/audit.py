@@ -172,7 +172,8 @@ def exact_groups(images: torch.Tensor) -> list[list[int]]:
 
 def audit(data: FERData, threshold: float = NEAR) -> dict[str, Any]:
     """Per split: its size, repeated images within it (and those repeats labelled otherwise than the first), blank images, and
-    (other splits) its faces with an exact or near copy in Training, and of those how many carry another label."""
+    (other splits) its faces with an exact or near copy in Training, and of those how many carry another label;
+    PrivateTest also counts its faces in PublicTest (the split models are selected on)."""
     out: dict[str, Any] = {"data": data.source, "threshold": threshold, "splits": {}}
     for split in data.splits:
         x, y = data.split(split)
@@ -185,6 +186,9 @@ def audit(data: FERData, threshold: float = NEAR) -> dict[str, Any]:
             c = copies_in(data, split, "Training", threshold)
             row |= {"exact_in_training": int(c.exact.sum()), "near_in_training": int((c.seen & ~c.exact).sum()),
                     "in_training_other_label": int((c.seen & ~c.same_label).sum())}
+        if split == "PrivateTest" and "PublicTest" in data.splits:  # selecting on PublicTest also sees these
+            c = copies_in(data, split, "PublicTest", threshold)
+            row["in_publictest"] = int(c.seen.sum())
         out["splits"][split] = row
     return out
 
@@ -199,6 +203,8 @@ def format_audit(result: dict[str, Any]) -> str:
             seen = r["exact_in_training"] + r["near_in_training"]
             line += (f"; in Training: {r['exact_in_training']} exact + {r['near_in_training']} near = {seen} "
                      f"({seen / max(r['n'], 1):.1%}), {r['in_training_other_label']} of them labelled otherwise there")
+        if "in_publictest" in r:
+            line += f"; {r['in_publictest']} in PublicTest (exact or near)"
         lines.append(line)
     return "\n".join(lines)
 

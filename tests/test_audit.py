@@ -197,3 +197,19 @@ def test_copies_are_found_in_an_image_folder_too(sample_path, tmp_path):
             Image.fromarray(face.numpy()).save(d / f"{i:04d}.png")
     folder_data = load_dataset(root)
     assert seen_in_training(folder_data, "PublicTest").sum() == 4  # the files' order differs; the copies do not
+
+
+def test_private_test_faces_that_public_test_holds_are_counted_too(sample_data):
+    pub_x, pub_y = sample_data.split("PublicTest")
+    priv_x, priv_y = sample_data.split("PrivateTest")
+    moved = torch.from_numpy(np.pad(pub_x[7].numpy(), 2, mode="edge")[4:52, 1:49].copy())  # 2 px up, 1 px right
+    data = FERData({"Training": sample_data.images["Training"], "PublicTest": pub_x,
+                    "PrivateTest": torch.cat([priv_x[:10], pub_x[3:4], moved[None]])},
+                   {"Training": sample_data.labels["Training"], "PublicTest": pub_y,
+                    "PrivateTest": torch.cat([priv_y[:10], pub_y[3:4], pub_y[7:8]])})
+    c = copies_in(data, "PrivateTest", "PublicTest")
+    assert c.seen.tolist() == [False] * 10 + [True, True] and c.exact.tolist() == [False] * 10 + [True, False]
+    assert c.index[10:].tolist() == [3, 7]
+    row = audit.audit(data)["splits"]["PrivateTest"]
+    assert row["in_publictest"] == 2 and "in_publictest" not in audit.audit(data)["splits"]["PublicTest"]
+    assert "; 2 in PublicTest (exact or near)" in audit.format_audit(audit.audit(data))
