@@ -38,8 +38,8 @@ def show(data: FERData, s: widgets.Settings) -> None:
                f"copies against {scored['unseen']['accuracy']:.1%} on its other faces)") if scored else ""
     st.caption(f"A model trained on Training has seen these faces and scores them far higher than the rest{example}, so "
                "every evaluation report also gives the accuracy without them. A near copy is the same photo cropped a few "
-               "pixels off or re-encoded: the centre 36 px, moved up to 3 px, as 12 x 12 thumbnails with a cosine "
-               f"similarity of at least {NEAR}. `fer-audit` counts them.")
+               "pixels off, rescaled a little or re-encoded: 12 x 12 thumbnails of the faces' centres, one moved up to 3 px "
+               f"and rescaled up to 8%, with a cosine similarity of at least {NEAR}. `fer-audit` counts them.")
     cols = st.columns(4, vertical_alignment="bottom")
     split = cols[0].selectbox("Split", list(found), key="copies-split")
     emotion = cols[1].selectbox("Emotion", ["any", *EMOTIONS], key="copies-emotion")

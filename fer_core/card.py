@@ -60,9 +60,9 @@ def copies_note(r: dict[str, Any]) -> str:
     if "accuracy" not in u or not u.get("seen_n"):
         return ""
     return (f"Training holds {u['seen_n']:,} of these {r['n']:,} {r['split']} faces too, pixel for pixel or as near copies "
-            f"(the same photo cropped a few pixels off or re-encoded; `fer-audit` counts them). The model scores "
-            f"{_pct(u['seen_accuracy'])} on them and **{_pct(u['accuracy'])}** (macro-F1 {u['macro_f1']:.4f}) on the other "
-            f"{u['n']:,}: the better guess of its accuracy on faces it has never seen. FER2013's published figures include "
+            f"(the same photo cropped a few pixels off, rescaled a little or re-encoded; `fer-audit` counts them). The model "
+            f"scores {_pct(u['seen_accuracy'])} on them and **{_pct(u['accuracy'])}** (macro-F1 {u['macro_f1']:.4f}) on the "
+            f"other {u['n']:,}: the better guess of its accuracy on faces it has never seen. FER2013's published figures include "
             f"such copies too (PrivateTest's report counts its own).{_copies_by_class(r)}")
 
 
