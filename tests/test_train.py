@@ -432,8 +432,15 @@ def test_validation_also_scores_the_faces_training_lacks(sample_data, tmp_path, 
     rows = RunFolder(tmp_path / "run").read_metrics()
     assert out.returncode == 0 and len(rows) == 1 and 0 <= rows[0]["val_acc_unseen"] <= 1
     assert f"val_acc {rows[0]['val_acc']:.4f} (faces Training lacks {rows[0]['val_acc_unseen']:.4f})" in out.stdout
-    # Validating on held-out Training faces (no PublicTest), or on a split Training shares nothing with: not logged
+    assert int(val_unseen(sample_data, cfg.replace(val_split="PrivateTest")).sum()) == 69  # the sample's PrivateTest: 1 copy
+    # Validating on held-out Training faces (no PublicTest), or on faces Training shares nothing with: not logged
     only_train = FERData({"Training": sample_data.images["Training"]}, {"Training": sample_data.labels["Training"]})
-    assert val_unseen(only_train, cfg) is None and val_unseen(sample_data, cfg.replace(val_split="PrivateTest")) is None
-    fit(cfg.replace(val_split="PrivateTest"), tmp_path / "private", data=sample_data)
-    assert "val_acc_unseen" not in RunFolder(tmp_path / "private").read_metrics()[0]
+    px, py = sample_data.split("PrivateTest")
+    apart = FERData({"Training": sample_data.images["Training"], "PublicTest": px[:40]},
+                    {"Training": sample_data.labels["Training"], "PublicTest": py[:40]})  # (its copy is face 17)
+    assert val_unseen(only_train, cfg) is None and seen_in_training(apart, "PublicTest").sum() == 1
+    apart = FERData({"Training": apart.images["Training"], "PublicTest": torch.cat([px[:17], px[18:40]])},
+                    {"Training": apart.labels["Training"], "PublicTest": torch.cat([py[:17], py[18:40]])})
+    assert val_unseen(apart, cfg) is None
+    fit(cfg, tmp_path / "apart", data=apart)
+    assert "val_acc_unseen" not in RunFolder(tmp_path / "apart").read_metrics()[0]
