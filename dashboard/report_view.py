@@ -15,6 +15,7 @@ import loaders
 import plots
 import widgets
 from fer_core import jobs
+from fer_core.audit import seen_mask
 from fer_core.compare import ReportError, compare_reports, compare_unseen, robustness, robustness_set, verdict
 from fer_core.config import SPLITS
 from fer_core.evaluate import REFERENCE
@@ -91,15 +92,14 @@ def gallery(r: dict[str, Any], fallback: Path | None) -> None:
     conf, names = np.asarray(r["predictions"]["confidence"]), r["labels"]
     pairs = top_confusions(r["confusion_matrix"], 5)
     st.caption("Most confused (true → predicted): " + ", ".join(f"{names[i]} → {names[j]} ({n})" for n, i, j in pairs if n))
-    seen_index = (r.get("unseen") or {}).get("seen_index")
-    cols = st.columns(4 if seen_index is not None else 3)
+    seen = seen_mask(r)
+    cols = st.columns(4 if seen is not None else 3)
     true = cols[0].selectbox("True class", ["any", *names], key="gal-true")
     pred = cols[1].selectbox("Predicted as", ["any", *names], key="gal-pred")
     keep = y != yhat
     keep &= (y == names.index(true)) if true != "any" else True
     keep &= (yhat == names.index(pred)) if pred != "any" else True
-    if seen_index is not None:
-        seen = np.isin(np.arange(len(y)), seen_index)  # (indices past the end, from a hand-edited report, ignored)
+    if seen is not None:
         faces = cols[3].selectbox("Faces", FACES, key="gal-faces", help="Whether Training holds the face too (an exact or "
                                   "near copy: the Dataset page's Copies in Training)")
         keep &= {"all": True, "not in Training": ~seen, "in Training too": seen}[faces]

@@ -158,6 +158,15 @@ def add_unseen(report: dict[str, Any], seen: np.ndarray, threshold: float = NEAR
     return report
 
 
+def seen_mask(report: dict[str, Any]) -> np.ndarray | None:
+    """(N,) bool over a report's faces: those its `unseen` block says Training holds (add_unseen); None without the
+    block. Indices past the end (a hand-edited report) are ignored."""
+    index = (report.get("unseen") or {}).get("seen_index")
+    if index is None:
+        return None
+    return np.isin(np.arange(len(report["predictions"]["y_true"])), index)
+
+
 def blank(images: torch.Tensor) -> np.ndarray:
     """(N,) bool: images with no structure (grey-level standard deviation under BLANK_STD)."""
     return (images.reshape(len(images), -1).float().std(1) < BLANK_STD).numpy() if len(images) else np.zeros(0, bool)

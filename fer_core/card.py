@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .audit import seen_mask
 from .checkpoint import load_model
 from .config import EMOTIONS, TrainConfig, atomic_write_bytes, cli_main, cli_prog, output_file, read_json
 from .distill import teacher_paths
@@ -71,7 +72,9 @@ def _copies_by_class(r: dict[str, Any]) -> str:
     if not {"y_true", "y_pred"} <= set(pred):
         return ""
     y, yhat = np.asarray(pred["y_true"]), np.asarray(pred["y_pred"])
-    seen = np.isin(np.arange(len(y)), r["unseen"]["seen_index"])
+    seen = seen_mask(r)
+    if seen is None:
+        return ""
     parts = []
     for k, name in enumerate(r["labels"]):
         rest, copies = (y == k) & ~seen, (y == k) & seen

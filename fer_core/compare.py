@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .audit import seen_mask
 from .config import cli_main, cli_prog, load_json_file
 from .metrics import paired
 
@@ -63,10 +64,10 @@ def compare_unseen(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | Non
     """compare_reports on the faces Training lacks (the reports' `unseen` blocks, fer_core.audit), or None where either
     report has no such block; ReportError as compare_reports."""
     pair = compare_reports(a, b)  # the same images, or ReportError
-    seen = [(r.get("unseen") or {}).get("seen_index") for r in (a, b)]
-    if seen[0] is None or seen[0] != seen[1]:
+    seen_a, seen_b = seen_mask(a), seen_mask(b)
+    if seen_a is None or seen_b is None or (seen_a != seen_b).any():
         return None
-    rest = np.setdiff1d(np.arange(len(a["predictions"]["y_true"])), seen[0])
+    rest = np.flatnonzero(~seen_a)
     if not len(rest):
         return None
     def pick(r: dict[str, Any], key: str) -> list[int]:
